@@ -1,0 +1,109 @@
+"""Training DDI (and the static baselines) on CPU.
+
+Loss (DDI, arXiv 1907.04523, as in the same group's SLU design): the sum of every exit's cross entropy
+plus cost_weight x (mean executed share of the gateable block MACs - target)^2, the share being
+differentiable through the straight-through gates. The first warmup epochs train with every gate on so
+that the backbone and exits learn before the gates start to skip.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from effdl_ros.dynamic.data import Task
+from effdl_ros.dynamic.model import DDIConfig, DDINet, expected_cost_fraction
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    target: float = 0.5             # wanted share of gateable block MACs (DDI only)
+    cost_weight: float = 4.0
+    warmup_epochs: int = 1
+    flip: bool = False              # random horizontal flips (street scenes, not digits)
+    seed: int = 0
+    max_seconds: float = math.inf   # stop early (after the current epoch) past this wall time
+
+
+@dataclass
+class TrainResult:
+    model: DDINet
+    history: List[Dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@torch.no_grad()
+def evaluate(model: DDINet, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> Dict:
+    """Per-exit accuracy and mean gated block share, batched (the masked graph; for speed only)."""
+    model.eval()
+    correct = None
+    cost = 0.0
+    for i in range(0, len(x), batch_size):
+        xb = torch.from_numpy(x[i: i + batch_size])
+        yb = torch.from_numpy(y[i: i + batch_size])
+        out = model(xb)
+        hits = [int((e.argmax(1) == yb).sum()) for e in out["exits"]]
+        correct = hits if correct is None else [a + b for a, b in zip(correct, hits)]
+        if model.config.gated:
+            cost += float(expected_cost_fraction(model, out).sum())
+    n = max(1, len(x))
+    return {"exit_acc": [c / n for c in correct], "gate_share": cost / n if model.config.gated else 1.0}
+
+
+def train(task: Task, config: DDIConfig, settings: TrainSettings,
+          progress: Optional[Callable[[int, int, Dict], None]] = None) -> TrainResult:
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    model = DDINet(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    steps_per_epoch = math.ceil(len(task.x_train) / settings.batch_size)
+    total = settings.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=total, pct_start=0.15)
+    start = time.perf_counter()
+    result = TrainResult(model)
+    step = 0
+    for epoch in range(settings.epochs):
+        model.train()
+        order = rng.permutation(len(task.x_train))
+        force_on = epoch < settings.warmup_epochs
+        stats = {"loss": 0.0, "share": 0.0, "n": 0}
+        for i in range(0, len(order), settings.batch_size):
+            idx = order[i: i + settings.batch_size]
+            xb = torch.from_numpy(task.x_train[idx])
+            if settings.flip:
+                flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
+                xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+            yb = torch.from_numpy(task.y_train[idx])
+            out = model(xb, force_on=force_on)
+            loss = sum(F.cross_entropy(e, yb) for e in out["exits"])
+            if config.gated and not force_on:
+                share = expected_cost_fraction(model, out).mean()
+                loss = loss + settings.cost_weight * (share - settings.target) ** 2
+                stats["share"] += float(share) * len(idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            stats["loss"] += float(loss) * len(idx)
+            stats["n"] += len(idx)
+            if progress is not None:
+                progress(step, total, {"epoch": epoch, "loss": float(loss)})
+        ev = evaluate(model, task.x_test, task.y_test)
+        rec = {"epoch": epoch, "loss": stats["loss"] / stats["n"], "train_share": stats["share"] / stats["n"]
+               if not force_on and config.gated else 1.0, **ev, "seconds": time.perf_counter() - start}
+        result.history.append(rec)
+        if time.perf_counter() - start > settings.max_seconds:
+            break
+    result.seconds = time.perf_counter() - start
+    model.eval()
+    return result

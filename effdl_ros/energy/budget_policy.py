@@ -1,0 +1,332 @@
+"""The energy monitor's policy: split a total power budget across nodes and close the loop.
+
+1. Total: a fixed power (W), or, in battery mode, the usable energy left divided by the run time left.
+2. Allocation: every node first gets its minimum share of the total; the rest is split by priority
+   among live nodes. A stale node (no report for stale_after_s) keeps only its minimum share (so it can
+   start again) and its priority part goes to the live nodes.
+3. Closed loop: a node maps its budget onto knobs through its own cost model, which is never exact. A PI
+   controller per node corrects a multiplicative factor kappa (command = kappa x allocation) from the
+   measured consumption. It works on the log of the relative error, e = ln(allocation / consumption),
+   and measures that error against the allocation and command IN FORCE while the report's consumption
+   happened (time-averaged over the report window). Rebasing the integrator onto the correction in force
+   then (a Smith-predictor-style dead-time compensation) keeps the one-period report delay from being
+   corrected twice, so a step of the total moves every command at once and causes no integral kick.
+   Anti-windup: kappa is clamped, and integration stops while the node reports that it cannot follow
+   (full compute yet under budget).
+
+No ROS here; the energy_monitor node feeds reports in and publishes what step() returns.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from effdl_ros.errors import ConfigError
+
+_log = logging.getLogger("effdl_ros.energy.budget_policy")
+
+MODES = ("fixed", "battery")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Everything the monitor's parameters set. Validate with validated()."""
+
+    total_power_w: float = 10.0           # fixed mode: the total; battery mode: the cap (W)
+    mode: str = "fixed"                   # fixed | battery
+    target_runtime_s: float = 3600.0      # battery mode: run time to last from the monitor's start (s)
+    battery_reserve: float = 0.1          # battery mode: share of the remaining energy kept back, 0..1
+    priorities: Mapping[str, float] = field(default_factory=dict)   # node -> weight > 0
+    min_shares: Mapping[str, float] = field(default_factory=dict)   # node -> share of total, 0..1
+    default_priority: float = 1.0         # for nodes that report without being configured
+    stale_after_s: float = 3.0            # a node with no report for this long is stale (s)
+    kp: float = 0.1                       # PI gains on e = ln(allocation / consumption)
+    ki: float = 0.8
+    kappa_min: float = 0.1                # anti-windup clamp of the correction factor
+    kappa_max: float = 10.0
+    report_period_s: float = 1.0          # nodes' report period, for their first report's window (s)
+
+    def validated(self) -> "PolicyConfig":
+        """Raise ConfigError with the parameter's name and the reason where a value is invalid."""
+        def check(name: str, value, ok: bool, why: str) -> None:
+            if not ok:
+                raise ConfigError(f"parameter {name}={value!r} is invalid: {why}.")
+
+        def finite(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        check("total_power_w", self.total_power_w, finite(self.total_power_w) and self.total_power_w >= 0,
+              "must be a finite number of watts >= 0")
+        check("mode", self.mode, self.mode in MODES, f"must be one of {list(MODES)}")
+        check("target_runtime_s", self.target_runtime_s, finite(self.target_runtime_s) and self.target_runtime_s > 0,
+              "must be > 0 s")
+        check("battery_reserve", self.battery_reserve, finite(self.battery_reserve) and 0 <= self.battery_reserve < 1,
+              "must lie in [0, 1)")
+        for node, w in self.priorities.items():
+            check(f"priorities[{node}]", w, finite(w) and w > 0, "a priority must be a number > 0")
+        for node, s in self.min_shares.items():
+            check(f"min_shares[{node}]", s, finite(s) and 0 <= s <= 1, "a minimum share must lie in [0, 1]")
+        total_min = sum(self.min_shares.values())
+        check("min_shares", dict(self.min_shares), total_min <= 1 + 1e-9,
+              f"the minimum shares add up to {total_min:.3g} > 1")
+        check("default_priority", self.default_priority, finite(self.default_priority) and self.default_priority > 0,
+              "must be > 0")
+        check("stale_after_s", self.stale_after_s, finite(self.stale_after_s) and self.stale_after_s > 0, "must be > 0 s")
+        check("kp", self.kp, finite(self.kp) and 0 <= self.kp <= 2, "must lie in [0, 2]")
+        check("ki", self.ki, finite(self.ki) and 0 < self.ki <= 1.5, "must lie in (0, 1.5]")
+        check("kappa_min", self.kappa_min, finite(self.kappa_min) and 0 < self.kappa_min <= 1, "must lie in (0, 1]")
+        check("kappa_max", self.kappa_max, finite(self.kappa_max) and self.kappa_max >= 1, "must be >= 1")
+        check("report_period_s", self.report_period_s, finite(self.report_period_s) and self.report_period_s > 0,
+              "must be > 0 s")
+        return self
+
+
+@dataclass(frozen=True)
+class Report:
+    """The part of an EnergyReport the policy uses."""
+
+    node: str
+    stamp: float            # when the node made it, on the policy's clock (s)
+    power_w: float          # average over the node's last period (W)
+    compute_fraction: float = 1.0
+    items_processed: int = 0
+    measured: bool = False
+
+
+@dataclass(frozen=True)
+class NodeBudget:
+    """One node's budget and the loop's view of it (the ResourceBudget fields and diagnostics)."""
+
+    node: str
+    allocation_w: float     # the node's share of the total (W): what its consumption should match
+    power_w: float          # the command sent: allocation x kappa (W), never negative
+    compute_fraction: float  # a compute share that would meet the command, from the node's last report
+    energy_per_item_j: float  # command / the node's item rate (inf when unknown)
+    kappa: float
+    consumption_w: float    # the last reported consumption (NaN before the first report)
+    stale: bool
+
+
+@dataclass(frozen=True)
+class Allocation:
+    stamp: float
+    total_power_w: float
+    budgets: Tuple[NodeBudget, ...]
+
+    def for_node(self, node: str) -> Optional[NodeBudget]:
+        for b in self.budgets:
+            if b.node == node:
+                return b
+        return None
+
+
+class _History:
+    """Piecewise-constant (allocation, command) since a time, for averages over a report window."""
+
+    def __init__(self) -> None:
+        self.t: List[float] = []
+        self.alloc: List[float] = []
+        self.cmd: List[float] = []
+
+    def add(self, t: float, alloc: float, cmd: float) -> None:
+        self.t.append(t)
+        self.alloc.append(alloc)
+        self.cmd.append(cmd)
+        if len(self.t) > 64:
+            del self.t[:32], self.alloc[:32], self.cmd[:32]
+
+    def average(self, t0: float, t1: float) -> Optional[Tuple[float, float]]:
+        """Time-averaged (allocation, command) over [t0, t1], or None if nothing was in force then."""
+        if not self.t or t1 <= self.t[0]:
+            return None
+        t0 = max(t0, self.t[0])
+        if t1 <= t0:
+            i = bisect.bisect_right(self.t, t1) - 1
+            return self.alloc[i], self.cmd[i]
+        i = bisect.bisect_right(self.t, t0) - 1
+        a_sum = c_sum = 0.0
+        while i < len(self.t) and self.t[i] < t1:
+            start = max(t0, self.t[i])
+            end = min(t1, self.t[i + 1]) if i + 1 < len(self.t) else t1
+            a_sum += self.alloc[i] * (end - start)
+            c_sum += self.cmd[i] * (end - start)
+            i += 1
+        span = t1 - t0
+        return a_sum / span, c_sum / span
+
+
+@dataclass
+class _NodeState:
+    priority: float
+    min_share: float
+    configured: bool
+    log_kappa: float = 0.0
+    last_error: float = 0.0
+    last_report: Optional[Report] = None
+    item_rate_hz: float = math.nan
+    history: _History = field(default_factory=_History)
+    reports: int = 0
+
+
+class BudgetPolicy:
+    """Allocation + per-node PI correction; see the module docstring."""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        self.nodes: Dict[str, _NodeState] = {}
+        self.rejected = 0
+        self._battery: Optional[Tuple[float, float]] = None  # (energy left J, when)
+        self._start: Optional[float] = None
+        self.configure(config)
+
+    def configure(self, config: PolicyConfig) -> None:
+        """Apply a (validated) config; loop state of nodes that stay is kept."""
+        self.config = config.validated()
+        for name, state in list(self.nodes.items()):
+            if state.configured and name not in config.priorities and name not in config.min_shares:
+                state.configured = False
+        for name in set(config.priorities) | set(config.min_shares):
+            state = self.nodes.get(name)
+            if state is None:
+                state = self.nodes[name] = _NodeState(1.0, 0.0, True)
+            state.configured = True
+        for name, state in self.nodes.items():
+            state.priority = float(config.priorities.get(name, config.default_priority))
+            state.min_share = float(config.min_shares.get(name, 0.0))
+
+    # ------------------------------------------------------------------------------------------ inputs
+
+    def set_battery(self, energy_remaining_j: Optional[float], now: float) -> None:
+        """Battery mode: the usable energy left, from the battery meter (None: unknown)."""
+        if energy_remaining_j is None or not math.isfinite(energy_remaining_j) or energy_remaining_j < 0:
+            _log.warning("battery energy %r is not usable; keeping the last total", energy_remaining_j)
+            return
+        self._battery = (float(energy_remaining_j), now)
+
+    def observe(self, report: Report) -> bool:
+        """Take one node's report; a malformed one is logged and dropped (False), never raises."""
+        p, f = report.power_w, report.compute_fraction
+        bad = None
+        if not report.node:
+            bad = "an empty node name"
+        elif not isinstance(p, (int, float)) or not math.isfinite(p) or p < 0:
+            bad = f"power_w={p!r} (must be finite and >= 0)"
+        elif not math.isfinite(report.stamp):
+            bad = f"stamp={report.stamp!r}"
+        if bad is not None:
+            self.rejected += 1
+            _log.warning("energy report from %r dropped: %s", report.node, bad)
+            return False
+        if not (isinstance(f, (int, float)) and math.isfinite(f)):
+            report = Report(report.node, report.stamp, p, 1.0, report.items_processed, report.measured)
+        state = self.nodes.get(report.node)
+        if state is None:
+            _log.info("node %s reports without being configured: priority %.3g, no minimum share",
+                      report.node, self.config.default_priority)
+            state = self.nodes[report.node] = _NodeState(self.config.default_priority, 0.0, False)
+        prev = state.last_report
+        if prev is not None and report.stamp <= prev.stamp:
+            self.rejected += 1
+            _log.warning("energy report from %s dropped: stamp %.3f not after the last one %.3f",
+                         report.node, report.stamp, prev.stamp)
+            return False
+        window = (report.stamp - prev.stamp) if prev is not None else self.config.report_period_s
+        if prev is not None and report.items_processed >= prev.items_processed and window > 0:
+            state.item_rate_hz = (report.items_processed - prev.items_processed) / window
+        self._correct(state, report, window)
+        state.last_report = report
+        state.reports += 1
+        return True
+
+    # ------------------------------------------------------------------------------------------ loop
+
+    def _correct(self, state: _NodeState, report: Report, window: float) -> None:
+        """One PI step on e = ln(allocation / consumption) over the report's window."""
+        avg = state.history.average(report.stamp - window, report.stamp)
+        if avg is None:
+            return
+        alloc, cmd = avg
+        if alloc <= 1e-9 or cmd <= 1e-9:
+            return  # nothing was allowed: no information about the node's gain
+        cfg = self.config
+        y = max(report.power_w, 1e-3 * alloc)
+        e = math.log(alloc / y)
+        # Anti-windup (conditional integration): a node at full compute that still spends less than it may
+        # cannot follow a larger command, so the correction is not wound up.
+        saturated = report.compute_fraction >= 0.999 and e > 0
+        lo, hi = math.log(cfg.kappa_min), math.log(cfg.kappa_max)
+        in_force = math.log(cmd / alloc)  # the correction the consumption was made under
+        if saturated:
+            new = min(state.log_kappa, max(in_force, 0.0))
+        else:
+            new = in_force + cfg.ki * e + cfg.kp * (e - state.last_error)
+        state.log_kappa = min(hi, max(lo, new))   # clamp: the integrator never winds beyond the limits
+        state.last_error = e
+
+    def total_power_w(self, now: float) -> float:
+        cfg = self.config
+        if cfg.mode == "fixed":
+            return cfg.total_power_w
+        if self._start is None:
+            self._start = now
+        if self._battery is None:
+            return cfg.total_power_w  # no battery reading yet: the cap
+        energy, _ = self._battery
+        left_s = max(1.0, cfg.target_runtime_s - (now - self._start))
+        return max(0.0, min(cfg.total_power_w, energy * (1.0 - cfg.battery_reserve) / left_s))
+
+    def is_stale(self, state: _NodeState, now: float) -> bool:
+        return state.last_report is None or now - state.last_report.stamp > self.config.stale_after_s
+
+    def step(self, now: float) -> Allocation:
+        """Allocate the total across nodes and apply each node's correction: the budgets to publish."""
+        total = self.total_power_w(now)
+        if total <= 0:
+            _log.warning("total power budget is 0 W: every node gets a zero budget")
+        total = max(0.0, total)
+        names = sorted(self.nodes)
+        stale = {n: self.is_stale(self.nodes[n], now) for n in names}
+        min_sum = sum(self.nodes[n].min_share for n in names)
+        scale = 1.0 / min_sum if min_sum > 1 else 1.0
+        alloc = {n: total * self.nodes[n].min_share * scale for n in names}
+        rest = max(0.0, total - sum(alloc.values()))
+        live = [n for n in names if not stale[n]]
+        weight = sum(self.nodes[n].priority for n in live)
+        for n in live:
+            alloc[n] += rest * self.nodes[n].priority / weight
+        budgets = []
+        for n in names:
+            st = self.nodes[n]
+            kappa = math.exp(st.log_kappa)
+            cmd = max(0.0, alloc[n] * kappa)
+            st.history.add(now, alloc[n], cmd)
+            rep = st.last_report
+            frac = 1.0
+            if rep is not None and rep.power_w > 0 and not stale[n]:
+                frac = min(1.0, max(0.0, rep.compute_fraction * cmd / rep.power_w))
+            rate = st.item_rate_hz
+            per_item = cmd / rate if rate > 0 and math.isfinite(rate) else math.inf
+            budgets.append(NodeBudget(n, alloc[n], cmd, frac, per_item, kappa,
+                                      rep.power_w if rep is not None else math.nan, stale[n]))
+        return Allocation(now, total, tuple(budgets))
+
+
+def settling(times, values, *, t_step: float, target: float, before: float, period_s: float,
+             band: float = 0.05) -> Dict[str, float]:
+    """Settling figures of one node after a step of its budget from `before` to `target` at t_step.
+
+    settle_periods: time (in budget periods) after which every sample stays within band x target;
+    overshoot: the largest excursion beyond the target in the step's direction, as a share of target.
+    """
+    after = [(t, v) for t, v in zip(times, values) if t > t_step]
+    if not after or target <= 0:
+        return {"settle_periods": math.inf, "overshoot": math.inf}
+    settle_t = t_step  # the first sample after the last one outside the band (conservative)
+    for i, (t, v) in enumerate(after):
+        if abs(v - target) > band * target:
+            settle_t = after[i + 1][0] if i + 1 < len(after) else math.inf
+    direction = 1.0 if target >= before else -1.0
+    over = max(0.0, max(direction * (v - target) for _, v in after)) / target
+    return {"settle_periods": (settle_t - t_step) / period_s, "overshoot": over}

@@ -1,0 +1,67 @@
+"""The one seam to the middleware. Node code imports only from here.
+
+`from effdl_ros.runtime import Node, init, spin, ...` gives rclpy's own classes under real ROS 2
+(backend rclpy) and our implementation with the same signatures on the dds and inproc backends.
+The backend is chosen by effdl_ros.runtime.backend (--backend, EFFDL_ROS_BACKEND, else rclpy where
+it imports, else dds).
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+from effdl_ros.runtime.backend import selected as selected_backend
+from effdl_ros.runtime.backend import uses_rclpy
+
+if uses_rclpy():
+    from effdl_ros.runtime.backends.rclpy import (  # noqa: F401
+        Clock,
+        Context,
+        Duration,
+        Node,
+        Parameter,
+        ParameterDescriptor,
+        SetParametersResult,
+        SingleThreadedExecutor,
+        Time,
+        init,
+        ok,
+        shutdown,
+        spin,
+        spin_once,
+    )
+else:
+    from effdl_ros.runtime.backends.local import (  # noqa: F401
+        Clock,
+        Context,
+        Duration,
+        Node,
+        Parameter,
+        ParameterDescriptor,
+        SetParametersResult,
+        SingleThreadedExecutor,
+        Time,
+        init,
+        ok,
+        shutdown,
+        spin,
+        spin_once,
+    )
+
+
+def run_node(node_class: Callable[..., "Node"], args: Optional[List[str]] = None) -> int:
+    """Entry point of a node executable: init, spin until Ctrl-C / shutdown, clean up."""
+    import sys
+
+    init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = node_class()
+        spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if ok():
+            shutdown()
+    return 0

@@ -1,0 +1,104 @@
+"""ROAM's meta-learned pieces: the meta-initialiser and the coordinate-wise recurrent optimiser.
+
+ROAM (CVPR 2020, arXiv 1907.12006; REFERENCES.md section 5):
+- meta-initialiser: learned initial head parameters theta_0 and per-parameter learning rates
+  lambda_0; on the first frame ONE step theta_1 = theta_0 - lambda_0 * grad;
+- recurrent optimiser: a 2-layer LSTM (hidden 20) shared by every coordinate; its input per parameter
+  is [previous lr, log|g|/10, sign g, parameter, loss]; lr = sigmoid(Linear(h)); theta <- theta - lr*g;
+- Random Filter Scaling: the stored filter is theta/s and the net runs with theta*s,
+  s = exp(U(-r, r)), r = 1.6 (response) and 1.3 (regression), so the optimiser learns to cope with
+  parameters of any magnitude.
+Gradients fed to the optimiser are detached (first-order meta-gradients), which keeps meta-training
+cheap; the learning rates still receive meta-gradients through theta - lr * g.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+Params = Dict[str, torch.Tensor]
+RFS_RANGE = {"r_f": 1.6, "g_f": 1.3}
+
+
+class MetaInitializer(nn.Module):
+    """theta_0 and log lambda_0 for every head parameter."""
+
+    def __init__(self, init: Params, lr0: float = 1e-3):
+        super().__init__()
+        self.names = sorted(init)
+        self.theta = nn.ParameterDict({k: nn.Parameter(v.clone()) for k, v in init.items()})
+        self.log_lr = nn.ParameterDict({k: nn.Parameter(torch.full_like(v, math.log(lr0)))
+                                        for k, v in init.items()})
+
+    def initial(self, batch: int) -> Params:
+        """theta_0 repeated for `batch` clips/trackers (differentiable)."""
+        return {k: self.theta[k].unsqueeze(0).expand(batch, *self.theta[k].shape) for k in self.names}
+
+    def first_step(self, params: Params, grads: Params) -> Params:
+        return {k: params[k] - self.log_lr[k].exp() * grads[k] for k in self.names}
+
+
+class LSTMOptimizer(nn.Module):
+    """Coordinate-wise 2-layer LSTM that outputs one learning rate per parameter and step."""
+
+    def __init__(self, hidden: int = 20, bias_init: float = -7.0):
+        super().__init__()
+        self.hidden = hidden
+        self.cell1 = nn.LSTMCell(5, hidden)
+        self.cell2 = nn.LSTMCell(hidden, hidden)
+        self.out = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.constant_(self.out.bias, bias_init)  # ROAM uses -10; -7 gives a usable start for short training
+
+    def init_state(self, params: Params, lr0: Optional[Params] = None) -> dict:
+        """Zero LSTM state per coordinate, and the 'previous lr' input (lambda_0 if given)."""
+        state = {}
+        for k, p in params.items():
+            n = p.numel()
+            z = p.new_zeros(n, self.hidden)
+            prev = (lr0[k].expand_as(p).reshape(n).detach() if lr0 is not None
+                    else p.new_full((n,), math.exp(-7.0)))
+            state[k] = {"h1": z, "c1": z, "h2": z, "c2": z, "lr": prev}
+        return state
+
+    def step(self, params: Params, grads: Params, loss: torch.Tensor, state: dict) -> Tuple[Params, dict]:
+        """One update: theta <- theta - lr * g with lr from the LSTM. grads/loss must be detached.
+
+        loss: per-clip loss [B] (broadcast to that clip's coordinates).
+        """
+        new_params, new_state = {}, {}
+        for k, p in params.items():
+            g = grads[k]
+            b = p.shape[0]
+            n = p.numel()
+            per = n // b
+            lossv = loss.detach().reshape(b, 1).expand(b, per).reshape(n)
+            x = torch.stack([state[k]["lr"].detach() * 1e2, torch.log(g.abs().reshape(n) + 1e-12) / 10.0,
+                             torch.sign(g).reshape(n), p.detach().reshape(n), lossv], dim=1)
+            h1, c1 = self.cell1(x, (state[k]["h1"], state[k]["c1"]))
+            h2, c2 = self.cell2(h1, (state[k]["h2"], state[k]["c2"]))
+            lr = torch.sigmoid(self.out(h2)).reshape(n)
+            new_params[k] = p - (lr * g.reshape(n)).reshape(p.shape)
+            new_state[k] = {"h1": h1, "c1": c1, "h2": h2, "c2": c2, "lr": lr}
+        return new_params, new_state
+
+
+def detach_state(state: dict) -> dict:
+    return {k: {n: t.detach() for n, t in v.items()} for k, v in state.items()}
+
+
+def sample_filter_scales(batch: int, generator: torch.Generator = None, device=None) -> Dict[str, torch.Tensor]:
+    """Random Filter Scaling factors s = exp(U(-r, r)) per clip and filter."""
+    out = {}
+    for k, r in RFS_RANGE.items():
+        u = torch.rand(batch, generator=generator) * 2 - 1
+        out[k] = torch.exp(u * r).to(device)
+    return out
+
+
+def store_scaled(params: Params, scales: Dict[str, torch.Tensor]) -> Params:
+    """theta -> theta / s for the scaled filters (what the optimiser sees and updates)."""
+    return {k: (v / scales[k].view(-1, *([1] * (v.dim() - 1))) if k in scales else v) for k, v in params.items()}

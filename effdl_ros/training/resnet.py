@@ -1,0 +1,211 @@
+"""CIFAR-style ResNet of BasicBlocks with E2-Train's selective-layer-update gates.
+
+Layout as in E2-Train's models (REFERENCES.md section 1; He et al. 2016's CIFAR ResNets): a 3x3 stem,
+three stages of BasicBlocks (default widths 16/32/64, stride 2 between stages), global average pool,
+one linear classifier. The shortcut is parameter-free (subsample + zero channel padding, "option A"),
+so Early-Bird pruning (prune.py) never meets a shortcut BN.
+
+SLU (E2-Train, Wang et al., NeurIPS 2019, arXiv 1910.13349): after every block a gate (avg-pool ->
+1x1 conv to 10 -> ONE LSTM cell shared by all gates -> Linear(10->1) -> sigmoid) decides, per sample,
+whether the NEXT block runs; block 0 always runs, so there are n_blocks - 1 gates. The hard decision
+is Bernoulli(p) with a straight-through estimator. Unlike the original, which computes every block and
+multiplies by the mask, a gated-off block is really not computed for that sample, forward or backward:
+the block runs only on the sub-batch of samples whose gate fired. Consequence (documented): the
+task-loss gradient of a gate exists only where its block ran (it needs block(x) - shortcut(x));
+skipped samples' gates get the compute regulariser's gradient only.
+
+Pruned blocks (Early-Bird) keep a subset of conv1's outputs (``mid``) and of conv2's outputs
+(``out_index``: which trunk channels conv2 still writes; the rest carry the shortcut alone).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ResNetConfig:
+    """Everything needed to rebuild the network (stored beside the weights in a checkpoint)."""
+
+    blocks: Sequence[int] = (3, 3, 3)      # BasicBlocks per stage (ResNet-74 = 12,12,12)
+    widths: Sequence[int] = (16, 32, 64)   # channels per stage
+    in_channels: int = 1
+    num_classes: int = 10
+    stem_stride: int = 1
+    gates: bool = False                    # SLU gates present
+    gate_dim: int = 10                     # embedding / LSTM hidden size (10 in E2-Train)
+    gate_bias: float = 2.0                 # initial logit: gates start mostly open (p ~ 0.88)
+    mids: Optional[List[int]] = None       # per-block conv1 widths after pruning
+    out_index: Optional[List[Optional[List[int]]]] = None  # per-block conv2 kept trunk channels
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["blocks"], d["widths"] = list(self.blocks), list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ResNetConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _shortcut(x: torch.Tensor, out_ch: int, stride: int) -> torch.Tensor:
+    """Option-A shortcut: subsample, then zero-pad the new channels (no parameters)."""
+    if stride != 1:
+        x = x[:, :, ::stride, ::stride]
+    extra = out_ch - x.shape[1]
+    if extra > 0:
+        x = F.pad(x, (0, 0, 0, 0, 0, extra))
+    return x
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, mid: Optional[int] = None,
+                 out_index: Optional[Sequence[int]] = None) -> None:
+        super().__init__()
+        mid = out_ch if mid is None else mid
+        n_out = out_ch if out_index is None else len(out_index)
+        self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
+        self.conv1 = nn.Conv2d(in_ch, mid, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, n_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(n_out)
+        if out_index is None:
+            self.out_index = None
+        else:
+            self.register_buffer("out_index", torch.as_tensor(list(out_index), dtype=torch.long))
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        return _shortcut(x, self.out_ch, self.stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        res = self.shortcut(x)
+        if self.conv1.out_channels == 0 or self.conv2.out_channels == 0:
+            return F.relu(res)  # fully pruned body: the block is the shortcut
+        body = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        if self.out_index is None:
+            return F.relu(res + body)
+        return F.relu(res.index_add(1, self.out_index, body))
+
+
+class Gate(nn.Module):
+    """One SLU gate's own part: pool -> 1x1 conv to the shared LSTM's input size."""
+
+    def __init__(self, channels: int, dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(channels, dim, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.embed(F.adaptive_avg_pool2d(h, 1)).flatten(1)
+
+
+class GatedResNet(nn.Module):
+    """CIFAR ResNet; with ``config.gates`` each block after the first runs only where its gate fires."""
+
+    def __init__(self, config: ResNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.stem = nn.Conv2d(c.in_channels, c.widths[0], 3, c.stem_stride, 1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(c.widths[0])
+        blocks: List[BasicBlock] = []
+        in_ch = c.widths[0]
+        k = 0
+        for stage, (n, width) in enumerate(zip(c.blocks, c.widths)):
+            for j in range(n):
+                stride = 2 if (stage > 0 and j == 0) else 1
+                mid = c.mids[k] if c.mids else None
+                oi = c.out_index[k] if c.out_index else None
+                blocks.append(BasicBlock(in_ch, width, stride, mid, oi))
+                in_ch = width
+                k += 1
+        self.blocks = nn.ModuleList(blocks)
+        self.fc = nn.Linear(in_ch, c.num_classes)
+        if c.gates:
+            # gate i sits after block i and decides block i + 1
+            self.gates = nn.ModuleList(Gate(b.out_ch, c.gate_dim) for b in self.blocks[:-1])
+            self.lstm = nn.LSTMCell(c.gate_dim, c.gate_dim)
+            self.gate_fc = nn.Linear(c.gate_dim, 1)
+            nn.init.constant_(self.gate_fc.bias, c.gate_bias)
+        else:
+            self.gates = None
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        #: filled by forward: straight-through masks [B, n_gates] (grad flows to p) and fired counts
+        self.last_masks: Optional[torch.Tensor] = None
+        self.last_block_rows: List[int] = []
+        self.force_full = False  # evaluate the dense network even when gates exist
+
+    @property
+    def num_gates(self) -> int:
+        return 0 if self.gates is None else len(self.gates)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.stem_bn(self.stem(x)))
+        h = self.blocks[0](h)
+        rows = [h.shape[0]]
+        if self.gates is None or self.force_full:
+            for block in self.blocks[1:]:
+                h = block(h)
+                rows.append(h.shape[0])
+            self.last_masks = None
+        else:
+            h, masks, rows = self._gated(h, rows)
+            self.last_masks = masks
+        self.last_block_rows = rows
+        return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
+
+    def _gated(self, h: torch.Tensor, rows: List[int]):
+        batch = h.shape[0]
+        state = None  # LSTM state reset every forward (as in E2-Train)
+        masks = []
+        for i, block in enumerate(self.blocks[1:]):
+            state = self.lstm(self.gates[i](h), state)
+            p = torch.sigmoid(self.gate_fc(state[0])).squeeze(1)
+            if self.training:
+                fire = p.detach() > torch.rand_like(p)  # hard Bernoulli(p)
+            else:
+                fire = p.detach() > 0.5
+            m = fire.to(p.dtype) - p.detach() + p  # straight-through: value 0/1, d m / d p = 1
+            masks.append(m)
+            res = block.shortcut(h)
+            idx = fire.nonzero().squeeze(1)
+            rows.append(int(idx.numel()))
+            if idx.numel() == 0:
+                h = res
+                continue
+            if idx.numel() == batch:
+                out = block(h)
+                h = res + m.view(-1, 1, 1, 1) * (out - res)
+                continue
+            out = block(h.index_select(0, idx))      # only the samples whose gate fired
+            res_on = res.index_select(0, idx)
+            m_on = m.index_select(0, idx).view(-1, 1, 1, 1)
+            h = res.index_copy(0, idx, res_on + m_on * (out - res_on))
+        return h, torch.stack(masks, 1), rows
+
+
+def build(config: ResNetConfig) -> GatedResNet:
+    return GatedResNet(config)
+
+
+def block_macs_per_sample(model: GatedResNet, image_size: int) -> List[int]:
+    """Forward MACs of each block for one sample of side ``image_size`` (convs only)."""
+    out = []
+    side = (image_size + 2 - 3) // model.config.stem_stride + 1
+    for block in model.blocks:
+        s_out = (side + 2 - 3) // block.stride + 1
+        macs = block.conv1.in_channels * block.conv1.out_channels * 9 * s_out * s_out
+        macs += block.conv2.in_channels * block.conv2.out_channels * 9 * s_out * s_out
+        out.append(macs)
+        side = s_out
+    return out
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

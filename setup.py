@@ -1,0 +1,46 @@
+"""pip entry point; colcon builds the same tree through CMakeLists.txt (ament_cmake)."""
+import glob
+import os
+
+from setuptools import find_packages, setup
+
+
+def _share_files():
+    files = []
+    for folder in ("msg", "config", "launch", "models", "samples"):
+        for path in glob.glob(os.path.join(folder, "**", "*"), recursive=True):
+            if os.path.isfile(path):
+                files.append((os.path.join("share", "effdl_ros", os.path.dirname(path)), [path]))
+    return files
+
+setup(
+    name="effdl_ros",
+    version="0.1.0",
+    description="Energy-efficient deep learning nodes for ROS 2: tracking, segmentation, dynamic inference, on-device training under energy budgets",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["effdl_ros", "effdl_ros.*"]),
+    # Same layout as colcon's install space, so effdl_ros.resources finds them either way.
+    data_files=_share_files(),
+    install_requires=[
+        "numpy>=1.21",
+        "opencv-contrib-python-headless>=4.5,<6",
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "rosbags>=0.10",
+        "cyclonedds>=0.10.5",
+        "pyyaml>=5.4",
+        "rich>=12",
+        "tqdm>=4.60",
+        "matplotlib>=3.5",
+        "pot>=0.9",
+        "scikit-learn>=1.0",
+        "mlxtend>=0.21",
+        "safetensors>=0.4",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "nvml": ["nvidia-ml-py>=12"],
+    },
+    entry_points={"console_scripts": ["effdl-ros = effdl_ros.cli.main:main"]},
+)
