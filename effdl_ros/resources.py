@@ -44,3 +44,16 @@ def shared_data_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def resolve_path(spec: str) -> Path:
+    """A path from a parameter: as given when it exists, else relative to the shared files
+    (so `models/ddi_mnist.pt` and `samples/vtest` work from any directory). Not checked to exist."""
+    path = Path(spec).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    try:
+        shared = share_path(spec)
+    except FileNotFoundError:
+        return path
+    return shared if shared.exists() else path

@@ -282,7 +282,7 @@ class BagWriter:
     message classes): `to_store` converts them field by field.
     """
 
-    def __init__(self, path: Path, *, storage: str = "sqlite3", distro: str = "humble") -> None:
+    def __init__(self, path: Path, *, storage: str = "sqlite3", typestore=None) -> None:
         from rosbags.rosbag2 import Writer
         from rosbags.typesys import Stores, get_typestore
 
@@ -292,7 +292,8 @@ class BagWriter:
         if not self.path.parent.is_dir():
             raise DataError(f"folder {self.path.parent} for bag {self.path.name} does not exist")
         self.storage = storage
-        self.typestore = get_typestore(Stores.ROS2_JAZZY if distro == "jazzy" else Stores.ROS2_HUMBLE)
+        # A caller with its own types (the runtime's store knows effdl_ros/msg/*) passes its store.
+        self.typestore = typestore if typestore is not None else get_typestore(Stores.ROS2_HUMBLE)
         self._writer = Writer(self.path, version=8, storage_plugin=_storage_plugin(storage))
         self._conns: Dict[str, object] = {}
         self.counts: Dict[str, int] = {}
@@ -304,18 +305,9 @@ class BagWriter:
     def __exit__(self, *exc) -> None:
         self._writer.close()
 
-    def register_types(self, msgdefs: Dict[str, str]) -> None:
-        """Add custom message types, {"effdl_ros/msg/EnergyReport": "<.msg text>"}."""
-        from rosbags.typesys import get_types_from_msg
-
-        types = {}
-        for name, text in msgdefs.items():
-            types.update(get_types_from_msg(text, name))
-        self.typestore.register(types)
-
     def write(self, topic: str, msgtype: str, msg, stamp_ns: int) -> None:
         if msgtype not in self.typestore.types:
-            raise ConfigError(f"message type {msgtype} is unknown to the bag writer; register it first")
+            raise ConfigError(f"message type {msgtype} is unknown to the bag writer's type store")
         conn = self._conns.get(topic)
         if conn is None:
             conn = self._writer.add_connection(topic, msgtype, typestore=self.typestore)

@@ -11,8 +11,8 @@
    happened (time-averaged over the report window). Rebasing the integrator onto the correction in force
    then (a Smith-predictor-style dead-time compensation) keeps the one-period report delay from being
    corrected twice, so a step of the total moves every command at once and causes no integral kick.
-   Anti-windup: kappa is clamped, and integration stops while the node reports that it cannot follow
-   (full compute yet under budget).
+   Anti-windup: kappa is clamped, one report changes it by at most a factor of 2, and while the node
+   reports that it cannot follow (full compute yet under budget) kappa is held at or below 1.
 
 No ROS here; the energy_monitor node feeds reports in and publishes what step() returns.
 """
@@ -29,6 +29,7 @@ from effdl_ros.errors import ConfigError
 _log = logging.getLogger("effdl_ros.energy.budget_policy")
 
 MODES = ("fixed", "battery")
+_MAX_STEP = math.log(2.0)  # the most one report may change the correction (a factor of 2)
 
 
 @dataclass(frozen=True)
@@ -138,24 +139,27 @@ class _History:
         if len(self.t) > 64:
             del self.t[:32], self.alloc[:32], self.cmd[:32]
 
-    def average(self, t0: float, t1: float) -> Optional[Tuple[float, float]]:
-        """Time-averaged (allocation, command) over [t0, t1], or None if nothing was in force then."""
+    def average(self, t0: float, t1: float) -> Optional[Tuple[float, float, float]]:
+        """Time-averaged (allocation, command) over [t0, t1] and the least allocation in force then;
+        None if nothing was in force."""
         if not self.t or t1 <= self.t[0]:
             return None
         t0 = max(t0, self.t[0])
         if t1 <= t0:
             i = bisect.bisect_right(self.t, t1) - 1
-            return self.alloc[i], self.cmd[i]
+            return self.alloc[i], self.cmd[i], self.alloc[i]
         i = bisect.bisect_right(self.t, t0) - 1
         a_sum = c_sum = 0.0
+        least = math.inf
         while i < len(self.t) and self.t[i] < t1:
+            least = min(least, self.alloc[i])
             start = max(t0, self.t[i])
             end = min(t1, self.t[i + 1]) if i + 1 < len(self.t) else t1
             a_sum += self.alloc[i] * (end - start)
             c_sum += self.cmd[i] * (end - start)
             i += 1
         span = t1 - t0
-        return a_sum / span, c_sum / span
+        return a_sum / span, c_sum / span, least
 
 
 @dataclass
@@ -247,9 +251,9 @@ class BudgetPolicy:
         avg = state.history.average(report.stamp - window, report.stamp)
         if avg is None:
             return
-        alloc, cmd = avg
-        if alloc <= 1e-9 or cmd <= 1e-9:
-            return  # nothing was allowed: no information about the node's gain
+        alloc, cmd, least = avg
+        if least <= 1e-9 or cmd <= 1e-9:
+            return  # nothing was allowed during (part of) the window: no information on the node's gain
         cfg = self.config
         y = max(report.power_w, 1e-3 * alloc)
         e = math.log(alloc / y)
@@ -259,9 +263,10 @@ class BudgetPolicy:
         lo, hi = math.log(cfg.kappa_min), math.log(cfg.kappa_max)
         in_force = math.log(cmd / alloc)  # the correction the consumption was made under
         if saturated:
-            new = min(state.log_kappa, max(in_force, 0.0))
+            new = min(state.log_kappa, 0.0)  # asking for more than the allocation would not help
         else:
-            new = in_force + cfg.ki * e + cfg.kp * (e - state.last_error)
+            step = cfg.ki * e + cfg.kp * (e - state.last_error)
+            new = in_force + min(_MAX_STEP, max(-_MAX_STEP, step))
         state.log_kappa = min(hi, max(lo, new))   # clamp: the integrator never winds beyond the limits
         state.last_error = e
 

@@ -148,9 +148,9 @@ class E2Trainer:
         st.executed_iterations += 1
         st.samples_seen += int(x.shape[0])
         st.fired_sum += fired
-        st.loss_sum += float(loss)
+        st.loss_sum += float(loss.detach())
         macs = self.counter.tally.total - before
-        return StepResult(executed=True, loss=float(loss), fired_fraction=fired, macs=macs)
+        return StepResult(executed=True, loss=float(loss.detach()), fired_fraction=fired, macs=macs)
 
     # -- a whole run ----------------------------------------------------------------------------
     def fit(self, images: torch.Tensor, labels: torch.Tensor, *,

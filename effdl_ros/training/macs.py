@@ -67,7 +67,8 @@ class MacCounter:
             if conv:
                 t.conv_forward += macs
             if self.training and torch.is_grad_enabled():
-                weight_grad = macs if module.weight.requires_grad else 0
+                w = getattr(module, "weight", None) if not isinstance(module, nn.LSTMCell) else module.weight_ih
+                weight_grad = macs if w.requires_grad else 0
                 input_grad = macs if x.requires_grad else 0
                 t.backward += weight_grad + input_grad
                 if conv:

@@ -44,6 +44,7 @@ class Subscription:
         self._node = node
         depth = qos_profile.depth if qos_profile.history != HistoryPolicy.KEEP_ALL else None
         self._queue: collections.deque = collections.deque(maxlen=depth)
+        self.node_name = node.get_fully_qualified_name()
         self._handle = node.context.transport.create_subscription(
             topic, msg_type, qos_profile, self._deliver, self._on_bad_payload, raw=raw)
 
@@ -77,10 +78,12 @@ class Subscription:
 
 
 class Timer:
-    def __init__(self, callback: Callable, period_ns: int, clock, autostart: bool = True) -> None:
+    def __init__(self, callback: Callable, period_ns: int, clock, autostart: bool = True,
+                 node_name: str = "") -> None:
         if period_ns <= 0:
             raise ValueError("a timer period must be positive")
         self.callback = callback
+        self.node_name = node_name
         self.timer_period_ns = int(period_ns)
         self._clock = clock
         self._canceled = not autostart

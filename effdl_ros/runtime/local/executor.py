@@ -17,6 +17,8 @@ class SingleThreadedExecutor:
         self._nodes: List = []
         self._turn = 0
         self._shutdown = False
+        #: optional hook(node_name, entity, seconds) called after each callback: per-node latency
+        self.on_callback = None
 
     @property
     def context(self):
@@ -75,7 +77,12 @@ class SingleThreadedExecutor:
                     waits = [w for w in (remaining, timer_wait) if w is not None]
                     condition.wait(min(waits) if waits else None)
                     continue
-            work.execute()
+            if self.on_callback is None:
+                work.execute()
+            else:
+                start = time.perf_counter()
+                work.execute()
+                self.on_callback(work, time.perf_counter() - start)
             return True
         return False
 

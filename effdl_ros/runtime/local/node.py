@@ -246,7 +246,8 @@ class Node:
     def create_timer(self, timer_period_sec: float, callback: Callable[[], None],
                      callback_group=None, clock: Optional[Clock] = None,
                      autostart: bool = True) -> Timer:
-        timer = Timer(callback, int(timer_period_sec * 1e9), clock or self._clock, autostart)
+        timer = Timer(callback, int(timer_period_sec * 1e9), clock or self._clock, autostart,
+                      node_name=self.get_fully_qualified_name())
         self._timers.append(timer)
         self.context.notify()
         return timer

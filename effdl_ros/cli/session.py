@@ -1,0 +1,98 @@
+"""Drive the configured graph over a sequence of frames and record what each frame cost.
+
+The demo and replay feed frames themselves (instead of the source node) so that every frame is
+processed and its outputs, per-node callback time, energy and budget are recorded in one place;
+records feed effdl_ros.bench.report.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Dict, Iterable, List, Optional
+
+import numpy as np
+
+from effdl_ros.runtime.launch import Pipeline, create_nodes
+from effdl_ros.runtime.testing import InprocGraph
+
+#: executable -> the topic on which it answers each image
+OUTPUT_TOPICS = {"ddi": "ddi/classification", "segmentation": "segmentation/labels",
+                 "tracker": "tracks"}
+
+
+class GraphSession:
+    def __init__(self, pipeline: Pipeline, *, overrides: Optional[Dict[str, Dict[str, Any]]] = None,
+                 skip: Iterable[str] = ("source",), image_topic: str = "image",
+                 keep_messages: bool = False) -> None:
+        from effdl_ros.nodes.observer import ObserverNode
+        from effdl_ros.runtime import Node, Parameter
+        from effdl_ros.runtime.messages import Image
+        from effdl_ros.runtime.qos import qos_profile_sensor_data
+
+        skip = set(skip)
+        self.graph = InprocGraph(backend="inproc")
+        names = [s.name for s in pipeline.nodes if s.executable not in skip]
+        self.specs = [s for s in pipeline.nodes if s.name in names]
+        self.nodes = create_nodes(pipeline, self.graph, only=names, overrides=overrides)
+        self.feeder = self.graph.add(lambda **kw: Node("replay", **kw))
+        self._image_pub = self.feeder.create_publisher(Image, image_topic, qos_profile_sensor_data)
+        self.observer = self.graph.add(ObserverNode, parameter_overrides=[
+            Parameter("keep_messages", value=keep_messages)])
+        self.outputs = [OUTPUT_TOPICS[s.executable] for s in self.specs if s.executable in OUTPUT_TOPICS]
+        self._callback_time: Dict[str, float] = collections.defaultdict(float)
+        self.graph.executor.on_callback = self._on_callback
+        self.start = time.monotonic()
+        self.index = 0
+
+    def _on_callback(self, entity: Any, seconds: float) -> None:
+        self._callback_time[getattr(entity, "node_name", "?")] += seconds
+
+    def node(self, executable: str):
+        for spec in self.specs:
+            if spec.executable == executable:
+                return self.nodes[spec.name]
+        return None
+
+    def feed(self, frame_rgb: np.ndarray, *, timeout_sec: float = 10.0, extra: Optional[dict] = None) -> dict:
+        """Publish one rgb8 frame, run the graph until every output for it arrived, return its record."""
+        from effdl_ros.runtime.images import cv2_to_imgmsg
+        from effdl_ros.runtime.messages import Header
+
+        counts = {t: self.observer.stats[t].count for t in self.outputs if t in self.observer.stats}
+        self._callback_time.clear()
+        stamp = self.feeder.get_clock().now()
+        self._image_pub.publish(cv2_to_imgmsg(frame_rgb, "rgb8", header=Header(
+            stamp=stamp.to_msg(), frame_id="camera")))
+        self.graph.spin_until(lambda: all(self.observer.stats[t].count > c for t, c in counts.items()),
+                              timeout_sec=timeout_sec)
+        self.graph.spin_until_idle()
+        record = {"index": self.index, "t_s": time.monotonic() - self.start, "stamp_ns": stamp.nanoseconds,
+                  "latency_ms": {n.strip("/"): s * 1e3 for n, s in self._callback_time.items()
+                                 if n not in ("/replay", "/observer")}}
+        record.update(self._energy_fields())
+        if extra:
+            record.update(extra)
+        self.index += 1
+        return record
+
+    def spin_for(self, seconds: float) -> None:
+        self.graph.spin_for(seconds)
+
+    def _energy_fields(self) -> dict:
+        out: Dict[str, dict] = {"energy_j": {}, "energy_source": {}, "power_w": {}, "budget_w": {}}
+        reports = self.observer.stats.get("energy/reports")
+        for report in getattr(self.observer, "latest_reports", {}).values() if reports else ():
+            name = report.node.strip("/")
+            if report.items_processed:
+                out["energy_j"][name] = report.energy_j / report.items_processed
+            out["energy_source"][name] = "measured" if report.source == 0 else "modelled"
+            out["power_w"][name] = report.power_w
+        budget = self.observer.stats.get("energy/budget")
+        if budget is not None and budget.last is not None:
+            out["budget_w"]["total"] = budget.last.total_power_w
+            for item in budget.last.budgets:
+                out["budget_w"][item.target_node.strip("/")] = item.power_w
+        return {k: v for k, v in out.items() if v}
+
+    def close(self) -> None:
+        self.graph.close()

@@ -1,0 +1,423 @@
+"""Training: source-only and oracle segmenters, pixel-level adaptation (single-source CycleGAN+DSC and
+MADAN multi-source with SAD and CCD), segmenters on adapted images with feature-level alignment.
+
+``train_all`` produces every checkpoint the benchmark compares, from one seed, under one time budget
+(each stage stops at its iteration count or its share of the budget, whichever comes first; the
+iterations actually done are stored in each checkpoint's config and in the model card).
+
+Data use: source domains are rendered scenes with exact labels; CamVid ``train`` frames are used
+WITHOUT labels for adaptation (only the oracle reads train labels); CamVid ``val`` is never used in
+training, only in evaluation.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from effdl_ros.data.camvid import CLASSES, IGNORE_INDEX
+from effdl_ros.errors import ConfigError
+from effdl_ros.segmentation import madan as M
+from effdl_ros.segmentation.network import TinySegNet, config_for, save_checkpoint, to_input
+
+
+@dataclass
+class Plan:
+    """Sizes and iteration counts; ``seconds`` is the whole time budget, split over the stages."""
+    height: int = 120
+    width: int = 160
+    n_source: int = 1000
+    seg_width: float = 1.0
+    seg_iters: int = 3000
+    seg_batch: int = 32
+    seg_lr: float = 2e-3
+    gan_iters: int = 4000
+    gan_batch: int = 8
+    ngf: int = 32
+    n_blocks: int = 4
+    ndf: int = 32
+    gan_lr: float = 2e-4
+    cycle_weight: float = 10.0
+    dsc_weight: float = 20.0
+    sad_weight: float = 1.0
+    ccd_weight: float = 0.2
+    sad_start: float = 0.25      # fraction of the pixel-level run after which SAD is on (paper: epoch 5)
+    ccd_start: float = 0.5       # ... CCD (paper: epoch 10)
+    dynamic_at: float = 0.5      # DSC segmenter retrained on adapted images at this point ("dynamic")
+    dynamic_iters: int = 200
+    fa_weight: float = 0.1
+    fa_start: float = 0.5        # feature-level alignment switched on after this fraction
+    seconds: float = math.inf
+    # share of `seconds` per stage
+    share_seg: float = 0.055     # each of source x2, merged, oracle, adapted x3 (7 runs)
+    share_gan_single: float = 0.12   # each single-source pixel-level run (2 runs)
+    share_gan_madan: float = 0.2
+
+
+PRESETS: Dict[str, Plan] = {
+    "gpu": Plan(),
+    "tiny": Plan(height=48, width=64, n_source=24, seg_width=0.5, seg_iters=6, seg_batch=4, gan_iters=4,
+                 gan_batch=2, ngf=8, n_blocks=1, ndf=8, dynamic_iters=2),
+}
+
+
+def _progress(it: int, iters: int, t0: float, seconds: float) -> float:
+    return max(it / max(1, iters), (time.perf_counter() - t0) / seconds if math.isfinite(seconds) else 0.0)
+
+
+def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Inverse-square-root class frequency, normalised to mean 1 (rare classes: pole, sign, people)."""
+    counts = torch.bincount(labels[labels < num_classes].flatten().long(), minlength=num_classes).double()
+    freq = counts / counts.sum().clamp(min=1)
+    w = torch.where(counts > 0, 1.0 / torch.sqrt(freq.clamp(min=1e-6)), torch.zeros_like(freq))
+    w = w / w[counts > 0].mean()
+    return w.clamp(max=10.0).float()
+
+
+def _augment(x: torch.Tensor, y: Optional[torch.Tensor], gen: torch.Generator) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Same geometric augmentation for every model: horizontal flip, random scale 1-1.5 and crop."""
+    h, w = x.shape[-2:]
+    if torch.rand((), generator=gen) < 0.5:
+        x = x.flip(-1)
+        y = y.flip(-1) if y is not None else None
+    s = 1.0 + 0.5 * float(torch.rand((), generator=gen))
+    hh, ww = int(round(h * s)), int(round(w * s))
+    if (hh, ww) != (h, w):
+        x = F.interpolate(x, size=(hh, ww), mode="bilinear", align_corners=False)
+        if y is not None:
+            y = F.interpolate(y[:, None].float(), size=(hh, ww), mode="nearest")[:, 0].long()
+        top = int(torch.randint(0, hh - h + 1, (), generator=gen))
+        left = int(torch.randint(0, ww - w + 1, (), generator=gen))
+        x = x[..., top:top + h, left:left + w]
+        y = y[..., top:top + h, left:left + w] if y is not None else None
+    return x, y
+
+
+def _batch(images: torch.Tensor, n: int, gen: torch.Generator, labels: Optional[torch.Tensor] = None):
+    idx = torch.randint(0, images.shape[0], (n,), generator=gen).to(images.device)
+    x = to_input(images[idx]) if images.dtype == torch.uint8 else images[idx]
+    return x, (labels[idx].long() if labels is not None else None)
+
+
+def train_segmenter(images: torch.Tensor, labels: torch.Tensor, plan: Plan, *, device: str, seed: int,
+                    seconds: float = math.inf, iters: Optional[int] = None,
+                    target_images: Optional[torch.Tensor] = None, init: Optional[TinySegNet] = None,
+                    log: Callable[[str], None] = print, name: str = "seg") -> Tuple[TinySegNet, Dict]:
+    """Supervised segmenter training; with ``target_images`` adds MADAN's feature-level alignment.
+
+    :param images: uint8 [N, H, W, 3] (or float [N, 3, H, W] in [-1, 1]) on ``device``.
+    :param labels: uint8 [N, H, W] class ids, 11 = ignore.
+    """
+    iters = plan.seg_iters if iters is None else iters
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = copy.deepcopy(init) if init is not None else TinySegNet(len(CLASSES), plan.seg_width)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=plan.seg_lr, weight_decay=1e-4)
+    weights = class_weights(labels, len(CLASSES)).to(device)
+    disc = acc = opt_d = None
+    if target_images is not None:
+        disc = M.ScoreDiscriminator(len(CLASSES)).to(device)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.9, 0.99))
+        acc = M.RunningAccuracy()
+    t0, it, gated, losses = time.perf_counter(), 0, 0, []
+    while True:
+        prog = _progress(it, iters, t0, seconds)
+        if prog >= 1.0:
+            break
+        for g in opt.param_groups:
+            g["lr"] = plan.seg_lr * 0.5 * (1.0 + math.cos(math.pi * prog))
+        x, y = _batch(images, plan.seg_batch, gen, labels)
+        x, y = _augment(x, y, gen)
+        fa = disc is not None and prog >= plan.fa_start
+        if fa:
+            xt, _ = _augment(_batch(target_images, plan.seg_batch, gen)[0], None, gen)
+            feats = model.features(torch.cat([x, xt], 0))
+            fs, ft = feats[: x.shape[0]], feats[x.shape[0]:]
+            out = F.interpolate(fs, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        else:
+            out = model(x)
+        loss = F.cross_entropy(out, y, weight=weights, ignore_index=IGNORE_INDEX)
+        if fa:
+            ps, pt = F.softmax(fs, 1), F.softmax(ft, 1)
+            ls, lt = disc(ps.detach()), disc(pt.detach())
+            d_loss = 0.5 * (M.domain_ce(ls, 0) + M.domain_ce(lt, 1))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            with torch.no_grad():
+                batch_acc = 0.5 * ((ls.argmax(1) == 0).float().mean() + (lt.argmax(1) == 1).float().mean())
+            acc.update(float(batch_acc))
+            if acc.gate_open:
+                loss = loss + plan.fa_weight * M.domain_ce(disc(pt), 0)
+                gated += 1
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()) if it % 50 == 0 else losses[-1] if losses else 0.0)
+        it += 1
+    model.eval()
+    info = {"iterations": it, "seconds": round(time.perf_counter() - t0, 1), "final_loss": round(losses[-1], 4)
+            if losses else None}
+    if disc is not None:
+        info.update(fa_iterations_gated=gated, fa_disc_accuracy=round(acc.value, 3))
+    log(f"[{name}] {info}")
+    return model, info
+
+
+@torch.no_grad()
+def translate(gen_net: nn.Module, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """Adapted copies (float in [-1, 1], [N, 3, H, W]) of uint8 images through a generator."""
+    gen_net.eval()
+    out = [gen_net(to_input(images[i:i + batch])) for i in range(0, images.shape[0], batch)]
+    gen_net.train()
+    return torch.cat(out, 0)
+
+
+def train_pixel_level(sources: Sequence[Tuple[str, torch.Tensor, torch.Tensor]], target_images: torch.Tensor,
+                      dsc_segmenters: Sequence[TinySegNet], plan: Plan, *, madan: bool, device: str, seed: int,
+                      seconds: float = math.inf, iters: Optional[int] = None,
+                      log: Callable[[str], None] = print, name: str = "gan") -> Tuple[List[nn.Module], Dict]:
+    """CycleGAN+DSC per source; with ``madan`` the target discriminator is shared and SAD + CCD act.
+
+    :param sources: (name, uint8 images, labels) per source, on ``device``.
+    :param dsc_segmenters: one source-trained segmenter per source (copied; retrained once on adapted
+        images at ``plan.dynamic_at``: the "dynamic" in DSC).
+    :returns: the source->target generators G_i and a dict of what was done.
+    """
+    if madan and len(sources) < 2:
+        raise ConfigError("MADAN needs at least two source domains")
+    iters = plan.gan_iters if iters is None else iters
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    k = len(sources)
+    G = [M.ResnetGenerator(plan.ngf, plan.n_blocks).to(device) for _ in range(k)]   # source -> target
+    Fb = [M.ResnetGenerator(plan.ngf, plan.n_blocks).to(device) for _ in range(k)]  # target -> source
+    DT = [M.PatchDiscriminator(plan.ndf).to(device) for _ in range(1 if madan else k)]
+    DS = [M.PatchDiscriminator(plan.ndf).to(device) for _ in range(k)]
+    extra: Dict[str, nn.Module] = {}
+    if madan:
+        extra["sad"] = M.PatchDiscriminator(plan.ndf).to(device)
+        for i in range(k):
+            for j in range(k):
+                if i != j:
+                    extra[f"ccd{j}{i}"] = M.PatchDiscriminator(plan.ndf).to(device)  # real S_j vs F_j(G_i(S_i))
+    segs = [copy.deepcopy(s).to(device).eval() for s in dsc_segmenters]
+    for s in segs:
+        s.requires_grad_(False)
+    g_params = [p for net in G + Fb for p in net.parameters()]
+    d_params = [p for net in DT + DS + list(extra.values()) for p in net.parameters()]
+    opt_g = torch.optim.Adam(g_params, lr=plan.gan_lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d_params, lr=plan.gan_lr, betas=(0.5, 0.999))
+    pools_t = [M.ImagePool(50, seed + i) for i in range(k)]
+    pools_s = [M.ImagePool(50, seed + 10 + i) for i in range(k)]
+    t0, it, dynamic_done, hist = time.perf_counter(), 0, False, []
+    sad_on = ccd_on = False
+    while True:
+        prog = _progress(it, iters, t0, seconds)
+        if prog >= 1.0:
+            break
+        if prog > 0.5:  # linear decay to 0 over the second half, as CycleGAN does
+            for opt in (opt_g, opt_d):
+                for g in opt.param_groups:
+                    g["lr"] = plan.gan_lr * max(0.0, 2.0 * (1.0 - prog))
+        if not dynamic_done and prog >= plan.dynamic_at and plan.dynamic_iters > 0:
+            for i, (_sname, simgs, slabs) in enumerate(sources):
+                adapted = translate(G[i], simgs)
+                segs[i].requires_grad_(True)
+                segs[i], _ = train_segmenter(adapted, slabs, plan, device=device, seed=seed + 100 + i,
+                                             iters=plan.dynamic_iters, init=segs[i], log=log,
+                                             name=f"{name}/dynamic-dsc-{i}")
+                segs[i].requires_grad_(False)
+            dynamic_done = True
+        sad_on = madan and prog >= plan.sad_start
+        ccd_on = madan and prog >= plan.ccd_start
+        xs, ys = [], []
+        for _sname, simgs, _ in sources:
+            xs.append(_batch(simgs, plan.gan_batch, gen)[0])
+        xt = _batch(target_images, plan.gan_batch, gen)[0]
+        # ---- generators
+        fake_t = [G[i](xs[i]) for i in range(k)]
+        fake_s = [Fb[i](xt) for i in range(k)]
+        terms = {"gan": 0.0, "cyc": 0.0, "dsc": 0.0, "sad": 0.0, "ccd": 0.0}
+        loss_g = 0.0
+        for i in range(k):
+            dt = DT[0] if madan else DT[i]
+            gan = M.lsgan_loss(dt(fake_t[i]), True) + M.lsgan_loss(DS[i](fake_s[i]), True)
+            cyc = M.cycle_loss(Fb[i](fake_t[i]), xs[i]) + M.cycle_loss(G[i](fake_s[i]), xt)
+            dsc = M.dsc_loss(segs[i](xs[i]), segs[i](fake_t[i]))
+            loss_g = loss_g + gan + plan.cycle_weight * cyc + plan.dsc_weight * dsc
+            terms["gan"] += float(gan.detach())
+            terms["cyc"] += float(cyc.detach())
+            terms["dsc"] += float(dsc.detach())
+        cross = {}
+        if sad_on:  # adapted source i should be indistinguishable from the other adapted sources
+            sad = 0.0
+            for i in range(k):
+                sad = sad + M.lsgan_loss(extra["sad"](fake_t[i]), i != 0)  # the flipped label
+            loss_g = loss_g + plan.sad_weight * sad
+            terms["sad"] = float(sad.detach())
+        if ccd_on:
+            ccd = 0.0
+            for key in (kk for kk in extra if kk.startswith("ccd")):
+                j, i = int(key[3]), int(key[4])
+                cross[key] = Fb[j](fake_t[i])
+                ccd = ccd + M.lsgan_loss(extra[key](cross[key]), True)
+            loss_g = loss_g + plan.ccd_weight * ccd
+            terms["ccd"] = float(ccd.detach())
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        # ---- discriminators
+        loss_d = 0.0
+        for i in range(k):
+            dt = DT[0] if madan else DT[i]
+            loss_d = loss_d + 0.5 * (M.lsgan_loss(dt(xt), True) + M.lsgan_loss(dt(pools_t[i].query(fake_t[i])), False))
+            loss_d = loss_d + 0.5 * (M.lsgan_loss(DS[i](xs[i]), True)
+                                     + M.lsgan_loss(DS[i](pools_s[i].query(fake_s[i])), False))
+        if sad_on:  # SAD learns which source an adapted image came from: source 0 -> 1, others -> 0
+            for i in range(k):
+                loss_d = loss_d + 0.5 * M.lsgan_loss(extra["sad"](fake_t[i].detach()), i == 0)
+        if ccd_on:
+            for key, img in cross.items():
+                j = int(key[3])
+                loss_d = loss_d + 0.5 * (M.lsgan_loss(extra[key](xs[j]), True)
+                                         + M.lsgan_loss(extra[key](img.detach()), False))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        if it % 100 == 0:
+            hist.append({"it": it, **{kk: round(v, 4) for kk, v in terms.items()}})
+        it += 1
+    info = {"iterations": it, "seconds": round(time.perf_counter() - t0, 1), "madan": madan,
+            "sad_on": sad_on, "ccd_on": ccd_on, "dynamic_dsc": dynamic_done, "last_terms": hist[-1] if hist else None}
+    log(f"[{name}] {info}")
+    for g_net in G:
+        g_net.eval()
+    return G, info
+
+
+def load_camvid_lowres(root: Path, split: str, height: int, width: int, limit: Optional[int] = None
+                       ) -> Tuple[np.ndarray, np.ndarray]:
+    """CamVid frames resized to height x width (area) and their masks (nearest)."""
+    import cv2
+
+    from effdl_ros.data.camvid import load_pair, pairs
+
+    ps = pairs(Path(root), split)[: limit or None]
+    imgs = np.zeros((len(ps), height, width, 3), np.uint8)
+    labs = np.zeros((len(ps), height, width), np.uint8)
+    for i, (ip, mp) in enumerate(ps):
+        img, lab = load_pair(ip, mp)
+        imgs[i] = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+        labs[i] = cv2.resize(lab, (width, height), interpolation=cv2.INTER_NEAREST)
+    return imgs, labs
+
+
+#: Checkpoint names the benchmark looks for, per role.
+def checkpoint_names(sources: Sequence[str]) -> Dict[str, str]:
+    names = {f"source:{s}": f"madan_source_{s}.pt" for s in sources}
+    names["source:merged"] = "madan_source_merged.pt"
+    names.update({f"single:{s}": f"madan_single_{s}.pt" for s in sources})
+    names["madan"] = "madan_multi.pt"
+    names["oracle"] = "madan_oracle.pt"
+    return names
+
+
+def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Plan, *, device: str = "cpu",
+              seed: int = 0, madan_out: Optional[Path] = None, baselines: bool = True,
+              log: Callable[[str], None] = print, samples_png: Optional[Path] = None) -> Dict[str, Dict]:
+    """Train every model the benchmark compares; returns {role: info}. Writes checkpoints atomically."""
+    from effdl_ros.segmentation.scenes import render_domain
+
+    if len(sources) < 2:
+        raise ConfigError("train madan needs at least two sources, e.g. --sources sunny,dusk")
+    t_start = time.perf_counter()
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    out_dir = Path(out_dir)
+    names = checkpoint_names(sources)
+    H, W = plan.height, plan.width
+    src = []
+    for k, s in enumerate(sources):
+        imgs, labs = render_domain(s, plan.n_source, seed=seed + k, height=H, width=W)
+        src.append((s, torch.from_numpy(imgs).to(device), torch.from_numpy(labs).to(device)))
+    t_imgs, t_labs = load_camvid_lowres(camvid_root, "train", H, W, limit=None if plan.n_source > 100 else 16)
+    target = torch.from_numpy(t_imgs).to(device)
+    log(f"data: {len(sources)} sources x {plan.n_source} rendered scenes, CamVid train {len(t_imgs)} frames "
+        f"(unlabelled for adaptation), {H}x{W}, {time.perf_counter() - t_start:.1f}s")
+    S = plan.seconds
+    results: Dict[str, Dict] = {}
+
+    def save(role: str, model: TinySegNet, info: Dict, path: Optional[Path] = None) -> None:
+        cfg = config_for(len(CLASSES), plan.seg_width, (H, W), role=role, sources=list(sources), seed=seed,
+                         train={k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in info.items()},
+                         plan={k: v for k, v in asdict(plan).items() if math.isfinite(v) or not isinstance(v, float)})
+        p = path or out_dir / names[role]
+        save_checkpoint(p, model, cfg)
+        results[role] = {"path": str(p), **info}
+
+    seg_s = S * plan.share_seg
+    source_models = {}
+    for k, (s, imgs, labs) in enumerate(src):
+        source_models[s], info = train_segmenter(imgs, labs, plan, device=device, seed=seed + 1, seconds=seg_s,
+                                                 log=log, name=f"source-only {s}")
+        if baselines:
+            save(f"source:{s}", source_models[s], info)
+    if baselines:
+        merged_i = torch.cat([x[1] for x in src], 0)
+        merged_l = torch.cat([x[2] for x in src], 0)
+        m, info = train_segmenter(merged_i, merged_l, plan, device=device, seed=seed + 1, seconds=seg_s, log=log,
+                                  name="source-only merged")
+        save("source:merged", m, info)
+        del merged_i, merged_l
+        labs_t = torch.from_numpy(t_labs).to(device)
+        m, info = train_segmenter(target, labs_t, plan, device=device, seed=seed + 1, seconds=seg_s, log=log,
+                                  name="oracle (CamVid train labels)")
+        save("oracle", m, info)
+        for k, (s, imgs, labs) in enumerate(src):
+            Gs, ginfo = train_pixel_level([(s, imgs, labs)], target, [source_models[s]], plan, madan=False,
+                                          device=device, seed=seed + 2, seconds=S * plan.share_gan_single, log=log,
+                                          name=f"CycleGAN+DSC {s}")
+            adapted = translate(Gs[0], imgs)
+            m, info = train_segmenter(adapted, labs, plan, device=device, seed=seed + 1, seconds=seg_s,
+                                      target_images=target, log=log, name=f"single-source adapted {s}")
+            info = {**info, **{f"pixel_{kk}": vv for kk, vv in ginfo.items()}}
+            save(f"single:{s}", m, info)
+            del Gs, adapted
+    Gs, ginfo = train_pixel_level(src, target, [source_models[s] for s in sources], plan, madan=True, device=device,
+                                  seed=seed + 2, seconds=S * plan.share_gan_madan, log=log, name="MADAN pixel-level")
+    adapted = torch.cat([translate(g, x[1]) for g, x in zip(Gs, src)], 0)
+    labels = torch.cat([x[2] for x in src], 0)
+    m, info = train_segmenter(adapted, labels, plan, device=device, seed=seed + 1, seconds=seg_s,
+                              target_images=target, log=log, name="MADAN segmenter + feature alignment")
+    info = {**info, **{f"pixel_{kk}": vv for kk, vv in ginfo.items()}}
+    save("madan", m, info, path=madan_out)
+    if samples_png is not None:
+        _save_samples(samples_png, src, Gs)
+    log(f"total {time.perf_counter() - t_start:.1f}s")
+    return results
+
+
+def _save_samples(path: Path, src, Gs, n: int = 4) -> None:
+    """A PNG grid: per source, n rendered scenes above their MADAN-adapted versions."""
+    import cv2
+
+    rows = []
+    for (_s, imgs, _l), g in zip(src, Gs):
+        x = imgs[:n]
+        y = translate(g, x).add(1).mul(127.5).clamp(0, 255).byte().permute(0, 2, 3, 1)
+        rows.append(torch.cat(list(x.cpu()), 1))
+        rows.append(torch.cat(list(y.cpu()), 1))
+    grid = torch.cat(rows, 0).numpy()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))

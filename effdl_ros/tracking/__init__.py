@@ -1,0 +1,1 @@
+"""ROAM tracking: model, learned optimiser, online tracker, meta-training and OTB evaluation."""

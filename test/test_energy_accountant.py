@@ -1,0 +1,108 @@
+"""Accountant: per-item energy from a meter (measured) or the cost model (modelled), period averages."""
+import math
+
+import pytest
+
+from effdl_ros.energy.accountant import Accountant
+from effdl_ros.energy.cost_model import Work, get_profile, ops_energy_j
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+class FakeMeter:
+    """Energy counter that rises by `rate` J per clock second; can be told to fail."""
+
+    name = "fake:meter"
+
+    def __init__(self, clock, rate=5.0):
+        self.clock, self.rate, self.fail = clock, rate, False
+
+    def start(self):
+        self.t0 = self.clock()
+
+    def read(self):
+        if self.fail:
+            raise OSError("gone")
+        from effdl_ros.energy.meters import Reading
+        return Reading((self.clock() - self.t0) * self.rate, self.rate, self.clock())
+
+
+def test_modelled_items_and_period_report():
+    clock = FakeClock()
+    acct = Accountant("/ddi", clock=clock)
+    p = get_profile("x86_cpu")
+    for frac in (1.0, 0.5):
+        with acct.item() as item:
+            clock.t += 0.02
+            item.macs = int(1e8 * frac)
+            item.bytes = 1000
+            item.compute_fraction = frac
+    clock.t += 0.96
+    rep = acct.report()
+    expected = ops_energy_j(Work(macs=10**8, bytes=1000), p) + ops_energy_j(Work(macs=5 * 10**7, bytes=1000), p)
+    assert rep.energy_j == pytest.approx(expected)
+    assert rep.power_w == pytest.approx(expected / 1.0)
+    assert rep.items_processed == 2 and rep.period_items == 2
+    assert rep.compute_fraction == pytest.approx(0.75)
+    assert rep.latency_ms == pytest.approx(20.0)
+    assert rep.source == "modelled" and rep.meter == "model:x86_cpu"
+    # the next period starts empty; totals carry on
+    clock.t += 1.0
+    rep2 = acct.report()
+    assert rep2.power_w == 0.0 and rep2.period_items == 0 and rep2.energy_j == pytest.approx(expected)
+    assert rep2.compute_fraction == 1.0 and rep2.latency_ms == 0.0
+
+
+def test_walltime_mode_when_the_body_counts_nothing():
+    clock = FakeClock()
+    acct = Accountant("/n", profile="jetson_orin", clock=clock)
+    with acct.item():
+        clock.t += 0.5
+    assert acct.snapshot().energy_j == pytest.approx(0.5 * get_profile("jetson_orin").tdp_w)
+
+
+def test_meter_gives_measured_energy_and_falls_back_to_the_model():
+    clock = FakeClock()
+    meter = FakeMeter(clock, rate=5.0)
+    acct = Accountant("/seg", meter=meter, clock=clock)
+    with acct.item() as item:
+        clock.t += 0.1
+        item.macs = 10**9  # ignored: the meter is readable
+    snap = acct.snapshot()
+    assert snap.energy_j == pytest.approx(0.5) and snap.source == "measured" and snap.meter == "fake:meter"
+    meter.fail = True
+    with acct.item() as item:
+        clock.t += 0.1
+        item.macs = 10**6
+    snap = acct.snapshot()
+    assert snap.source == "modelled" and snap.meter == "model:x86_cpu"
+    assert snap.energy_j == pytest.approx(0.5 + ops_energy_j(Work(macs=10**6), get_profile()))
+
+
+def test_bad_figures_from_the_body_are_made_safe():
+    clock = FakeClock()
+    acct = Accountant("/n", clock=clock)
+    with acct.item() as item:
+        item.energy_j = math.nan
+        item.compute_fraction = 7.0
+    with acct.item() as item:
+        item.energy_j = -3.0
+        item.compute_fraction = math.nan
+    clock.t += 1.0
+    rep = acct.report()
+    assert rep.energy_j == 0.0 and rep.power_w == 0.0 and rep.compute_fraction == 1.0
+
+
+def test_exception_in_the_body_still_books_the_item_and_propagates():
+    acct = Accountant("/n", clock=FakeClock())
+    with pytest.raises(ValueError):
+        with acct.item() as item:
+            item.energy_j = 1.0
+            raise ValueError("boom")
+    assert acct.snapshot().items_processed == 1

@@ -1,0 +1,121 @@
+"""Budget policy: allocation, stale redistribution, bad input, and the closed loop's step response."""
+import math
+
+import pytest
+
+from effdl_ros.energy.budget_policy import BudgetPolicy, PolicyConfig, Report
+from effdl_ros.energy.closed_loop import demo_scenario, simulate
+from effdl_ros.energy.synthetic_load import SyntheticLoadSettings
+from effdl_ros.errors import ConfigError
+
+
+def cfg(**kw):
+    base = dict(total_power_w=10.0, priorities={"/a": 1.0, "/b": 3.0}, min_shares={"/a": 0.2})
+    base.update(kw)
+    return PolicyConfig(**base)
+
+
+def live(policy, now, *names):
+    for n in names:
+        policy.observe(Report(n, now, 1.0))
+
+
+def test_priorities_and_minimum_shares_split_the_total():
+    p = BudgetPolicy(cfg())
+    live(p, 0.5, "/a", "/b")
+    alloc = p.step(1.0)
+    a, b = alloc.for_node("/a"), alloc.for_node("/b")
+    assert a.allocation_w == pytest.approx(2.0 + 8.0 * 0.25)
+    assert b.allocation_w == pytest.approx(8.0 * 0.75)
+    assert sum(x.allocation_w for x in alloc.budgets) == pytest.approx(10.0)
+    assert a.power_w == pytest.approx(a.allocation_w)  # no correction yet
+
+
+def test_stale_node_keeps_its_minimum_and_its_share_is_redistributed():
+    p = BudgetPolicy(cfg(stale_after_s=3.0))
+    live(p, 0.5, "/a", "/b")
+    live(p, 2.5, "/b")
+    alloc = p.step(4.0)  # /a last reported at 0.5 -> stale
+    a, b = alloc.for_node("/a"), alloc.for_node("/b")
+    assert a.stale and not b.stale
+    assert a.allocation_w == pytest.approx(2.0) and b.allocation_w == pytest.approx(8.0)
+    live(p, 4.5, "/a")
+    assert not p.step(5.0).for_node("/a").stale
+
+
+def test_bad_reports_are_dropped_and_budgets_never_negative(caplog):
+    p = BudgetPolicy(cfg())
+    assert not p.observe(Report("/a", 1.0, math.nan))
+    assert not p.observe(Report("/a", 1.0, -2.0))
+    assert not p.observe(Report("", 1.0, 1.0))
+    assert p.observe(Report("/a", 1.0, 1.0))
+    assert not p.observe(Report("/a", 0.5, 1.0))  # older than the last one
+    assert p.rejected == 4
+    assert p.observe(Report("/unknown", 1.0, 1.0, compute_fraction=math.nan))  # default priority
+    alloc = p.step(1.5)
+    assert alloc.for_node("/unknown") is not None
+    assert all(b.power_w >= 0 and b.allocation_w >= 0 for b in alloc.budgets)
+
+
+def test_total_zero_gives_zero_budgets():
+    p = BudgetPolicy(cfg(total_power_w=0.0))
+    live(p, 0.1, "/a", "/b")
+    alloc = p.step(1.0)
+    assert alloc.total_power_w == 0.0
+    assert all(b.power_w == 0.0 and b.allocation_w == 0.0 for b in alloc.budgets)
+    live(p, 1.1, "/a", "/b")  # reports during a zero budget carry no information: no correction
+    assert all(b.kappa == 1.0 for b in p.step(2.0).budgets)
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(total_power_w=-1.0), "total_power_w"), (dict(total_power_w=math.nan), "total_power_w"),
+    (dict(mode="solar"), "mode"), (dict(priorities={"/a": 0.0}), r"priorities\[/a\]"),
+    (dict(min_shares={"/a": 0.7, "/b": 0.6}), "min_shares"), (dict(stale_after_s=0), "stale_after_s"),
+    (dict(ki=0.0), "ki"), (dict(kappa_max=0.5), "kappa_max"),
+])
+def test_invalid_configuration_is_rejected_with_the_parameter_named(kw, name):
+    with pytest.raises(ConfigError, match=name):
+        BudgetPolicy(cfg(**kw))
+
+
+def test_battery_mode_spreads_the_usable_energy_over_the_time_left():
+    p = BudgetPolicy(cfg(mode="battery", total_power_w=50.0, target_runtime_s=1000.0, battery_reserve=0.1))
+    assert p.total_power_w(0.0) == 50.0          # no reading yet: the cap
+    p.set_battery(10_000.0, 0.0)
+    assert p.total_power_w(0.0) == pytest.approx(9.0)
+    assert p.total_power_w(500.0) == pytest.approx(18.0)
+    p.set_battery(math.nan, 600.0)               # ignored, logged
+    assert p.total_power_w(500.0) == pytest.approx(18.0)
+    p.set_battery(1e9, 600.0)
+    assert p.total_power_w(600.0) == 50.0        # capped
+
+
+def test_closed_loop_meets_the_step_response_figures():
+    """Issue 3: halve then double the total; every node within 5% in 3 periods, overshoot <= 10%."""
+    sc = demo_scenario()
+    for phase in (0.05, 0.37, 0.93):
+        trace = simulate(sc["config"], sc["loads"], sc["schedule"], duration_s=sc["duration_s"],
+                         report_phase_s=phase)
+        for t_step, until in ((20.0, 40.0), (40.0, 60.0)):
+            for node, fig in trace.step_figures(t_step, until=until).items():
+                assert fig["settle_periods"] <= 3.0, (phase, t_step, node, fig)
+                assert fig["overshoot"] <= 0.10, (phase, t_step, node, fig)
+
+
+def test_without_the_loop_the_model_error_stays():
+    """The same plants open loop (kappa pinned to 1) miss their budgets by their model error."""
+    sc = demo_scenario()
+    open_cfg = PolicyConfig(**{**sc["config"].__dict__, "kappa_min": 1.0, "kappa_max": 1.0})
+    trace = simulate(open_cfg, sc["loads"], sc["schedule"], duration_s=19.0)
+    ddi = trace.consumption["/ddi"][-1] / trace.allocation["/ddi"][-1]
+    assert ddi > 1.2  # assumed 0.2 J/item, true 0.25 J/item
+    closed = simulate(sc["config"], sc["loads"], sc["schedule"], duration_s=19.0)
+    assert closed.consumption["/ddi"][-1] / closed.allocation["/ddi"][-1] == pytest.approx(1.0, abs=0.05)
+
+
+def test_anti_windup_keeps_a_saturated_node_from_winding_up():
+    loads = {"/small": SyntheticLoadSettings(item_rate_hz=10, cost_per_item_j=0.1, noise=0.0)}  # at most 1 W
+    config = PolicyConfig(total_power_w=5.0, priorities={"/small": 1.0})
+    trace = simulate(config, loads, [], duration_s=30.0)
+    assert trace.consumption["/small"][-1] == pytest.approx(1.0, rel=0.02)
+    assert max(trace.command["/small"]) <= 5.0 * 1.01   # no wind-up above the allocation
