@@ -38,7 +38,8 @@ def test_stale_node_keeps_its_minimum_and_its_share_is_redistributed():
     alloc = p.step(4.0)  # /a last reported at 0.5 -> stale
     a, b = alloc.for_node("/a"), alloc.for_node("/b")
     assert a.stale and not b.stale
-    assert a.allocation_w == pytest.approx(2.0) and b.allocation_w == pytest.approx(8.0)
+    assert b.allocation_w == pytest.approx(8.0)                   # the live node gets the whole rest
+    assert a.allocation_w == pytest.approx(2.0 + 8.0 * 0.25)      # offered what it gets on return
     live(p, 4.5, "/a")
     assert not p.step(5.0).for_node("/a").stale
 
@@ -55,6 +56,8 @@ def test_bad_reports_are_dropped_and_budgets_never_negative(caplog):
     alloc = p.step(1.5)
     assert alloc.for_node("/unknown") is not None
     assert all(b.power_w >= 0 and b.allocation_w >= 0 for b in alloc.budgets)
+    assert p.step(100.0).for_node("/unknown") is None   # unconfigured and long silent: forgotten
+    assert p.step(100.0).for_node("/a") is not None     # configured: kept (stale)
 
 
 def test_total_zero_gives_zero_budgets():
@@ -119,3 +122,20 @@ def test_anti_windup_keeps_a_saturated_node_from_winding_up():
     trace = simulate(config, loads, [], duration_s=30.0)
     assert trace.consumption["/small"][-1] == pytest.approx(1.0, rel=0.02)
     assert max(trace.command["/small"]) <= 5.0 * 1.01   # no wind-up above the allocation
+
+
+def test_a_node_that_cannot_use_its_share_gives_the_surplus_to_the_others():
+    loads = {"/small": SyntheticLoadSettings(item_rate_hz=10, cost_per_item_j=0.1, noise=0.0),   # at most 1 W
+             "/big": SyntheticLoadSettings(item_rate_hz=10, cost_per_item_j=1.0, noise=0.0)}     # up to 10 W
+    config = PolicyConfig(total_power_w=6.0, priorities={"/small": 1.0, "/big": 1.0})
+    trace = simulate(config, loads, [], duration_s=20.0)
+    assert trace.allocation["/small"][-1] == pytest.approx(1.1, rel=0.02)   # demand + 10 % headroom
+    assert trace.allocation["/big"][-1] == pytest.approx(4.9, rel=0.02)
+    assert trace.consumption["/big"][-1] == pytest.approx(4.9, rel=0.05)
+    # when the small node can use more again (its items got 5x dearer at 20 s), the cap lifts
+    dear = SyntheticLoadSettings(item_rate_hz=10, cost_per_item_j=0.5, noise=0.0)
+    trace = simulate(config, loads, [], duration_s=30.0, load_changes=[(20.0, "/small", dear)])
+    assert trace.allocation["/small"][19] == pytest.approx(1.1, rel=0.02)
+    assert trace.allocation["/small"][-1] == pytest.approx(3.0, rel=0.02)
+    assert trace.consumption["/small"][-1] == pytest.approx(3.0, rel=0.05)
+    assert trace.consumption["/big"][-1] == pytest.approx(3.0, rel=0.05)

@@ -59,7 +59,16 @@ def test_rapl_permission_denied_says_why(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied")
         return real(self, *a, **k)
 
+    import os
+    real_open = os.open
+
+    def deny_open(path, *a, **k):
+        if str(path).endswith("energy_uj"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **k)
+
     monkeypatch.setattr(Path, "read_text", deny)
+    monkeypatch.setattr(os, "open", deny_open)
     with pytest.raises(MeterError, match="root-only since CVE-2020-8694"):
         m.start()
 
@@ -198,3 +207,34 @@ def test_detect_meter_order_and_fallback(tmp_path):
     assert meter.name == "ina3221:VDD_IN" and "rapl" in why
     meter, _ = detect_meter(rapl_root=empty, hwmon_root=tmp_path / "hw", nvml=FakeNvml())
     assert meter.name == "nvml:0:energy"
+
+
+def test_rapl_counts_each_zone_once_when_sysfs_lists_it_twice(tmp_path):
+    rapl_tree(tmp_path, pkg_uj=0, dram_uj=0)
+    # real sysfs also lists every sub-zone at the top level (symlinks), and a psys zone
+    (tmp_path / "intel-rapl:0:1").symlink_to(tmp_path / "intel-rapl:0" / "intel-rapl:0:1")
+    write(tmp_path / "intel-rapl:1" / "name", "psys")
+    write(tmp_path / "intel-rapl:1" / "energy_uj", 0)
+    clock = Clock()
+    m = RaplMeter(tmp_path, clock=clock)
+    assert m.name == "rapl:package-0+dram"
+    m.start()
+    write(tmp_path / "intel-rapl:0" / "intel-rapl:0:1" / "energy_uj", 1_000)
+    clock.t = 1.0
+    assert m.read().energy_j == pytest.approx(0.001)
+
+
+def test_nvml_check_prints_measured_json(monkeypatch, tmp_path, capsys):
+    import json
+    import sys
+
+    from effdl_ros.energy import nvml_check
+
+    fake = FakeNvml()
+    fake.nvmlDeviceGetName = lambda h: "Fake GPU"
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    out = tmp_path / "nvml.json"
+    assert nvml_check.main(["--idle", "0.1", "--load", "0.1", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["meter"] == "nvml:0:energy" and data["gpu"] == "Fake GPU" and data["source"] == "measured"
+    assert data["idle"]["reads"] >= 2 and data["idle"]["energy_j"] == 0.0  # the fake counter never moves

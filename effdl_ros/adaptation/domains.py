@@ -5,8 +5,9 @@ arXiv 1911.11554) is measured on, cannot be downloaded here. We build domains fr
 handwritten-digit sets that ship with our dependencies or ../shared/data (effdl_ros.data.digits) and
 shift them: a name is ``<base>[-<shift>]``:
 
-- bases: ``mnist5k`` (28x28 MNIST), ``sklearn`` (8x8 UCI digits upscaled: blurry, fills the frame),
-  ``opencv`` (OpenCV's 20x20 sheet, a different writer population and framing);
+- bases: ``mnist5k`` (28x28 MNIST), ``sklearn`` (8x8 UCI digits upscaled to 20x20: blurry, blocky),
+  ``opencv`` (OpenCV's 20x20 sheet: other writers, thicker strokes); the last two are centred in a
+  28x28 frame with a 4-pixel border, as MNIST frames its digits;
 - shifts: ``m`` (MNIST-M-like: ``|texture - digit|`` per channel, the textures being random crops of
   REAL CamVid street frames from ../shared/data, as MNIST-M does with BSDS500 photos), ``inv``
   (inversion), ``blur`` (Gaussian, sigma 1.5 px), ``rot`` (rotation, uniform in +-45 degrees).
@@ -131,10 +132,24 @@ def apply_shift(grey: np.ndarray, shift: Optional[str], seed: int,
     raise ConfigError(f"unknown shift {shift!r}")
 
 
+def _frame(images: np.ndarray, box: int = 20) -> np.ndarray:
+    """Resize to box x box and centre in a 28x28 black frame, as MNIST frames its 20x20 digits."""
+    from effdl_ros.data.digits import resize_all
+
+    if images.shape[1] != box:
+        images = resize_all(images, box)
+    pad = (SIZE - box) // 2
+    return np.pad(images, ((0, 0), (pad, SIZE - box - pad), (pad, SIZE - box - pad)))
+
+
 def _load_base(base: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Grey uint8 [N,28,28]; sklearn (8x8) and opencv (20x20) are framed like MNIST (20 px box)."""
     from effdl_ros.data.digits import load_named
 
-    return load_named(base, SIZE)
+    if base == "mnist5k":
+        return load_named(base, SIZE)
+    images, labels = load_named(base, 8 if base == "sklearn" else 20)
+    return _frame(images), labels
 
 
 def build_domains(names: Sequence[str], *, seed: int = 0, test_fraction: float = 0.2,

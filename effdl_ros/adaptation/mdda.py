@@ -48,7 +48,7 @@ class MddaConfig:
     adapt_iters: int = 500
     critic_lr: float = 1e-4
     encoder_lr: float = 1e-5
-    critic_steps: int = 1
+    critic_steps: int = 5
     gp_weight: float = wgan_gp.GP_WEIGHT
     # stage 3 (paper: SGD m0.99 lr 1e-5, 150 it)
     distill_iters: int = 150

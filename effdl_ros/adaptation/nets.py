@@ -17,9 +17,9 @@ from torch import nn
 
 @dataclass(frozen=True)
 class NetSizes:
-    conv: Tuple[int, int, int] = (32, 48, 64)
-    fc: int = 512
-    feature: int = 256
+    conv: Tuple[int, int, int] = (16, 32, 32)
+    fc: int = 256
+    feature: int = 128
     critic: Tuple[int, int] = (256, 128)
     n_classes: int = 10
 

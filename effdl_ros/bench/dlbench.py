@@ -188,6 +188,8 @@ class Result:
     samples_per_s: float
     params: int
     note: str = ""
+    energy_per_sample_j: Optional[float] = None  # measured by `meter` (median over repeats), else None
+    energy_meter: str = ""
 
     def key(self) -> Tuple[str, str, str, int, int]:
         return (self.workload, self.mode, self.device, self.threads, self.batch)
@@ -216,8 +218,12 @@ def _sync(device: str) -> None:
 
 def time_workload(w: Workload, *, device: str = "cpu", mode: str = "train", warmup: int = 3,
                   repeats: int = 5, steps: int = 5, threads: Optional[int] = None,
-                  clock: Callable[[], float] = time.perf_counter) -> Result:
-    """Median wall time per mini-batch over `repeats` timings of `steps` steps each, after warm-up."""
+                  clock: Callable[[], float] = time.perf_counter, meter=None) -> Result:
+    """Median wall time per mini-batch over `repeats` timings of `steps` steps each, after warm-up.
+
+    meter: an effdl_ros.energy.meters.Meter (NVML, RAPL, ...); when given, each repeat's energy is read
+    too and the median energy per sample is reported as measured (the whole device: other load counts).
+    """
     import torch
 
     if mode not in ("train", "infer"):
@@ -247,17 +253,22 @@ def time_workload(w: Workload, *, device: str = "cpu", mode: str = "train", warm
     for _ in range(warmup):
         step()
     _sync(device)
-    per_batch = []
+    per_batch, per_sample_j = [], []
     for _ in range(repeats):
+        e0 = meter.read().energy_j if meter is not None else None
         t0 = clock()
         for _ in range(steps):
             step()
         _sync(device)
         per_batch.append((clock() - t0) * 1000.0 / steps)
+        if meter is not None:
+            per_sample_j.append((meter.read().energy_j - e0) / (steps * w.samples_per_batch))
     q1, med, q3 = quartiles(per_batch)
     return Result(w.name, mode, device, int(torch.get_num_threads()), w.samples_per_batch, med, q1, q3,
                   min(per_batch), max(per_batch), per_batch, steps,
-                  w.samples_per_batch / (med / 1000.0) if med > 0 else float("inf"), params, w.note)
+                  w.samples_per_batch / (med / 1000.0) if med > 0 else float("inf"), params, w.note,
+                  statistics.median(per_sample_j) if per_sample_j else None,
+                  getattr(meter, "name", "") if meter is not None else "")
 
 
 @dataclass
@@ -272,7 +283,10 @@ class Plan:
     steps: int = 5
 
     def batches_for(self, workload: str) -> List[int]:
-        return self.batches.get(workload) or self.batches.get("*") or [DEFAULT_BATCH[workload]]
+        from effdl_ros.bench import own_models
+
+        default = DEFAULT_BATCH.get(workload) or own_models.default_batch(workload)
+        return self.batches.get(workload) or self.batches.get("*") or [default]
 
 
 def parse_batches(specs: Sequence[str]) -> Dict[str, List[int]]:
@@ -281,8 +295,8 @@ def parse_batches(specs: Sequence[str]) -> Dict[str, List[int]]:
     for spec in specs or []:
         name, _, sizes = spec.rpartition(":")
         name = name.strip() or "*"
-        if name != "*" and name not in WORKLOADS:
-            raise ConfigError(f"--batch {spec}: unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
+        if name != "*" and name not in all_workloads():
+            raise ConfigError(f"--batch {spec}: unknown workload {name!r}; known: {', '.join(all_workloads())}")
         try:
             values = [int(s) for s in sizes.split(",") if s.strip()]
         except ValueError:
@@ -342,26 +356,70 @@ def in_container() -> bool:
         return False
 
 
-def run_plan(plan: Plan, *, progress: Optional[Callable[[Result], None]] = None) -> Dict[str, object]:
-    """Every (workload, mode, threads, batch) of the plan; returns the JSON-ready run."""
+def all_workloads() -> List[str]:
+    from effdl_ros.bench.own_models import OWN
+
+    return list(WORKLOADS) + list(OWN)
+
+
+def expand_workloads(text: str) -> List[str]:
+    """'fcn5,cnn', 'dlbench' (the four), 'own' (effdl_ros's networks) or 'all'."""
+    from effdl_ros.bench.own_models import OWN
+
+    out: List[str] = []
+    for name in (n.strip() for n in str(text).split(",")):
+        if not name:
+            continue
+        names = {"dlbench": list(WORKLOADS), "own": list(OWN), "all": all_workloads()}.get(name, [name])
+        for n in names:
+            if n not in all_workloads():
+                raise ConfigError(f"unknown workload {n!r}; known: {', '.join(all_workloads())}, "
+                                  "or dlbench, own, all")
+            if n not in out:
+                out.append(n)
+    if not out:
+        raise ConfigError("--workloads names no workload")
+    return out
+
+
+def run_plan(plan: Plan, *, progress: Optional[Callable[[Result], None]] = None,
+             on_skip: Optional[Callable[[str, str], None]] = None, meter=None) -> Dict[str, object]:
+    """Every (workload, mode, threads, batch) of the plan; returns the JSON-ready run.
+
+    An own network that cannot be built is skipped (listed in the run's "skipped" with the reason).
+    """
     import torch
+
+    from effdl_ros.bench.own_models import OWN, make_own_workload
 
     if plan.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU here")
     for name in plan.workloads:
-        if name not in WORKLOADS:
-            raise ConfigError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
+        if name not in all_workloads():
+            raise ConfigError(f"unknown workload {name!r}; known: {', '.join(all_workloads())}")
     before = torch.get_num_threads()
-    results = []
+    results, skipped = [], {}
     try:
         for name in plan.workloads:
             for batch in plan.batches_for(name):
                 for threads in plan.threads:
                     for mode in plan.modes:
+                        if name in skipped:
+                            continue
                         torch.manual_seed(0)
-                        w = make_workload(name, batch)
+                        if name in OWN:
+                            try:
+                                w = make_own_workload(name, batch)
+                            except ConfigError as err:
+                                skipped[name] = str(err)
+                                if on_skip:
+                                    on_skip(name, str(err))
+                                continue
+                        else:
+                            w = make_workload(name, batch)
                         r = time_workload(w, device=plan.device, mode=mode, warmup=plan.warmup,
-                                          repeats=plan.repeats, steps=plan.steps, threads=threads)
+                                          repeats=plan.repeats, steps=plan.steps, threads=threads,
+                                          meter=meter)
                         results.append(r)
                         if progress:
                             progress(r)
@@ -369,7 +427,7 @@ def run_plan(plan: Plan, *, progress: Optional[Callable[[Result], None]] = None)
     finally:
         torch.set_num_threads(before)
     return {"kind": "effdl_ros.dlbench", "version": 1, "environment": environment(plan.device),
-            "plan": asdict(plan), "results": [asdict(r) for r in results]}
+            "plan": asdict(plan), "results": [asdict(r) for r in results], "skipped": skipped}
 
 
 def thread_speedups(results: Sequence[Dict[str, object]]) -> Dict[Tuple[str, str, int], Dict[int, float]]:

@@ -14,7 +14,8 @@ A record is a dict; every key but `index` is optional:
     energy_source    {node: "measured" | "modelled"}
     power_w          {node: average power over the last report (W)}
     budget_w         {node: W allowed} (the key "total" = the monitor's total budget)
-    box / gt_box     tracker output and ground truth, x, y, w, h (px)
+    box / gt_box     tracker output (None = no output) and ground truth, x, y, w, h (px); tracking
+                     metrics are computed over the records that have both keys
     seg_confusion    K x K confusion matrix (rows = truth, columns = prediction) of this frame
     seg_classes      class names (once is enough)
     extra            anything else (kept in frames.jsonl)
@@ -94,7 +95,8 @@ def tracking_metrics(records: Sequence[dict]) -> Optional[Dict[str, object]]:
     """OTB success curve / AUC and precision@20 over frames that have both a box and ground truth."""
     from effdl_ros.tracking import metrics as tm
 
-    pairs = [(r.get("box"), r["gt_box"]) for r in records if r.get("gt_box") is not None]
+    # Only where a tracker ran: records carry "box" (None = no output for that frame).
+    pairs = [(r.get("box"), r["gt_box"]) for r in records if r.get("gt_box") is not None and "box" in r]
     if not pairs:
         return None
     pred = np.array([p if p is not None else [np.nan] * 4 for p, _ in pairs], dtype=np.float64)

@@ -15,19 +15,24 @@ def register(cli) -> None:
 
 
 def _configure_dlbench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workloads", default="fcn5,cnn,resnet56,lstm",
-                   help="comma-separated: fcn5, cnn, resnet56, lstm (default: all)")
+    p.add_argument("--workloads", default="dlbench",
+                   help="comma-separated: fcn5, cnn, resnet56, lstm (DLBench's; 'dlbench' = these four, the "
+                        "default), ddi, e2resnet, segnet, roam (effdl_ros's own; 'own' = these), or 'all'")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", default=None,
                    help="intra-op thread counts to sweep, e.g. 1,2 (default: torch's current count)")
     p.add_argument("--batch", action="append", default=[],
                    help="batch sizes, e.g. 32,64 for all workloads or fcn5:32,64 for one; repeatable "
-                        "(defaults: fcn5 64, cnn 128, resnet56 32, lstm 64)")
+                        "(defaults: fcn5 64, cnn 128, resnet56 32, lstm 64, ddi 32, e2resnet 32, segnet 2, "
+                        "roam 4)")
     p.add_argument("--mode", default="train", choices=["train", "infer", "both"],
                    help="train = DLBench's training step (default); infer = forward only")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default 5)")
     p.add_argument("--steps", type=int, default=5, help="mini-batches per timed repeat (default 5)")
+    p.add_argument("--energy", action="store_true",
+                   help="also measure energy per sample with the first readable meter (NVML for cuda, "
+                        "else RAPL, INA3221, battery); nothing is modelled here")
     p.add_argument("--json", dest="json_out", default=None, help="write the run to this JSON file")
 
 
@@ -36,26 +41,39 @@ def _run_dlbench(args: argparse.Namespace) -> int:
 
     from effdl_ros.bench import dlbench
 
-    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    workloads = dlbench.expand_workloads(args.workloads)
     threads = (dlbench.parse_int_list(args.threads, "--threads") if args.threads
                else [torch.get_num_threads()])
     plan = dlbench.Plan(workloads=workloads, device=args.device, threads=threads,
                         batches=dlbench.parse_batches(args.batch),
                         modes=["train", "infer"] if args.mode == "both" else [args.mode],
                         warmup=args.warmup, repeats=args.repeats, steps=args.steps)
+    meter = None
+    if args.energy:
+        from effdl_ros.energy.meters import detect_meter
+
+        meter, tried = detect_meter(use_nvml=args.device == "cuda")
+        if meter is None:
+            print("no readable energy meter, so no energy figures: " + "; ".join(tried.values()))
+        else:
+            print(f"energy measured with {meter.name} (whole device)")
     env = dlbench.environment(args.device)
     print(f"dlbench on {env.get('gpu') or env['cpu']} ({args.device}), torch {env['torch']}, "
           f"{'container' if env['in_container'] else 'host'}; warm-up {plan.warmup}, median of "
           f"{plan.repeats} x {plan.steps} mini-batches")
-    header = f"{'workload':<9} {'mode':<5} {'thr':>3} {'batch':>5} {'ms/batch':>9} {'IQR ms':>15} {'samples/s':>10}"
+    header = (f"{'workload':<9} {'mode':<5} {'thr':>3} {'batch':>5} {'ms/batch':>9} {'IQR ms':>15} "
+              f"{'samples/s':>10}" + (f" {'mJ/sample':>10}" if meter is not None else ""))
     print(header)
     print("-" * len(header))
 
     def show(r) -> None:
         print(f"{r.workload:<9} {r.mode:<5} {r.threads:>3} {r.batch:>5} {r.median_ms:>9.2f} "
-              f"{f'{r.q1_ms:.2f}-{r.q3_ms:.2f}':>15} {r.samples_per_s:>10.1f}", flush=True)
+              f"{f'{r.q1_ms:.2f}-{r.q3_ms:.2f}':>15} {r.samples_per_s:>10.1f}"
+              + (f" {r.energy_per_sample_j * 1e3:>10.3f}" if r.energy_per_sample_j is not None else ""),
+              flush=True)
 
-    run = dlbench.run_plan(plan, progress=show)
+    run = dlbench.run_plan(plan, progress=show, meter=meter,
+                           on_skip=lambda name, why: print(f"{name:<9} skipped: {why}", flush=True))
     speed = dlbench.thread_speedups(run["results"])
     if len(threads) > 1:
         print("\nthread scaling (speed-up over the fewest threads):")

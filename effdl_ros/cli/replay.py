@@ -125,6 +125,7 @@ def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame
 
             init_pub = session.feeder.create_publisher(Detection2D, "tracker/init", latched(1))
         records = []
+        seen_tracks = 0
         start = time.monotonic()
         for frame in inp.frames():
             pacer.wait(frame.stamp_ns, idle=session.graph.spin_for)
@@ -137,9 +138,11 @@ def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame
             rec = session.feed(frame.image, timeout_sec=timeout, extra=extra)
             if inp.has_ground_truth:
                 rec["gt_box"] = [float(v) for v in frame.gt_box]
-                tracks = session.observer.stats.get("tracks")
-                if tracker is not None and tracks is not None and tracks.last is not None:
-                    rec["box"] = _box_of(tracks.last)
+                if tracker is not None:
+                    tracks = session.observer.stats.get("tracks")
+                    fresh = tracks is not None and tracks.count > seen_tracks
+                    rec["box"] = _box_of(tracks.last) if fresh else None
+                    seen_tracks = tracks.count if tracks is not None else 0
             records.append(rec)
         elapsed = time.monotonic() - start
         if not records:

@@ -21,6 +21,7 @@ class Task:
     mean: List[float]
     std: List[float]
     classes: List[str]
+    x_test_raw: np.ndarray = None   # float32 [N, C, S, S] in 0..1, before normalisation
 
     @property
     def in_channels(self) -> int:
@@ -52,16 +53,25 @@ def load_task(name: str, *, max_train: int = 0, max_test: int = 0) -> Task:
         classes = list(camvid.CLASSES)
     else:
         raise ConfigError(f"unknown DDI data set {name!r}; choose one of {', '.join(DATASETS)}")
-    if max_train:
-        xtr, ytr = xtr[:max_train], ytr[:max_train]
-    if max_test:
-        xte, yte = xte[:max_test], yte[:max_test]
+    if max_train and max_train < len(xtr):      # evenly spaced, so every frame / class stays in
+        keep = np.linspace(0, len(xtr) - 1, max_train).round().astype(int)
+        xtr, ytr = xtr[keep], ytr[keep]
+    if max_test and max_test < len(xte):
+        keep = np.linspace(0, len(xte) - 1, max_test).round().astype(int)
+        xte, yte = xte[keep], yte[keep]
     xtr, xte = _to_nchw(xtr), _to_nchw(xte)
     mean = xtr.mean(axis=(0, 2, 3))
     std = xtr.std(axis=(0, 2, 3)) + 1e-6
     norm = lambda x: ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)  # noqa: E731
     return Task(name, norm(xtr), ytr.astype(np.int64), norm(xte), yte.astype(np.int64),
-                [float(v) for v in mean], [float(v) for v in std], classes)
+                [float(v) for v in mean], [float(v) for v in std], classes, xte)
+
+
+def normalise(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """[N, C, S, S] 0..1 -> normalised with a checkpoint's own statistics."""
+    m = np.asarray(mean, np.float32)[None, :, None, None]
+    s = np.asarray(std, np.float32)[None, :, None, None]
+    return ((x - m) / s).astype(np.float32)
 
 
 def preprocess(image: np.ndarray, mean: Sequence[float], std: Sequence[float], size: int):

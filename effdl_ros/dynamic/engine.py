@@ -195,6 +195,11 @@ class DDIEngine:
         return self.costs if (use_gates and self.gated) else self._static_costs
 
     @property
+    def max_macs(self) -> int:
+        """Worst case of the deepest exit with gates (compute_fraction 1.0 of this model)."""
+        return self.costs.cumulative_worst[-1]
+
+    @property
     def full_macs(self) -> int:
         """MACs of the static network (every block, every channel, final exit only, no gates)."""
         return self._static_costs.full

@@ -87,7 +87,7 @@ class GatedBlock(nn.Module):
         if gated:
             self.gate = nn.Linear(cin, groups + int(self.layer_gated))
             nn.init.normal_(self.gate.weight, std=0.01)
-            nn.init.constant_(self.gate.bias, 3.0)      # start with everything on
+            nn.init.constant_(self.gate.bias, 1.0)      # start with everything on
 
     def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.gate(x.mean(dim=(2, 3)))

@@ -64,10 +64,15 @@ def train(task: Task, config: DDIConfig, settings: TrainSettings,
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     model = DDINet(config)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    gate_params = [p for n, p in model.named_parameters() if ".gate." in n]
+    other = [p for n, p in model.named_parameters() if ".gate." not in n]
+    # gates get a 10x learning rate so that they can move within a few CPU epochs
+    groups = [{"params": other}] + ([{"params": gate_params, "lr": settings.lr * 10, "weight_decay": 0.0}]
+                                    if gate_params else [])
+    opt = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(task.x_train) / settings.batch_size)
     total = settings.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=total, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g.get("lr", settings.lr) for g in groups], total_steps=total, pct_start=0.15)
     start = time.perf_counter()
     result = TrainResult(model)
     step = 0
@@ -88,7 +93,7 @@ def train(task: Task, config: DDIConfig, settings: TrainSettings,
             if config.gated and not force_on:
                 share = expected_cost_fraction(model, out).mean()
                 loss = loss + settings.cost_weight * (share - settings.target) ** 2
-                stats["share"] += float(share) * len(idx)
+                stats["share"] += float(share.detach()) * len(idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

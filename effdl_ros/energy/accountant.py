@@ -18,8 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from effdl_ros.energy.cost_model import (MEASURED, MODELLED, Profile, Work, get_profile, ops_energy_j,
-                                         walltime_energy_j)
+from effdl_ros.energy.cost_model import MEASURED, MODELLED, Profile, get_profile, walltime_energy_j
 
 _log = logging.getLogger("effdl_ros.energy.accountant")
 
@@ -78,6 +77,8 @@ class Accountant:
         self._meter = meter
         self._profile = get_profile(profile) if isinstance(profile, str) else (profile or get_profile())
         self._clock = clock
+        self._j_per_mac = self._profile.pj_per_mac / self._profile.efficiency * 1e-12
+        self._j_per_byte = self._profile.pj_per_byte * 1e-12
         self._lock = threading.Lock()
         self._energy_j = 0.0
         self._items = 0
@@ -140,8 +141,8 @@ class Accountant:
             energy, source = max(0.0, e1 - e0), MEASURED
         elif item.energy_j is not None:
             energy, source = max(0.0, _finite(item.energy_j)), MODELLED
-        elif item.macs or item.bytes:
-            energy, source = ops_energy_j(Work(macs=int(item.macs), bytes=int(item.bytes)), self._profile), MODELLED
+        elif item.macs or item.bytes:  # = ops_energy_j(Work(macs, bytes), profile), inlined: per-item hot path
+            energy, source = max(0, item.macs) * self._j_per_mac + max(0, item.bytes) * self._j_per_byte, MODELLED
         elif self._profile.tdp_w is not None:
             energy, source = walltime_energy_j(busy_s, self._profile), MODELLED
         else:
@@ -150,8 +151,8 @@ class Accountant:
             self._book(energy, 1, busy_s, item.compute_fraction, source)
 
     def _book(self, energy: float, items: int, busy_s: float, frac: float, source: str) -> None:
-        frac = _finite(frac, 1.0)
-        frac = min(1.0, max(0.0, frac))
+        if frac.__class__ is not float or not 0.0 <= frac <= 1.0:  # NaN fails the range test too
+            frac = min(1.0, max(0.0, _finite(frac, 1.0)))
         self._energy_j += energy
         self._items += items
         self._p_energy += energy

@@ -2,8 +2,10 @@
 
 1. Total: a fixed power (W), or, in battery mode, the usable energy left divided by the run time left.
 2. Allocation: every node first gets its minimum share of the total; the rest is split by priority
-   among live nodes. A stale node (no report for stale_after_s) keeps only its minimum share (so it can
-   start again) and its priority part goes to the live nodes.
+   among live nodes. A stale node (no report for stale_after_s, or none yet) is offered the share it would
+   get if every known node were live, but that share is not taken from the live nodes: they split the
+   whole rest. The live nodes' allocations add up to the total; a returning node can overrun it by its
+   own share for about one budget period.
 3. Closed loop: a node maps its budget onto knobs through its own cost model, which is never exact. A PI
    controller per node corrects a multiplicative factor kappa (command = kappa x allocation) from the
    measured consumption. It works on the log of the relative error, e = ln(allocation / consumption),
@@ -13,6 +15,8 @@
    corrected twice, so a step of the total moves every command at once and causes no integral kick.
    Anti-windup: kappa is clamped, one report changes it by at most a factor of 2, and while the node
    reports that it cannot follow (full compute yet under budget) kappa is held at or below 1.
+4. Work conservation: such a saturated node's allocation is capped at its demand + 10 % and the
+   surplus goes by priority to the nodes that can use it; the cap lifts when the node stops saturating.
 
 No ROS here; the energy_monitor node feeds reports in and publishes what step() returns.
 """
@@ -29,7 +33,9 @@ from effdl_ros.errors import ConfigError
 _log = logging.getLogger("effdl_ros.energy.budget_policy")
 
 MODES = ("fixed", "battery")
-_MAX_STEP = math.log(2.0)  # the most one report may change the correction (a factor of 2)
+HEADROOM = 0.1  # a saturated node keeps this share above its demand, so it can show it wants more
+_MAX_STEP = math.log(2.0)
+FORGET_AFTER_STALE = 10  # an unconfigured node silent for this many stale periods is dropped  # the most one report may change the correction (a factor of 2)
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,7 @@ class _NodeState:
     last_error: float = 0.0
     last_report: Optional[Report] = None
     item_rate_hz: float = math.nan
+    demand_w: Optional[float] = None   # set while the node cannot use its share (full compute, under budget)
     history: _History = field(default_factory=_History)
     reports: int = 0
 
@@ -178,11 +185,14 @@ class _NodeState:
 class BudgetPolicy:
     """Allocation + per-node PI correction; see the module docstring."""
 
-    def __init__(self, config: PolicyConfig) -> None:
+    def __init__(self, config: PolicyConfig, *, start: Optional[float] = None) -> None:
+        """:param start: when the run began (s), for battery mode's run time left; default: the first step."""
         self.nodes: Dict[str, _NodeState] = {}
         self.rejected = 0
         self._battery: Optional[Tuple[float, float]] = None  # (energy left J, when)
-        self._start: Optional[float] = None
+        self._start: Optional[float] = start
+        self._zero_total = False
+        self._battery_warned = False
         self.configure(config)
 
     def configure(self, config: PolicyConfig) -> None:
@@ -205,8 +215,11 @@ class BudgetPolicy:
     def set_battery(self, energy_remaining_j: Optional[float], now: float) -> None:
         """Battery mode: the usable energy left, from the battery meter (None: unknown)."""
         if energy_remaining_j is None or not math.isfinite(energy_remaining_j) or energy_remaining_j < 0:
-            _log.warning("battery energy %r is not usable; keeping the last total", energy_remaining_j)
+            if not self._battery_warned:
+                _log.warning("battery energy %r is not usable; keeping the last total", energy_remaining_j)
+                self._battery_warned = True
             return
+        self._battery_warned = False
         self._battery = (float(energy_remaining_j), now)
 
     def observe(self, report: Report) -> bool:
@@ -248,6 +261,7 @@ class BudgetPolicy:
 
     def _correct(self, state: _NodeState, report: Report, window: float) -> None:
         """One PI step on e = ln(allocation / consumption) over the report's window."""
+        state.demand_w = None
         avg = state.history.average(report.stamp - window, report.stamp)
         if avg is None:
             return
@@ -259,7 +273,9 @@ class BudgetPolicy:
         e = math.log(alloc / y)
         # Anti-windup (conditional integration): a node at full compute that still spends less than it may
         # cannot follow a larger command, so the correction is not wound up.
-        saturated = report.compute_fraction >= 0.999 and e > 0
+        full = report.compute_fraction >= 0.999
+        saturated = full and e > 0
+        state.demand_w = report.power_w if full and y < (1.0 - HEADROOM / 2) * alloc else None
         lo, hi = math.log(cfg.kappa_min), math.log(cfg.kappa_max)
         in_force = math.log(cmd / alloc)  # the correction the consumption was made under
         if saturated:
@@ -285,12 +301,43 @@ class BudgetPolicy:
     def is_stale(self, state: _NodeState, now: float) -> bool:
         return state.last_report is None or now - state.last_report.stamp > self.config.stale_after_s
 
+    def _water_fill(self, alloc: Dict[str, float], live: List[str], scale_total: float) -> None:
+        """Work conservation: a live node that cannot use its share (it ran at full compute and spent
+        less) is capped at its demand + HEADROOM; the surplus goes by priority to the others that can."""
+        capped: Dict[str, float] = {}
+        for _ in range(len(live)):
+            surplus = 0.0
+            for n in live:
+                st = self.nodes[n]
+                if n in capped or st.demand_w is None:
+                    continue
+                cap = max(st.demand_w * (1.0 + HEADROOM), scale_total * st.min_share)
+                if alloc[n] > cap:
+                    surplus += alloc[n] - cap
+                    alloc[n] = cap
+                    capped[n] = cap
+            takers = [n for n in live if n not in capped]
+            weight = sum(self.nodes[n].priority for n in takers)
+            if surplus <= 0 or weight <= 0:
+                return
+            for n in takers:
+                alloc[n] += surplus * self.nodes[n].priority / weight
+
     def step(self, now: float) -> Allocation:
         """Allocate the total across nodes and apply each node's correction: the budgets to publish."""
         total = self.total_power_w(now)
-        if total <= 0:
-            _log.warning("total power budget is 0 W: every node gets a zero budget")
+        if (total <= 0) != self._zero_total:  # log the change, not every period
+            self._zero_total = total <= 0
+            if self._zero_total:
+                _log.warning("total power budget is 0 W: every node gets a zero budget (least compute)")
+            else:
+                _log.info("total power budget is %.3g W again", total)
         total = max(0.0, total)
+        for name, st in list(self.nodes.items()):  # forget unconfigured nodes long gone
+            if not st.configured and st.last_report is not None and \
+                    now - st.last_report.stamp > FORGET_AFTER_STALE * self.config.stale_after_s:
+                _log.info("node %s silent for %.0f s: forgotten", name, now - st.last_report.stamp)
+                del self.nodes[name]
         names = sorted(self.nodes)
         stale = {n: self.is_stale(self.nodes[n], now) for n in names}
         min_sum = sum(self.nodes[n].min_share for n in names)
@@ -299,8 +346,14 @@ class BudgetPolicy:
         rest = max(0.0, total - sum(alloc.values()))
         live = [n for n in names if not stale[n]]
         weight = sum(self.nodes[n].priority for n in live)
-        for n in live:
-            alloc[n] += rest * self.nodes[n].priority / weight
+        weight_all = sum(self.nodes[n].priority for n in names)
+        for n in names:
+            # A stale node is offered its share as if every known node were live, so a late joiner starts
+            # from a useful budget and a cold start of all nodes adds up to the total; the offer is not taken
+            # from the live nodes, who share the whole rest.
+            w = weight if not stale[n] else weight_all
+            alloc[n] += rest * self.nodes[n].priority / w
+        self._water_fill(alloc, live, total * scale)
         budgets = []
         for n in names:
             st = self.nodes[n]

@@ -51,8 +51,10 @@ class Trace:
 
 def simulate(config: PolicyConfig, loads: Mapping[str, SyntheticLoadSettings],
              schedule: Sequence[Tuple[float, float]], *, duration_s: float, budget_period_s: float = 1.0,
-             report_period_s: float = 1.0, report_phase_s: float = 0.37, seed: int = 0) -> Trace:
-    """Run the loop; schedule = [(time s, total W)] steps of the total budget (fixed mode)."""
+             report_period_s: float = 1.0, report_phase_s: float = 0.37, seed: int = 0,
+             load_changes: Sequence[Tuple[float, str, SyntheticLoadSettings]] = ()) -> Trace:
+    """Run the loop; schedule = [(time s, total W)] steps of the total budget (fixed mode);
+    load_changes = [(time s, node, new settings)] changes of a plant."""
     clock = [0.0]
     policy = BudgetPolicy(config)
     nodes = {}
@@ -74,6 +76,8 @@ def simulate(config: PolicyConfig, loads: Mapping[str, SyntheticLoadSettings],
 
     for t, _ in schedule:
         push(t, "total")
+    for i, (t, name, _) in enumerate(load_changes):
+        push(t, f"plant:{i}", name)
     push(0.0, "budget")
     for i, name in enumerate(nodes):
         push(0.001 * (i + 1), "item", name)
@@ -86,6 +90,10 @@ def simulate(config: PolicyConfig, loads: Mapping[str, SyntheticLoadSettings],
         if kind == "total":
             total = dict(schedule)[t]
             policy.configure(PolicyConfig(**{**config.__dict__, "total_power_w": total}))
+        elif kind.startswith("plant:"):
+            settings = load_changes[int(kind[6:])][2]
+            nodes[name]["load"] = SyntheticLoad(settings, seed=seed)
+            nodes[name]["period"] = 1.0 / settings.item_rate_hz
         elif kind == "budget":
             alloc = policy.step(t)
             trace.totals.append((t, alloc.total_power_w))

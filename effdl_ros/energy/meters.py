@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,40 @@ def _read_number(path: Path) -> float:
     if not math.isfinite(value):
         raise MeterError(f"{path}: expected a finite number, got {text[:40]!r}.")
     return value
+
+
+class _OpenFile:
+    """A sysfs attribute kept open and re-read with pread at offset 0 (no open/close per read)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: Optional[int] = None
+
+    def number(self) -> float:
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY)
+            except PermissionError:
+                return _read_number(self.path)  # raises the CVE-2020-8694 message
+            except OSError:
+                return _read_number(self.path)
+        try:
+            text = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
+            value = float(text)
+        except (OSError, ValueError):
+            self.close()
+            return _read_number(self.path)  # re-read by path: a clear error if it is really broken
+        if not math.isfinite(value):
+            raise MeterError(f"{self.path}: expected a finite number, got {text[:40]!r}.")
+        return value
+
+    def close(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
 
 
 def _read_text(path: Path) -> str:
@@ -140,7 +175,7 @@ class RaplMeter(Meter):
         self.root = Path(root)
         zones = sorted(p for p in self.root.glob("intel-rapl:*") if (p / "name").exists()) if self.root.is_dir() else []
         zones += sorted(p for p in self.root.glob("intel-rapl:*/intel-rapl:*") if (p / "name").exists())
-        self.zones: List[Tuple[str, Path, Optional[float]]] = []
+        self.zones: List[Tuple[str, _OpenFile, Optional[float]]] = []
         seen = set()
         for z in zones:
             if z.resolve() in seen:
@@ -151,13 +186,17 @@ class RaplMeter(Meter):
                 continue
             wrap_file = z / "max_energy_range_uj"
             wrap = _read_number(wrap_file) * 1e-6 if wrap_file.exists() else None
-            self.zones.append((zname, z / "energy_uj", wrap))
+            self.zones.append((zname, _OpenFile(z / "energy_uj"), wrap))
         if not self.zones:
             raise MeterError(f"{self.root}: no RAPL package or DRAM zone (intel-rapl:*) found.")
         self.name = "rapl:" + "+".join(z for z, _, _ in self.zones)
 
     def _counter_j(self):
-        return [(_read_number(f) * 1e-6, wrap) for _, f, wrap in self.zones]
+        return [(f.number() * 1e-6, wrap) for _, f, wrap in self.zones]
+
+    def close(self) -> None:
+        for _, f, _ in self.zones:
+            f.close()
 
 
 # ------------------------------------------------------------------------------------------------ INA3221

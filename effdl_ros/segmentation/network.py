@@ -100,6 +100,7 @@ def save_checkpoint(path: Path, model: nn.Module, config: Dict[str, Any]) -> Non
             torch.save({"state_dict": state, "config": config}, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

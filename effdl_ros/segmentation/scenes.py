@@ -319,13 +319,31 @@ def _cyclist(cv, cam, x, z, rng):
     return draw
 
 
-def render_domain(name: str, n: int, *, seed: int = 0, height: int = 120, width: int = 160
-                  ) -> Tuple[np.ndarray, np.ndarray]:
-    """n scenes of one style: images uint8 [n, H, W, 3], labels uint8 [n, H, W]; deterministic in seed."""
+def _render_range(args) -> Tuple[np.ndarray, np.ndarray]:
+    name, seed, start, stop, height, width = args
     st = style(name)
-    rng = np.random.default_rng([seed, sum(map(ord, name))])
-    imgs = np.zeros((n, height, width, 3), np.uint8)
-    labs = np.zeros((n, height, width), np.uint8)
-    for i in range(n):
-        imgs[i], labs[i] = render_scene(st, rng, height, width)
+    imgs = np.zeros((stop - start, height, width, 3), np.uint8)
+    labs = np.zeros((stop - start, height, width), np.uint8)
+    for k, i in enumerate(range(start, stop)):
+        rng = np.random.default_rng([seed, sum(map(ord, name)), i])
+        imgs[k], labs[k] = render_scene(st, rng, height, width)
     return imgs, labs
+
+
+def render_domain(name: str, n: int, *, seed: int = 0, height: int = 120, width: int = 160,
+                  workers: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """n scenes of one style: images uint8 [n, H, W, 3], labels uint8 [n, H, W].
+
+    Scene i depends only on (seed, name, i), so the result is the same for any number of worker
+    processes (workers=0: in this process).
+    """
+    style(name)  # validate before spawning anything
+    if workers <= 1 or n < 64:
+        return _render_range((name, seed, 0, n, height, width))
+    import multiprocessing as mp
+
+    step = -(-n // workers)
+    chunks = [(name, seed, a, min(n, a + step), height, width) for a in range(0, n, step)]
+    with mp.get_context("spawn").Pool(len(chunks)) as pool:
+        parts = pool.map(_render_range, chunks)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

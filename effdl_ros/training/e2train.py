@@ -38,7 +38,7 @@ class E2TrainConfig:
     weight_decay: float = 1e-4
     batch_size: int = 64
     epochs: int = 10
-    lr_drop_at: float = 2.0 / 3.0       # lr x0.1 at this share of the iterations (E2-Train: 2/3)
+    lr_drops: Tuple[float, ...] = (2.0 / 3.0,)  # lr x0.1 at these shares of the run (E2-Train: 2/3)
     smd_rate: float = 0.0
     slu: bool = False
     slu_target: float = 0.5
@@ -90,7 +90,7 @@ class E2Trainer:
         self.psg_stats: Optional[PsgStats] = None
         if config.psg:
             self.psg_stats = convert_to_psg(model, threshold=config.psg_threshold)
-        if (config.slu or config.slu_target < 1.0) and model.gates is None and config.slu:
+        if config.slu and getattr(model, "gates", None) is None:
             raise ValueError("SLU needs a model built with gates=True")
         signed = {id(p) for p in sign_parameters(model)}
         plain = [p for p in model.parameters() if id(p) not in signed]
@@ -102,11 +102,24 @@ class E2Trainer:
                                          weight_decay=config.weight_decay)
         self.counter = MacCounter(model, training=True)
         self.stats = TrainStats()
+        #: (model, x, y) -> loss; the default is cross entropy of model(x). The trainer node sets
+        #: another for consumers whose forward returns several exits (DDI).
+        self.loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = (
+            lambda m, x, y: F.cross_entropy(m(x), y))
+        #: called after backward, before the optimiser step (Early-Bird's slimming L1 goes here)
+        self.grad_hook: Optional[Callable[[nn.Module], None]] = None
 
     # -- knobs ----------------------------------------------------------------------------------
     def set_knobs(self, knobs: TrainerKnobs) -> None:
+        """Apply new knobs between steps; PSG off gives the conv weights float gradients and the lr."""
         self.knobs = knobs.validated()
         set_psg(self.model, knobs.psg)
+        if len(self.optimizer.param_groups) > 1:
+            scale = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0]["base_lr"]
+            group = self.optimizer.param_groups[1]
+            group["base_lr"] = self.config.psg_lr if knobs.psg else self.config.lr
+            group["weight_decay"] = 0.0 if knobs.psg else self.config.weight_decay
+            group["lr"] = group["base_lr"] * scale
 
     def set_lr_scale(self, scale: float) -> None:
         for g in self.optimizer.param_groups:
@@ -129,12 +142,12 @@ class E2Trainer:
     def _execute(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         model = self.model
         model.train()
-        use_slu = model.gates is not None and self.config.slu
-        model.force_full = not use_slu
+        use_slu = getattr(model, "gates", None) is not None and self.config.slu
+        if hasattr(model, "force_full"):
+            model.force_full = not use_slu
         before = self.counter.tally.total
         self.optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self.loss_fn(model, x, y)
         fired = 1.0
         total = loss
         if use_slu and model.last_masks is not None:
@@ -143,6 +156,8 @@ class E2Trainer:
             reg = -1.0 if fired <= self.knobs.slu_target else 1.0
             total = loss + reg * self.config.slu_beta * masks.sum(1).mean()
         total.backward()
+        if self.grad_hook is not None:
+            self.grad_hook(model)
         self.optimizer.step()
         st = self.stats
         st.executed_iterations += 1
@@ -153,20 +168,26 @@ class E2Trainer:
         return StepResult(executed=True, loss=float(loss.detach()), fired_fraction=fired, macs=macs)
 
     # -- a whole run ----------------------------------------------------------------------------
-    def fit(self, images: torch.Tensor, labels: torch.Tensor, *,
-            on_iteration: Optional[Callable[[int, int, StepResult], None]] = None) -> TrainStats:
-        """Train for config.epochs over (images, labels); lr x0.1 at lr_drop_at of the iterations."""
+    def fit(self, images: torch.Tensor, labels: torch.Tensor, *, start_epoch: int = 0,
+            stop_epoch: Optional[int] = None,
+            on_iteration: Optional[Callable[[int, int, StepResult], None]] = None,
+            on_epoch_end: Optional[Callable[[int], bool]] = None) -> TrainStats:
+        """Epochs start_epoch..stop_epoch-1 of a config.epochs-long schedule (lr x0.1 at lr_drops).
+
+        ``on_epoch_end(epoch)`` returning True stops the run early.
+        """
         cfg = self.config
+        stop_epoch = cfg.epochs if stop_epoch is None else stop_epoch
         n = images.shape[0]
         per_epoch = max(1, n // cfg.batch_size)
         total = per_epoch * cfg.epochs
-        gen = torch.Generator().manual_seed(cfg.seed)
-        it = 0
+        gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
+        it = start_epoch * per_epoch
         t0 = time.perf_counter()
-        for _ in range(cfg.epochs):
+        for epoch in range(start_epoch, stop_epoch):
             order = torch.randperm(n, generator=gen)
             for b in range(per_epoch):
-                self.set_lr_scale(0.1 if it >= cfg.lr_drop_at * total else 1.0)
+                self.set_lr_scale(0.1 ** sum(it >= d * total for d in cfg.lr_drops))
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 if self.drop():  # dropped: not even the batch is gathered
                     res = StepResult(executed=False)
@@ -175,6 +196,8 @@ class E2Trainer:
                 it += 1
                 if on_iteration is not None:
                     on_iteration(it, total, res)
+            if on_epoch_end is not None and on_epoch_end(epoch):
+                break
         self.stats.wall_s += time.perf_counter() - t0
         self.stats.macs = self.counter.tally
         return self.stats
@@ -184,9 +207,14 @@ class E2Trainer:
 
 
 def evaluate(model: GatedResNet, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256,
-             full: bool = False) -> Tuple[float, float]:
-    """(top-1 accuracy, mean share of gated blocks run); ``full`` runs every block."""
+             full: bool = False, gates: str = "hard", seed: int = 0) -> Tuple[float, float]:
+    """(top-1 accuracy, mean share of gated blocks run); ``full`` runs every block.
+
+    ``gates``: "hard" fires where p > 0.5; "sample" draws Bernoulli(p) as in training (seeded).
+    """
     model.eval()
+    model.eval_gates = gates
+    torch.manual_seed(seed)
     saved = model.force_full
     model.force_full = full or model.gates is None
     correct, fired, batches = 0, 0.0, 0

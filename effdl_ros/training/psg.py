@@ -113,7 +113,7 @@ class PsgConv2d(nn.Conv2d):
         self.threshold = threshold
         self.bits = bits
         self.stats: PsgStats | None = None
-        self.register_buffer("in_range", torch.zeros(()))
+        self.register_buffer("in_range", torch.zeros(()), persistent=False)  # keeps state-dict keys
         self.psg_enabled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

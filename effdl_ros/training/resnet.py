@@ -140,6 +140,8 @@ class GatedResNet(nn.Module):
         self.last_masks: Optional[torch.Tensor] = None
         self.last_block_rows: List[int] = []
         self.force_full = False  # evaluate the dense network even when gates exist
+        #: gate rule outside training: "hard" (p > 0.5, as E2-Train/SkipNet) or "sample" (Bernoulli(p))
+        self.eval_gates = "hard"
 
     @property
     def num_gates(self) -> int:
@@ -167,7 +169,7 @@ class GatedResNet(nn.Module):
         for i, block in enumerate(self.blocks[1:]):
             state = self.lstm(self.gates[i](h), state)
             p = torch.sigmoid(self.gate_fc(state[0])).squeeze(1)
-            if self.training:
+            if self.training or self.eval_gates == "sample":
                 fire = p.detach() > torch.rand_like(p)  # hard Bernoulli(p)
             else:
                 fire = p.detach() > 0.5

@@ -1,0 +1,189 @@
+"""`effdl-ros train madan`, `effdl-ros eval segmentation` and `effdl-ros bench segmentation`.
+
+Also runnable on its own (`python -m effdl_ros.cli.segmentation train madan ...`), so a training job
+on a bare GPU machine needs no other command module.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sources", default="sunny,dusk",
+                   help="comma-separated rendered source styles (see effdl_ros.segmentation.scenes.STYLES)")
+    p.add_argument("--target", default="camvid", help="target domain; only 'camvid' (its train frames, unlabelled)")
+    p.add_argument("--camvid-root", default=None, help="CamVid folder (default ../shared/data/segmentation/camvid)")
+    p.add_argument("--out", default="models/madan_multi.pt", help="where the MADAN checkpoint goes")
+    p.add_argument("--baselines", action="store_true",
+                   help="also train the comparison checkpoints (source-only x each + merged, single-source "
+                        "adaptation x each, oracle) into the --out folder")
+    p.add_argument("--preset", default="gpu", choices=["gpu", "tiny"], help="sizes and iteration counts")
+    p.add_argument("--time-budget", type=float, default=float("inf"),
+                   help="seconds for the whole run, split over the stages (each stops at its iterations or "
+                        "its share, whichever comes first)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="processes that render the source scenes")
+    p.add_argument("--samples", default=None, help="write a PNG of rendered vs adapted source images")
+    p.add_argument("--json", default=None, help="write what was trained (iterations, seconds) as JSON")
+
+
+def _camvid_root(arg: Optional[str]) -> Path:
+    from effdl_ros.data.camvid import default_root
+    from effdl_ros.errors import DataError
+
+    root = Path(arg) if arg else default_root()
+    if not (root / "train").is_dir():
+        raise DataError(f"CamVid folder {root} has no train/ subfolder (give --camvid-root)")
+    return root
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import math
+
+    import torch
+
+    from effdl_ros.errors import ConfigError
+    from effdl_ros.segmentation.scenes import style
+    from effdl_ros.segmentation.train import PRESETS, train_all
+
+    if args.target != "camvid":
+        raise ConfigError(f"--target {args.target!r} is not supported; the one real target here is 'camvid'")
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    for s in sources:
+        style(s)
+    if len(set(sources)) != len(sources) or len(sources) < 2:
+        raise ConfigError(f"--sources {args.sources!r} must name at least two different styles")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device} asked for, but torch sees no CUDA device")
+    root = _camvid_root(args.camvid_root)
+    plan = PRESETS[args.preset]
+    if math.isfinite(args.time_budget):
+        from dataclasses import replace
+
+        plan = replace(plan, seconds=float(args.time_budget))
+    out = Path(args.out)
+    res = train_all(sources, root, out.parent, plan, device=args.device, seed=args.seed, madan_out=out,
+                    baselines=args.baselines, samples_png=Path(args.samples) if args.samples else None,
+                    workers=args.workers, log=lambda m: print(m, flush=True))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    return 0
+
+
+def _configure_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="folder of frames (.jpg/.png)")
+    p.add_argument("--labels", required=True, help="folder of single-channel .png masks, same stems, 11 = ignore")
+    p.add_argument("--model", required=True, help="checkpoint written by `effdl-ros train madan`")
+    p.add_argument("--scale", type=float, default=1.0, help="input scale relative to the model's training size")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the timing")
+    p.add_argument("--json", default=None, help='write {"miou","per_class","pixel_acc","ms_per_frame"}')
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from effdl_ros.errors import ConfigError
+    from effdl_ros.segmentation.benchmark import evaluate_pairs, folder_pairs
+    from effdl_ros.segmentation.network import load_checkpoint
+
+    if not 0.1 <= args.scale <= 2.0:
+        raise ConfigError(f"--scale {args.scale} is outside 0.1..2.0")
+    torch.set_num_threads(max(1, args.threads))
+    pairs = folder_pairs(Path(args.images), Path(args.labels))[: args.max_frames or None]
+    model, cfg = load_checkpoint(Path(args.model))
+    r = evaluate_pairs(model, cfg, pairs, scale=args.scale)
+    print(f"{args.model}: mIoU {100 * r['miou']:.1f}  pixel acc {100 * r['pixel_acc']:.1f}  "
+          f"{r['ms_per_frame']:.1f} ms/frame ({r['frames']} frames, {torch.get_num_threads()} threads, CPU)")
+    for name, v in r["per_class"].items():
+        print(f"  {name:<11} {'-' if v is None else f'{100 * v:.1f}'}")
+    if args.json:
+        _write_json(Path(args.json), {k: r[k] for k in ("miou", "per_class", "pixel_acc", "ms_per_frame", "frames")})
+    return 0
+
+
+def _write_json(path: Path, obj) -> None:
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _configure_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default=None, help="folder of madan_*.pt (default: the package's models/)")
+    p.add_argument("--camvid-root", default=None)
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default=None)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from effdl_ros.segmentation.benchmark import run_segmentation_benchmark, summary
+
+    torch.set_num_threads(max(1, args.threads))
+    if args.models:
+        models = Path(args.models)
+    else:
+        from effdl_ros.resources import share_path
+
+        models = share_path("models")
+    rows = run_segmentation_benchmark(models, _camvid_root(args.camvid_root), args.max_frames)
+    print(f"{'method':<62} {'mIoU':>6} {'pix acc':>8} {'ms/frame':>9}")
+    for r in rows:
+        tag = "  <- best single" if r["role"] == "best_single" else ""
+        print(f"{r['method']:<62} {100 * r['miou']:6.1f} {100 * r['pixel_acc']:8.1f} {r['ms_per_frame']:9.1f}{tag}")
+    s = summary(rows)
+    if "madan_minus_best_single_points" in s:
+        print(f"MADAN - best single-source: {s['madan_minus_best_single_points']:+.1f} mIoU points (goal >= +3)")
+    if "gap_closed" in s:
+        print(f"share of the source-only -> oracle gap closed by MADAN: {100 * s['gap_closed']:.0f} % (goal >= 50 %)")
+    print(f"CamVid val, {rows[0]['frames']} frames, CPU, {torch.get_num_threads()} threads; "
+          "times measured in this run")
+    if args.json:
+        _write_json(Path(args.json), {"rows": rows, "summary": s})
+    return 0
+
+
+def register(cli) -> None:
+    cli.add("train", "madan", help="MADAN multi-source adaptation: rendered street sources -> CamVid (unlabelled)",
+            configure=_configure_train, run=_run_train)
+    cli.add("eval", "segmentation", help="mIoU, per-class IoU, pixel accuracy, ms/frame of a segmentation model",
+            configure=_configure_eval, run=_run_eval)
+    cli.add("bench", "segmentation", help="source-only vs single-source vs MADAN vs oracle on CamVid val",
+            configure=_configure_bench, run=_run_bench)
+
+
+def _standalone(argv: Optional[Sequence[str]] = None) -> int:
+    from effdl_ros.cli.registry import CommandRegistry
+    from effdl_ros.errors import EffdlError
+
+    reg = CommandRegistry()
+    register(reg)
+    parser = argparse.ArgumentParser(prog="python -m effdl_ros.cli.segmentation")
+    groups = parser.add_subparsers(dest="group", required=True)
+    subs = {}
+    for c in reg.commands:
+        if c.group not in subs:
+            subs[c.group] = groups.add_parser(c.group).add_subparsers(dest="verb", required=True)
+        sp = subs[c.group].add_parser(c.name, help=c.help)
+        c.configure(sp)
+        sp.set_defaults(_run=c.run)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except EffdlError as err:
+        print(f"effdl-ros: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_standalone())

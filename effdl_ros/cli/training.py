@@ -1,0 +1,288 @@
+"""`effdl-ros train e2train`, `prune eb`, `bench e2train`, `bench eb` (issue 7: E2-Train, Early-Bird)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser, *, data_default: str = "sklearn") -> None:
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: on a shared 2-core machine more threads "
+                        "oversubscribe and run slower)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    from effdl_ros.errors import ConfigError
+
+    if n < 1:
+        raise ConfigError(f"--threads must be >= 1, got {n}")
+    torch.set_num_threads(n)
+
+
+def _write_json(path: str, obj) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    from effdl_ros.errors import ConfigError
+
+    if not (value > 0 or (allow_zero and value == 0)):
+        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+# --- train e2train ------------------------------------------------------------------------------
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="sklearn", help="mnist5k | sklearn | opencv (default sklearn)")
+    p.add_argument("--model", default="resnet32:8", help="resnetD[:W], D = 6n+2 (default resnet32:8)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--smd", type=float, default=0.5, help="SMD drop rate (0 = off; paper 0.5)")
+    p.add_argument("--slu-target", type=float, default=0.35,
+                   help="SLU target share of gated blocks that run (1 or --no-slu = off)")
+    p.add_argument("--no-slu", action="store_true", help="train without SLU gates")
+    p.add_argument("--slu-beta", type=float, default=0.1)
+    p.add_argument("--psg", action="store_true", help="predictive sign gradients (modelled saving)")
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--out", default=None, help="checkpoint to write (atomically), e.g. models/x.pt")
+    p.add_argument("--json", default=None, help="also write the figures as JSON")
+    _common(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
+    from tqdm import tqdm
+
+    from effdl_ros.errors import ConfigError
+    from effdl_ros.training.checkpoint import save_checkpoint
+    from effdl_ros.training.e2train import E2TrainConfig, modelled_energy_j
+    from effdl_ros.training.experiments import load_data, run_e2train
+
+    if not 0.0 <= args.smd < 1.0:
+        raise ConfigError(f"--smd must be in [0, 1), got {args.smd}")
+    if not 0.0 < args.slu_target <= 1.0:
+        raise ConfigError(f"--slu-target must be in (0, 1], got {args.slu_target}")
+    _positive("--epochs", args.epochs)
+    data = load_data(args.data)
+    slu = not args.no_slu and args.slu_target < 1.0
+    cfg = E2TrainConfig(epochs=args.epochs, lr=args.lr, smd_rate=args.smd, slu=slu,
+                        slu_target=args.slu_target, slu_beta=args.slu_beta, psg=args.psg, seed=args.seed)
+    bar = tqdm(total=1, desc="e2train", unit="it", dynamic_ncols=True)
+
+    def on_iteration(it, total, res, trainer, dense_per_sample):
+        if bar.total != total:
+            bar.total = total
+        bar.update(1)
+        if it % 5 and it != total:
+            return
+        st = trainer.stats
+        tally = trainer.counter.tally
+        dense = dense_per_sample * cfg.batch_size * it
+        pred = trainer.psg_stats.predicted_fraction if trainer.psg_stats else 0.0
+        bar.set_postfix(loss=f"{st.mean_loss:.3f}", executed=f"{tally.total / max(1, dense):.0%}",
+                        energy=f"{modelled_energy_j(tally, psg=cfg.psg, psg_predicted_fraction=pred):.3f}J")
+
+    model, result = run_e2train(data, args.model, cfg, gate_bias=3.0, on_iteration=on_iteration)
+    bar.close()
+    print(f"{args.data}: top-1 {result['accuracy']:.4f} (all blocks {result['accuracy_all_blocks']:.4f}), "
+          f"executed training MACs {result['executed_train_macs'] / 1e9:.2f} G = "
+          f"{result['executed_train_macs'] / result['dense_train_macs']:.1%} of dense, wall "
+          f"{result['wall_s']:.1f} s (measured), energy {result['modelled_energy_j']:.3f} J (modelled)")
+    if args.out:
+        meta = {"data": args.data, "image_size": data.size, "mean": 0.13, "std": 0.31,
+                "classes": [str(i) for i in range(10)], "accuracy": result["accuracy"],
+                "command": "effdl-ros train e2train " + " ".join(
+                    f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
+                    if not k.startswith("_") and k not in ("command", "verb") and v not in (None, False))}
+        save_checkpoint(args.out, model.state_dict(), model.config.to_dict(), meta)
+        print(f"wrote {args.out}")
+    if args.json:
+        _write_json(args.json, {"config": vars(cfg) if hasattr(cfg, "__dict__") else {}, **result})
+    return 0
+
+
+# --- prune eb -------------------------------------------------------------------------------------
+def _configure_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="resnet20:16",
+                   help="resnetD[:W] to train from scratch, or a GatedResNet checkpoint to start from")
+    p.add_argument("--data", default="sklearn", help="mnist5k | sklearn | opencv")
+    p.add_argument("--ratio", type=float, default=0.5, help="share of BN channels to prune (0..1)")
+    p.add_argument("--epochs", type=int, default=20, help="length of the full schedule")
+    p.add_argument("--epsilon", type=float, default=0.1, help="mask-distance threshold for the ticket")
+    p.add_argument("--retrain", choices=("continue", "scratch"), default="continue",
+                   help="continue = the ticket's weights train on for the remaining epochs; "
+                        "scratch = re-initialised, all epochs")
+    p.add_argument("--out", required=True, help="pruned checkpoint, e.g. models/resnet20_sklearn_eb.pt")
+    p.add_argument("--json", default=None)
+    _common(p)
+
+
+def _run_prune(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
+    import torch
+
+    from effdl_ros.errors import ConfigError
+    from effdl_ros.training.checkpoint import load_checkpoint, save_checkpoint
+    from effdl_ros.training.e2train import E2TrainConfig, evaluate
+    from effdl_ros.training.experiments import load_data, make_config, retrain_pruned, search_early_bird
+    from effdl_ros.training.macs import inference_macs
+    from effdl_ros.training.prune import prune_resnet, reinitialised
+    from effdl_ros.training.resnet import GatedResNet, ResNetConfig, count_parameters
+
+    if not 0.0 < args.ratio < 1.0:
+        raise ConfigError(f"--ratio must be in (0, 1), got {args.ratio}")
+    _positive("--epochs", args.epochs)
+    data = load_data(args.data)
+    torch.manual_seed(args.seed)
+    if args.model.startswith("resnet") and not Path(args.model).exists():
+        model = GatedResNet(make_config(args.model, data))
+    else:
+        payload = load_checkpoint(args.model)
+        model = GatedResNet(ResNetConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"])
+    cfg = E2TrainConfig(epochs=args.epochs, seed=args.seed, lr_drops=(0.5, 0.75))
+    print(f"searching an Early-Bird ticket: ratio {args.ratio}, epsilon {args.epsilon}, "
+          f"{args.epochs}-epoch schedule")
+
+    def on_epoch(epoch, dist, drawn):
+        mark = "  <- ticket drawn" if drawn else ""
+        print(f"epoch {epoch:3d}  mask distance {dist:.4f}{mark}", flush=True)
+
+    trainer, run = search_early_bird(model, data, cfg, ratio=args.ratio, epsilon=args.epsilon,
+                                     stop_at_ticket=True, on_epoch=on_epoch)
+    trainer.close()
+    if run.ticket_epoch is None:
+        print(f"no ticket within {args.epochs} epochs (distance never <= {args.epsilon}); nothing written")
+        return 1
+    pruned = prune_resnet(run.snapshot, run.mask)
+    start = run.ticket_epoch
+    if args.retrain == "scratch":
+        pruned, start = reinitialised(pruned, args.seed), 0
+    print(f"ticket drawn at epoch {run.ticket_epoch} of {args.epochs}; parameters "
+          f"{count_parameters(model):,} -> {count_parameters(pruned):,}; retraining ({args.retrain}) "
+          f"for {args.epochs - start} epochs")
+    tr, wall = retrain_pruned(pruned, data, cfg, start_epoch=start)
+    tr.close()
+    acc = evaluate(pruned, data.x_test, data.y_test)[0]
+    macs = inference_macs(pruned, data.x_test[:64])
+    print(f"pruned model: top-1 {acc:.4f}, {macs:,} MACs per inference, {count_parameters(pruned):,} "
+          f"parameters")
+    meta = {"data": args.data, "image_size": data.size, "mean": 0.13, "std": 0.31,
+            "classes": [str(i) for i in range(10)], "accuracy": acc, "ticket_epoch": run.ticket_epoch,
+            "ratio": args.ratio, "retrain": args.retrain, "inference_macs": macs,
+            "mask_distances": run.distances}
+    save_checkpoint(args.out, pruned.state_dict(), pruned.config.to_dict(), meta)
+    print(f"wrote {args.out}")
+    if args.json:
+        _write_json(args.json, meta)
+    return 0
+
+
+# --- bench e2train / bench eb -----------------------------------------------------------------------
+def _configure_bench_e2(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="mnist5k,sklearn", help="comma-separated data sets")
+    p.add_argument("--model", default="resnet32:8")
+    p.add_argument("--epochs", default="mnist5k=8,sklearn=20",
+                   help="epochs per data set, e.g. mnist5k=8,sklearn=20")
+    p.add_argument("--slu-target", type=float, default=0.35)
+    p.add_argument("--slu-beta", type=float, default=0.1)
+    p.add_argument("--json", default=None)
+    _common(p)
+
+
+def _epochs(spec: str, datasets):
+    from effdl_ros.errors import ConfigError
+
+    out = {}
+    for part in spec.split(","):
+        name, _, n = part.partition("=")
+        try:
+            out[name.strip()] = int(n)
+        except ValueError:
+            raise ConfigError(f"--epochs: expected name=N pairs, got {part!r}") from None
+    missing = [d for d in datasets if d not in out]
+    if missing:
+        raise ConfigError(f"--epochs gives no epoch count for {', '.join(missing)}")
+    return out
+
+
+def _run_bench_e2(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
+    from effdl_ros.training.experiments import bench_e2train
+
+    datasets = [d.strip() for d in args.data.split(",") if d.strip()]
+    res = bench_e2train(datasets, arch=args.model, epochs=_epochs(args.epochs, datasets),
+                        seed=args.seed, slu_target=args.slu_target, slu_beta=args.slu_beta,
+                        progress=lambda s: print(f"  running {s} ...", flush=True))
+    head = (f"{'data':8} {'variant':12} {'top-1':>6} {'drop pt':>7} {'train GMAC':>10} {'MACs saved':>10} "
+            f"{'wall s':>7} {'wall saved':>10} {'energy J*':>9} {'E saved*':>8}")
+    print(head)
+    print("-" * len(head))
+    for name, block in res["results"].items():
+        for variant, r in block["variants"].items():
+            print(f"{name:8} {variant:12} {r['accuracy']:6.4f} {r.get('accuracy_drop_points', 0):7.2f} "
+                  f"{r['executed_train_macs'] / 1e9:10.2f} {r.get('macs_saved', 0):10.1%} {r['wall_s']:7.1f} "
+                  f"{r.get('wall_saved', 0):10.1%} {r['modelled_energy_j']:9.4f} {r.get('energy_saved', 0):8.1%}")
+    print("measured: top-1, executed MACs (counted from what ran), wall time; * modelled: compute energy "
+          "(fp32 4.6 pJ/MAC; PSG at 8/4/16 bit, Horowitz ISSCC 2014)")
+    if args.json:
+        _write_json(args.json, res)
+    return 0
+
+
+def _configure_bench_eb(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="mnist5k,sklearn")
+    p.add_argument("--model", default="resnet20:16")
+    p.add_argument("--epochs", default="mnist5k=20,sklearn=24")
+    p.add_argument("--ratio", type=float, default=0.5)
+    p.add_argument("--epsilon", type=float, default=0.1)
+    p.add_argument("--json", default=None)
+    _common(p)
+
+
+def _run_bench_eb(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
+    from effdl_ros.training.experiments import bench_eb
+
+    datasets = [d.strip() for d in args.data.split(",") if d.strip()]
+    res = bench_eb(datasets, arch=args.model, epochs=_epochs(args.epochs, datasets), ratio=args.ratio,
+                   epsilon=args.epsilon, seed=args.seed,
+                   progress=lambda s: print(f"  running {s} ...", flush=True))
+    head = (f"{'data':8} {'variant':14} {'ticket ep':>9} {'top-1':>6} {'drop pt':>7} {'MACs/inf':>10} "
+            f"{'params':>8} {'train GMAC':>10} {'energy J*':>9} {'E saving*':>9} {'wall s':>7} {'wall x':>6}")
+    print(head)
+    print("-" * len(head))
+    for name, block in res["results"].items():
+        print(f"{name}: mask distance per epoch: " + " ".join(f"{d:.3f}" for d in block["distances"]))
+        for variant, r in block["variants"].items():
+            ep = f"{r['ticket_epoch']}/{block['epochs']}" if r["ticket_epoch"] else "-"
+            print(f"{name:8} {variant:14} {ep:>9} {r['accuracy']:6.4f} {r['accuracy_drop_points']:7.2f} "
+                  f"{r['inference_macs']:10,} {r['parameters']:8,} {r['train_macs'] / 1e9:10.2f} "
+                  f"{r['modelled_energy_j']:9.4f} {r['energy_saving_x']:8.2f}x {r['wall_s']:7.1f} "
+                  f"{r['wall_saving_x']:5.2f}x")
+        if block["ticket_epoch"] is None:
+            print(f"{name}: no ticket drawn within {block['epochs']} epochs")
+    print("measured: top-1, MACs, wall time; * modelled: training compute energy = executed MACs x "
+          "4.6 pJ (fp32, Horowitz ISSCC 2014); EB rows include the search epochs")
+    if args.json:
+        _write_json(args.json, res)
+    return 0
+
+
+def register(cli) -> None:
+    cli.add("train", "e2train", help="train a CIFAR-style ResNet with E2-Train (SMD, SLU, PSG)",
+            configure=_configure_train, run=_run_train)
+    cli.add("prune", "eb", help="draw an Early-Bird ticket, prune it physically, retrain, save",
+            configure=_configure_prune, run=_run_prune)
+    cli.add("bench", "e2train", help="full vs SMD vs SMD+SLU vs SMD+SLU+PSG, side by side",
+            configure=_configure_bench_e2, run=_run_bench_e2)
+    cli.add("bench", "eb", help="dense vs Early-Bird ticket (continue / from scratch), side by side",
+            configure=_configure_bench_eb, run=_run_bench_eb)

@@ -1,0 +1,354 @@
+"""`effdl-ros bench transport`: 640x480 rgb8 images between two nodes, latency / rate / loss / CPU.
+
+dds: the publisher node in this process, the subscriber node in a second OS process (spawned), both
+on Cyclone DDS in a private random domain. inproc: both nodes in this process. Each rate (30 Hz,
+100 Hz, then as fast as the publisher can go) runs for --duration seconds. Latency is receive time
+in the subscriber's callback minus header.stamp set just before publish (both CLOCK_REALTIME on the
+same machine), so it includes serialisation, transport, decoding and the executor's hand-over.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Dict, List, Optional
+
+WIDTH, HEIGHT = 640, 480
+RATES = ("30", "100", "max")
+
+
+def register(cli) -> None:
+    cli.add("bench", "transport",
+            help="640x480 rgb8 images between two nodes (two processes for dds): p50/p99 latency, "
+                 "achieved rate, loss, CPU share at 30 Hz, 100 Hz and the maximum rate",
+            configure=_configure, run=_run)
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", action="append", choices=["dds", "inproc"], default=None,
+                   help="transport to measure; repeat for both (default: dds and inproc)")
+    p.add_argument("--rates", default=",".join(RATES),
+                   help="comma-separated publish rates in Hz, 'max' = as fast as possible "
+                        "(default 30,100,max)")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per rate (default 5)")
+    p.add_argument("--qos", choices=["sensor", "reliable"], default="sensor",
+                   help="sensor = best effort keep-last 5, what image topics use (default); "
+                        "reliable = reliable keep-last 5")
+    p.add_argument("--domain", type=int, default=None,
+                   help="ROS domain for dds (default: a random one in 100..200)")
+    p.add_argument("--json", dest="json_out", default=None, help="write the results to this JSON file")
+
+
+def _rates(text: str) -> List[Optional[float]]:
+    from effdl_ros.errors import ConfigError
+
+    out: List[Optional[float]] = []
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        if item == "max":
+            out.append(None)
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            raise ConfigError(f"--rates: {item!r} is neither a number of Hz nor 'max'") from None
+        if not 0 < value <= 10000:
+            raise ConfigError(f"--rates: {item} Hz is outside 0..10000")
+        out.append(value)
+    if not out:
+        raise ConfigError("--rates is empty")
+    return out
+
+
+def _qos(kind: str):
+    from effdl_ros.runtime.local.qos import QoSProfile, ReliabilityPolicy
+
+    reliability = ReliabilityPolicy.BEST_EFFORT if kind == "sensor" else ReliabilityPolicy.RELIABLE
+    return QoSProfile(depth=5, reliability=reliability)
+
+
+def _image(seq: int, pixels):
+    from effdl_ros.runtime.local.typesupport import get_class
+
+    Image = get_class("sensor_msgs/msg/Image")
+    msg = Image(height=HEIGHT, width=WIDTH, encoding="rgb8", step=WIDTH * 3, data=pixels)
+    msg.header.frame_id = str(seq)
+    return msg
+
+
+def _stamp(msg) -> None:
+    now = time.time_ns()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
+
+
+class _Recorder:
+    """The subscriber's callback: receive time minus publish stamp, and which frames came."""
+
+    def __init__(self) -> None:
+        self.latency_ms: List[float] = []
+        self.seqs: List[int] = []
+
+    def __call__(self, msg) -> None:
+        now = time.time_ns()
+        sent = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        seq = int(msg.header.frame_id) if msg.header.frame_id.isdigit() else -1
+        if seq >= 0:
+            self.latency_ms.append((now - sent) / 1e6)
+            self.seqs.append(seq)
+        else:
+            self.seqs.append(-1)  # warm-up
+
+    def take(self):
+        lat, seqs = self.latency_ms, [s for s in self.seqs if s >= 0]
+        self.latency_ms, self.seqs = [], []
+        return lat, seqs
+
+
+def _summary(rate, sent: int, wall_s: float, lat: List[float], seqs: List[int],
+             cpu: Dict[str, float]) -> dict:
+    import numpy as np
+
+    got = len(set(seqs))
+    arr = np.asarray(lat, dtype=np.float64)
+    return {
+        "rate_hz": rate if rate is not None else "max",
+        "sent": sent, "received": got,
+        "loss": (sent - got) / sent if sent else 0.0,
+        "in_order": seqs == sorted(seqs),
+        "achieved_hz": got / wall_s if wall_s > 0 else 0.0,
+        "sent_hz": sent / wall_s if wall_s > 0 else 0.0,
+        "latency_ms": {k: float(v) for k, v in (
+            ("p50", np.percentile(arr, 50)), ("p99", np.percentile(arr, 99)),
+            ("mean", arr.mean()), ("max", arr.max()))} if arr.size else {},
+        "cpu_share": cpu,
+        "cpu_ms_per_frame": {k: v * wall_s * 1000 / sent for k, v in cpu.items()} if sent else {},
+    }
+
+
+def _pace(start: float, index: int, period: Optional[float], wait) -> None:
+    if period is None:
+        return
+    target = start + index * period
+    while True:
+        remaining = target - time.perf_counter()
+        if remaining <= 0:
+            return
+        wait(remaining)
+
+
+# -- inproc: both nodes in this process, one executor ------------------------------------------
+def _bench_inproc(rates, duration: float, qos_kind: str, pixels) -> List[dict]:
+    from effdl_ros.runtime.local.node import Node
+    from effdl_ros.runtime.local.typesupport import get_class
+    from effdl_ros.runtime.testing import InprocGraph
+
+    Image = get_class("sensor_msgs/msg/Image")
+    results = []
+    with InprocGraph(backend="inproc") as g:
+        pub = g.add(lambda **kw: Node("bench_source", **kw)).create_publisher(
+            Image, "bench/image", _qos(qos_kind))
+        record = _Recorder()
+        g.add(lambda **kw: Node("bench_sink", **kw)).create_subscription(
+            Image, "bench/image", record, _qos(qos_kind))
+        for rate in rates:
+            period = 1.0 / rate if rate else None
+            cpu0, start = time.process_time(), time.perf_counter()
+            sent = 0
+            while time.perf_counter() - start < duration:
+                _pace(start, sent, period, lambda s: g.executor.spin_once(timeout_sec=s))
+                msg = _image(sent, pixels)
+                _stamp(msg)
+                pub.publish(msg)
+                sent += 1
+                g.spin_until_idle()
+            wall = time.perf_counter() - start
+            cpu = {"process (both nodes)": (time.process_time() - cpu0) / wall}
+            lat, seqs = record.take()
+            results.append(_summary(rate, sent, wall, lat, seqs, cpu))
+    return results
+
+
+# -- dds: a subscriber process --------------------------------------------------------------------
+def _sink_main(domain: int, qos_kind: str, conn) -> None:
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    from effdl_ros.runtime.local.node import Node
+    from effdl_ros.runtime.local.typesupport import get_class
+    from effdl_ros.runtime.testing import InprocGraph
+
+    Image = get_class("sensor_msgs/msg/Image")
+    with InprocGraph(backend="dds") as g:
+        record = _Recorder()
+        g.add(lambda **kw: Node("bench_sink", **kw)).create_subscription(
+            Image, "bench/image", record, _qos(qos_kind))
+        conn.send(("up",))
+        cpu0 = wall0 = 0.0
+        while True:
+            g.executor.spin_once(timeout_sec=0.005)
+            if not conn.poll():
+                continue
+            cmd = conn.recv()
+            if cmd[0] == "warm?":
+                conn.send(("warm", any(s < 0 for s in record.seqs)))
+            elif cmd[0] == "start":
+                record.take()
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+            elif cmd[0] == "stop":
+                sent, drain_s = cmd[1], cmd[2]
+                end = time.perf_counter() + drain_s
+                while len(record.seqs) < sent and time.perf_counter() < end:
+                    g.executor.spin_once(timeout_sec=0.005)
+                share = (time.process_time() - cpu0) / max(1e-9, time.perf_counter() - wall0)
+                lat, seqs = record.take()
+                conn.send(("result", lat, seqs, share))
+            elif cmd[0] == "quit":
+                return
+
+
+def _bench_dds(rates, duration: float, qos_kind: str, pixels, domain: int) -> List[dict]:
+    import multiprocessing as mp
+
+    from effdl_ros.errors import ConfigError
+    from effdl_ros.runtime.local.node import Node
+    from effdl_ros.runtime.local.typesupport import get_class
+    from effdl_ros.runtime.testing import InprocGraph
+
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    Image = get_class("sensor_msgs/msg/Image")
+    ctx = mp.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    sink = ctx.Process(target=_sink_main, args=(domain, qos_kind, theirs), daemon=True)
+    sink.start()
+    results = []
+    try:
+        if not ours.poll(60) or ours.recv()[0] != "up":
+            raise ConfigError("the dds subscriber process did not start within 60 s")
+        with InprocGraph(backend="dds") as g:
+            pub = g.add(lambda **kw: Node("bench_source", **kw)).create_publisher(
+                Image, "bench/image", _qos(qos_kind))
+            deadline = time.monotonic() + 30
+            while True:  # warm-up: until the subscriber has heard us (discovery both ways)
+                msg = _image(0, pixels)
+                msg.header.frame_id = "warm"
+                _stamp(msg)
+                pub.publish(msg)
+                time.sleep(0.05)
+                ours.send(("warm?",))
+                if ours.recv()[1]:
+                    break
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"no dds match on domain {domain} within 30 s")
+            for rate in rates:
+                period = 1.0 / rate if rate else None
+                ours.send(("start",))
+                time.sleep(0.05)
+                cpu0, start = time.process_time(), time.perf_counter()
+                sent = 0
+                while time.perf_counter() - start < duration:
+                    _pace(start, sent, period, time.sleep)
+                    msg = _image(sent, pixels)
+                    _stamp(msg)
+                    pub.publish(msg)
+                    sent += 1
+                wall = time.perf_counter() - start
+                pub_share = (time.process_time() - cpu0) / wall
+                ours.send(("stop", sent, 2.0))
+                _, lat, seqs, sink_share = ours.recv()
+                results.append(_summary(rate, sent, wall, lat, seqs,
+                                        {"publisher": pub_share, "subscriber": sink_share}))
+    finally:
+        try:
+            ours.send(("quit",))
+        except (OSError, BrokenPipeError):
+            pass
+        sink.join(10)
+        if sink.is_alive():
+            sink.terminate()
+            sink.join(5)
+    return results
+
+
+def _machine() -> str:
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}"
+
+
+def _table(results: Dict[str, List[dict]], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("backend", "rate", "sent/s", "recv/s", "loss", "p50 ms", "p99 ms", "max ms",
+                "CPU pub/sub"):
+        table.add_column(col, justify="right" if col != "backend" else "left")
+    for backend, rows in results.items():
+        for r in rows:
+            lat = r["latency_ms"]
+            rate = r["rate_hz"]
+            cpu = "/".join(f"{v:.0%}" for v in r["cpu_share"].values())
+            table.add_row(backend, f"{rate:g} Hz" if rate != "max" else "max",
+                          f"{r['sent_hz']:.1f}", f"{r['achieved_hz']:.1f}", f"{r['loss']:.1%}",
+                          f"{lat.get('p50', float('nan')):.2f}", f"{lat.get('p99', float('nan')):.2f}",
+                          f"{lat.get('max', float('nan')):.2f}", cpu)
+    return table
+
+
+def _run(args: argparse.Namespace) -> int:
+    import random
+
+    import numpy as np
+    from rich.console import Console
+
+    from effdl_ros.errors import ConfigError
+
+    rates = _rates(args.rates)
+    if args.duration <= 0:
+        raise ConfigError("--duration must be positive (seconds per rate)")
+    backends = args.backend or ["dds", "inproc"]
+    domain = args.domain if args.domain is not None else random.randint(100, 200)
+    if not 0 <= domain <= 232:
+        raise ConfigError(f"--domain {domain} is outside 0..232")
+    pixels = np.random.default_rng(0).integers(0, 256, WIDTH * HEIGHT * 3, dtype=np.uint8)
+    results: Dict[str, List[dict]] = {}
+    load_before = os.getloadavg()[0]
+    for backend in backends:
+        if backend == "dds":
+            results[backend] = _bench_dds(rates, args.duration, args.qos, pixels, domain)
+        else:
+            results[backend] = _bench_inproc(rates, args.duration, args.qos, pixels)
+    machine = _machine()
+    load = (load_before, os.getloadavg()[0])
+    title = (f"transport: {WIDTH}x{HEIGHT} rgb8 Image, QoS {args.qos}, {args.duration:g} s per rate "
+             f"- {machine}; load average {load[0]:.1f} -> {load[1]:.1f}")
+    Console(width=max(110, Console().width)).print(_table(results, title))
+    if args.json_out:
+        _write_json(args.json_out, {"machine": machine, "load_average_1min": load,
+                                    "qos": args.qos, "duration_s": args.duration,
+                                    "image": f"{WIDTH}x{HEIGHT} rgb8", "results": results})
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+def _write_json(path: str, data) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from effdl_ros.errors import DataError
+
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise DataError(f"{path}: the folder {target.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".transport-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)

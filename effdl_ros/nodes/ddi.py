@@ -1,0 +1,172 @@
+"""ddi: dual dynamic inference classifier that meets a hard per-item budget (issue 4).
+
+Subscribes `image` (sensor_msgs/Image, sensor-data QoS: best effort, keep last 5) and publishes
+`ddi/classification` (vision_msgs/Classification: top-k class labels with softmax scores, header copied
+from the image). Each item's MAC ceiling comes from the node's current energy budget (BudgetClient on
+`energy/budget`; effdl_ros.dynamic.budget_map), so a new budget takes effect on the next item; an item
+whose budget is below the cheapest exit is not classified (counted in `skipped_for_budget`).
+Per-item executed MACs and latency go to the Accountant, which reports on `energy/reports`.
+Weights hot-swap on an effdl_ros/ModelUpdate on `trainer/model_update` (reliable, transient-local)
+addressed to this node; the file must lie inside `model_dir`; a bad file keeps the old model.
+
+Parameters: model_path (default models/ddi_mnist5k.pt, relative to the package share folder),
+model_dir ("" = the model's folder), top_k (3), default_compute_fraction (1.0, used while no fresh
+budget), confidence (0 = off; else halt at an exit whose top softmax >= it), energy_profile (x86_cpu),
+item_rate_hz (0 = unknown: power limits ignored), stale_after_s (3.0).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from effdl_ros.runtime import Node, run_node
+from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+from effdl_ros.runtime.images import imgmsg_to_cv2
+from effdl_ros.runtime.messages import Classification, ModelUpdate, ObjectHypothesis
+from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
+from effdl_ros.runtime.safety import guarded
+
+
+class DdiNode(Node):
+    def __init__(self, node_name: str = "ddi", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.declare_parameter("model_path", "models/ddi_mnist5k.pt")
+        self.declare_parameter("model_dir", "")
+        self.declare_parameter("top_k", 3)
+        self.declare_parameter("default_compute_fraction", 1.0)
+        self.declare_parameter("confidence", 0.0)
+        self.declare_parameter("energy_profile", "x86_cpu")
+        self.declare_parameter("item_rate_hz", 0.0)
+        self.declare_parameter("stale_after_s", 3.0)
+        from effdl_ros.energy.accountant import Accountant
+        from effdl_ros.energy.budget import Budget
+        from effdl_ros.errors import ConfigError
+
+        top_k = self.get_parameter("top_k").value
+        fraction = float(self.get_parameter("default_compute_fraction").value)
+        if top_k < 1:
+            raise ConfigError(f"{self.get_fully_qualified_name()}: top_k must be >= 1, got {top_k}")
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"{self.get_fully_qualified_name()}: default_compute_fraction must lie in [0, 1]")
+        model_path = self._resolve(self.get_parameter("model_path").value)
+        model_dir = self.get_parameter("model_dir").value
+        self.model_dir = self._resolve(model_dir) if model_dir else model_path.parent
+        self.acct = Accountant(self.get_fully_qualified_name(), clock=node_clock_seconds(self),
+                               profile=self.get_parameter("energy_profile").value)
+        self.model_version = 0
+        self._install(model_path)          # a bad initial model is a startup error (DataError)
+        self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
+                                   stale_after_sec=float(self.get_parameter("stale_after_s").value))
+        self.items = 0
+        self.skipped_for_budget = 0
+        self.updates_accepted = 0
+        self.updates_rejected = 0
+        self.last = None                    # (DDIResult, ceiling) of the newest item
+        self._pub = self.create_publisher(Classification, "ddi/classification", 10)
+        self.create_subscription(ModelUpdate, "trainer/model_update", guarded(self, self.on_model_update), latched(1))
+        self.create_subscription(type(self)._image_type(), "image", guarded(self, self.on_image),
+                                 qos_profile_sensor_data)
+
+    @staticmethod
+    def _image_type():
+        from effdl_ros.runtime.messages import Image
+
+        return Image
+
+    @staticmethod
+    def _resolve(path: str) -> Path:
+        p = Path(path)
+        if p.is_absolute():
+            return p
+        from effdl_ros.resources import share_path
+
+        return share_path(*p.parts)
+
+    def _install(self, path: Path) -> None:
+        """Load a checkpoint and build its engine; raises DataError (old model untouched) if bad."""
+        import torch
+
+        from effdl_ros.dynamic.budget_map import CeilingModel, joules_per_mac, measure_macs_per_ms
+        from effdl_ros.dynamic.checkpoint import load_checkpoint
+        from effdl_ros.dynamic.engine import DDIEngine
+
+        model, meta = load_checkpoint(path, self.model_dir)
+        for key in ("mean", "std", "classes"):
+            if key not in meta:
+                from effdl_ros.errors import DataError
+
+                raise DataError(f"model file {path} lacks '{key}' in its metadata")
+        engine = DDIEngine(model)
+        cfg = model.config
+        probe = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size)
+        rate = self.get_parameter("item_rate_hz").value
+        ceiling_model = CeilingModel(full_macs=engine.max_macs,
+                                     joules_per_mac=joules_per_mac(self.acct.profile),
+                                     macs_per_ms=measure_macs_per_ms(engine, probe, repeats=5),
+                                     item_rate_hz=rate if rate > 0 else None)
+        self.engine, self.meta, self.ceiling_model, self.model_path = engine, meta, ceiling_model, path
+        self.get_logger().info(f"loaded {path.name}: {engine.full_macs:,} MACs static, exits at "
+                               f"{engine.costs.cumulative_worst} MACs worst case")
+
+    # ------------------------------------------------------------------------------------ callbacks
+
+    def on_image(self, msg) -> None:
+        import torch
+
+        from effdl_ros.dynamic.budget_map import mac_ceiling
+        from effdl_ros.dynamic.data import preprocess
+        from effdl_ros.dynamic.engine import DDISettings
+
+        cfg = self.engine.config
+        image = imgmsg_to_cv2(msg, "mono8" if cfg.in_channels == 1 else "rgb8")
+        x = preprocess(image, self.meta["mean"], self.meta["std"], cfg.image_size)
+        ceiling = mac_ceiling(self.budget.current(), self.ceiling_model)
+        conf = float(self.get_parameter("confidence").value)
+        settings = DDISettings(mac_ceiling=ceiling, confidence=conf if conf > 0 else None)
+        with self.acct.item() as item:
+            result = self.engine.run(x, settings)
+            item.macs = result.macs
+            item.compute_fraction = result.macs / self.engine.full_macs
+        self.items += 1
+        self.last = (result, ceiling)
+        if result.skipped:
+            self.skipped_for_budget += 1
+            self.get_logger().warning(
+                f"budget of {ceiling:,.0f} MACs is below the cheapest exit "
+                f"({self.engine.costs.cumulative_worst[0]:,} MACs): item not classified",
+                throttle_duration_sec=5.0)
+            return
+        probs = torch.softmax(result.logits, 0)
+        k = min(int(self.get_parameter("top_k").value), probs.numel())
+        scores, idx = probs.topk(k)
+        classes = self.meta["classes"]
+        out = Classification(header=msg.header, results=[
+            ObjectHypothesis(class_id=str(classes[int(i)]), score=float(s)) for s, i in zip(scores, idx)])
+        self._pub.publish(out)
+
+    def on_model_update(self, msg) -> None:
+        if msg.consumer_node != self.get_fully_qualified_name():
+            return
+        if msg.version and msg.version <= self.model_version:
+            return                                   # an old update replayed (transient-local)
+        from effdl_ros.errors import DataError
+
+        try:
+            path = Path(msg.model_path)
+            self._install(path if path.is_absolute() else self.model_dir / path)
+        except DataError as err:
+            self.updates_rejected += 1
+            self.get_logger().error(f"model update {msg.version} refused, keeping {self.model_path.name}: {err}")
+            return
+        self.model_version = int(msg.version)
+        self.updates_accepted += 1
+
+
+NODE_CLASS = DdiNode
+
+
+def main(args=None) -> int:
+    return run_node(DdiNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""energy_monitor: splits a total power budget across the nodes and closes the loop on their reports.
+
+Subscribes `energy/reports` (EnergyReport, reliable keep-last 10). Publishes every 1/rate_hz seconds
+ONE ResourceBudgetArray on `energy/budget` (reliable + transient-local, depth 1: a late joiner gets
+every node's budget) and a DiagnosticArray on `/diagnostics` (per node: allocation, command,
+consumption, stale flag; plus the meter and the total).
+
+Parameters: total_power_w, mode (fixed | battery), target_runtime_s, battery_reserve, nodes /
+priorities / min_shares (parallel arrays: ROS 2 parameters have no maps), default_priority, rate_hz,
+stale_after_s, kp, ki, meter (auto | none), power_supply_root. Invalid values are refused with the
+reason (add_on_set_parameters_callback); the policy lives in effdl_ros.energy.budget_policy.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional
+
+from effdl_ros.energy.budget_policy import Allocation, BudgetPolicy, PolicyConfig, Report
+from effdl_ros.errors import ConfigError
+from effdl_ros.runtime import Duration, Node, SetParametersResult, run_node
+from effdl_ros.runtime.budget import BUDGET_TOPIC, REPORT_TOPIC, node_clock_seconds
+from effdl_ros.runtime.messages import (DiagnosticArray, DiagnosticStatus, EnergyReport, Header, KeyValue,
+                                        ResourceBudget, ResourceBudgetArray)
+from effdl_ros.runtime.qos import latched
+from effdl_ros.runtime.safety import guarded
+
+_POLICY_PARAMS = ("total_power_w", "mode", "target_runtime_s", "battery_reserve", "nodes", "priorities",
+                  "min_shares", "default_priority", "stale_after_s", "kp", "ki")
+
+
+class EnergyMonitorNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("energy_monitor", **kwargs)
+        self.declare_parameter("total_power_w", 10.0)
+        self.declare_parameter("mode", "fixed")
+        self.declare_parameter("target_runtime_s", 3600.0)
+        self.declare_parameter("battery_reserve", 0.1)
+        self.declare_parameter("nodes", [""])
+        self.declare_parameter("priorities", [1.0])
+        self.declare_parameter("min_shares", [0.0])
+        self.declare_parameter("default_priority", 1.0)
+        self.declare_parameter("rate_hz", 1.0)
+        self.declare_parameter("stale_after_s", 3.0)
+        self.declare_parameter("kp", 0.1)
+        self.declare_parameter("ki", 0.8)
+        self.declare_parameter("meter", "auto")
+        self.declare_parameter("power_supply_root", "/sys/class/power_supply")
+        self._now = node_clock_seconds(self)
+        values = {n: self.get_parameter(n).value for n in _POLICY_PARAMS}
+        rate = self.get_parameter("rate_hz").value
+        try:
+            config = self._config(values)
+            _check_rate(rate)
+        except ConfigError as err:
+            raise ConfigError(f"{self.get_fully_qualified_name()}: {err}") from None
+        self.policy = BudgetPolicy(config, start=self._now())
+        self.last: Optional[Allocation] = None
+        self.meter, self.battery = self._open_meters()
+        self._meter_reading = None
+        self._pub = self.create_publisher(ResourceBudgetArray, BUDGET_TOPIC, latched(1))
+        self._diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(EnergyReport, REPORT_TOPIC, guarded(self, self._on_report), 10)
+        self._timer = self.create_timer(1.0 / rate, self._tick)
+        self.add_on_set_parameters_callback(self._on_set)
+        self.get_logger().info(f"total {config.total_power_w:.3g} W ({config.mode}), meter "
+                               f"{self.meter.name if self.meter else 'none: reports are modelled'}")
+
+    # ---------------------------------------------------------------------------------------- setup
+
+    @staticmethod
+    def _config(v: Dict[str, Any]) -> PolicyConfig:
+        nodes = [n for n in v["nodes"] if n]
+        prios, shares = list(v["priorities"]), list(v["min_shares"])
+        if nodes:
+            if len(prios) != len(nodes):
+                raise ConfigError(f"parameter priorities has {len(prios)} values for {len(nodes)} nodes; "
+                                  "give one per entry of nodes.")
+            if shares in ([0.0], []):
+                shares = [0.0] * len(nodes)
+            if len(shares) != len(nodes):
+                raise ConfigError(f"parameter min_shares has {len(shares)} values for {len(nodes)} nodes; "
+                                  "give one per entry of nodes.")
+        repeated = sorted({n for n in nodes if nodes.count(n) > 1})
+        if repeated:
+            raise ConfigError(f"parameter nodes lists {repeated} more than once.")
+        bad = [n for n in nodes if not n.startswith("/")]
+        if bad:
+            raise ConfigError(f"parameter nodes: {bad} are not fully qualified names (start with '/').")
+        return PolicyConfig(total_power_w=v["total_power_w"], mode=v["mode"], target_runtime_s=v["target_runtime_s"],
+                            battery_reserve=v["battery_reserve"], priorities=dict(zip(nodes, prios)),
+                            min_shares={n: s for n, s in zip(nodes, shares) if s > 0} if nodes else {},
+                            default_priority=v["default_priority"], stale_after_s=v["stale_after_s"],
+                            kp=v["kp"], ki=v["ki"]).validated()
+
+    def _open_meters(self):
+        from effdl_ros.energy.meters import BatteryMeter, MeterError, detect_meter
+
+        choice = self.get_parameter("meter").value
+        meter = battery = None
+        if choice == "auto":
+            meter, why = detect_meter(power_supply_root=self.get_parameter("power_supply_root").value)
+            if meter is None:
+                self.get_logger().info("no readable meter (" + "; ".join(why.values()) + ")")
+        if self.policy.config.mode == "battery":
+            try:
+                battery = BatteryMeter(self.get_parameter("power_supply_root").value)
+                battery.state()
+            except MeterError as err:
+                self.get_logger().error(f"battery mode without a readable battery ({err}); "
+                                        "the total stays at total_power_w")
+                battery = None
+        return meter, battery
+
+    def _on_set(self, params) -> SetParametersResult:
+        values = {n: self.get_parameter(n).value for n in _POLICY_PARAMS}
+        rate = self.get_parameter("rate_hz").value
+        for p in params:
+            if p.name in values:
+                values[p.name] = p.value
+            elif p.name == "rate_hz":
+                rate = p.value
+        try:
+            config = self._config(values)
+            _check_rate(rate)
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        except (TypeError, ValueError) as err:
+            return SetParametersResult(successful=False, reason=f"invalid value: {err}")
+        self.policy.configure(config)
+        if any(p.name == "rate_hz" for p in params):
+            self.destroy_timer(self._timer)
+            self._timer = self.create_timer(1.0 / rate, self._tick)
+        if any(p.name in _POLICY_PARAMS for p in params):
+            self._tick()  # a new total or split goes out now, not at the next period
+        return SetParametersResult(successful=True)
+
+    # ---------------------------------------------------------------------------------------- loop
+
+    def _on_report(self, msg: Any) -> None:
+        # Windows are timed on the monitor's own clock (receive time): no clock sync between hosts needed.
+        self.policy.observe(Report(node=msg.node, stamp=self._now(), power_w=float(msg.power_w),
+                                   compute_fraction=float(msg.compute_fraction),
+                                   items_processed=int(msg.items_processed),
+                                   measured=msg.source == EnergyReport.SOURCE_MEASURED))
+
+    def _tick(self) -> None:
+        now = self._now()
+        if self.battery is not None:
+            try:
+                self.policy.set_battery(self.battery.state().energy_remaining_j, now)
+            except Exception as err:  # noqa: BLE001 - a flaky battery file never stops the monitor
+                self.get_logger().warning(f"battery unreadable: {err}", throttle_duration_sec=30.0)
+        if self.meter is not None:
+            try:
+                self._meter_reading = self.meter.read()
+            except Exception as err:  # noqa: BLE001
+                self.get_logger().warning(f"meter {self.meter.name} unreadable: {err}", throttle_duration_sec=30.0)
+                self._meter_reading = None
+        alloc = self.policy.step(now)
+        self.last = alloc
+        stamp = self.get_clock().now().to_msg()
+        validity = Duration(seconds=self.policy.config.stale_after_s).to_msg()
+        budgets = [ResourceBudget(target_node=b.node, power_w=b.power_w, energy_per_item_j=b.energy_per_item_j,
+                                  latency_deadline_ms=math.inf, compute_fraction=b.compute_fraction,
+                                  validity=validity) for b in alloc.budgets]
+        self._pub.publish(ResourceBudgetArray(header=Header(stamp=stamp), total_power_w=alloc.total_power_w,
+                                              budgets=budgets))
+        self._diag.publish(DiagnosticArray(header=Header(stamp=stamp), status=self._diagnostics(alloc)))
+
+    def _diagnostics(self, alloc: Allocation) -> List[Any]:
+        meter = self.meter.name if self.meter is not None else "none (reports modelled)"
+        values = [KeyValue(key="total_power_w", value=f"{alloc.total_power_w:.4g}"),
+                  KeyValue(key="mode", value=self.policy.config.mode),
+                  KeyValue(key="meter", value=meter),
+                  KeyValue(key="reports_rejected", value=str(self.policy.rejected))]
+        if self._meter_reading is not None:
+            values.append(KeyValue(key="measured_power_w", value=f"{self._meter_reading.power_w:.4g}"))
+        out = [DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_fully_qualified_name()}: total",
+                                message="ok", hardware_id=meter, values=values)]
+        for b in alloc.budgets:
+            state = self.policy.nodes[b.node]
+            rep = state.last_report
+            source = "measured" if rep is not None and rep.measured else "modelled"
+            over = math.isfinite(b.consumption_w) and b.consumption_w > 1.1 * b.allocation_w + 1e-9
+            level = DiagnosticStatus.STALE if b.stale else (DiagnosticStatus.WARN if over else DiagnosticStatus.OK)
+            message = "stale: no report" if b.stale else ("over budget" if over else "ok")
+            out.append(DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: {b.node}",
+                                        message=message, hardware_id=meter, values=[
+                KeyValue(key="allocation_w", value=f"{b.allocation_w:.4g}"),
+                KeyValue(key="budget_w", value=f"{b.power_w:.4g}"),
+                KeyValue(key="consumption_w", value=f"{b.consumption_w:.4g}"),
+                KeyValue(key="correction", value=f"{b.kappa:.4g}"),
+                KeyValue(key="stale", value=str(b.stale).lower()),
+                KeyValue(key="source", value=source)]))
+        return out
+
+
+def _check_rate(rate: Any) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0 < rate <= 100):
+        raise ConfigError(f"parameter rate_hz={rate!r} is invalid: must lie in (0, 100] Hz.")
+
+
+NODE_CLASS = EnergyMonitorNode
+
+
+def main(args=None) -> int:
+    return run_node(EnergyMonitorNode, args)
+
+
+if __name__ == "__main__":
+    main()

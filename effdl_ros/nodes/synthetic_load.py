@@ -1,0 +1,93 @@
+"""synthetic_load: a node whose per-item cost is a knob; it follows its energy budget.
+
+Every 1/item_rate_hz seconds it runs one item at the compute fraction its budget allows (see
+effdl_ros.energy.synthetic_load: it picks the fraction with its ASSUMED cost, books the TRUE one), and
+reports through BudgetClient like every other node. It publishes nothing else: it exists to exercise
+and show the monitor's loop (tests, demo). Parameters: item_rate_hz, cost_per_item_j,
+assumed_cost_per_item_j (0 = exact), static_j_per_item, noise, min_fraction, macs_per_item,
+default_power_w (used while no fresh budget; 0 = no limit), stale_after_s, report_period_s, seed.
+"""
+from __future__ import annotations
+
+import math
+
+from effdl_ros.energy.accountant import Accountant
+from effdl_ros.energy.budget import Budget
+from effdl_ros.energy.synthetic_load import SyntheticLoad, SyntheticLoadSettings
+from effdl_ros.errors import ConfigError
+from effdl_ros.runtime import Node, SetParametersResult, run_node
+from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+
+_SETTINGS = ("item_rate_hz", "cost_per_item_j", "assumed_cost_per_item_j", "static_j_per_item", "noise",
+             "min_fraction", "macs_per_item")
+
+
+class SyntheticLoadNode(Node):
+    def __init__(self, node_name: str = "synthetic_load", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.declare_parameter("item_rate_hz", 20.0)
+        self.declare_parameter("cost_per_item_j", 0.05)
+        self.declare_parameter("assumed_cost_per_item_j", 0.0)
+        self.declare_parameter("static_j_per_item", 0.0)
+        self.declare_parameter("noise", 0.02)
+        self.declare_parameter("min_fraction", 0.02)
+        self.declare_parameter("macs_per_item", 0)
+        self.declare_parameter("default_power_w", 0.0)
+        self.declare_parameter("stale_after_s", 3.0)
+        self.declare_parameter("report_period_s", 1.0)
+        self.declare_parameter("seed", 0)
+        try:
+            self.load = SyntheticLoad(self._settings({}), seed=self.get_parameter("seed").value)
+        except ConfigError as err:
+            raise ConfigError(f"{self.get_fully_qualified_name()}: {err}") from None
+        default_w = self.get_parameter("default_power_w").value
+        default = Budget(power_w=default_w if default_w > 0 else math.inf)
+        self.acct = Accountant(self.get_fully_qualified_name(), clock=node_clock_seconds(self))
+        self.budget = BudgetClient(self, self.acct, default=default,
+                                   stale_after_sec=self.get_parameter("stale_after_s").value,
+                                   report_period_sec=self.get_parameter("report_period_s").value)
+        self.last_fraction = 1.0
+        self._timer = self.create_timer(1.0 / self.load.settings.item_rate_hz, self._tick)
+        self.add_on_set_parameters_callback(self._on_set)
+
+    def _settings(self, changed) -> SyntheticLoadSettings:
+        v = {n: changed.get(n, self.get_parameter(n).value) for n in _SETTINGS}
+        v["assumed_cost_per_item_j"] = v["assumed_cost_per_item_j"] or None
+        try:
+            return SyntheticLoadSettings(**{k: (int(x) if k == "macs_per_item" else float(x)) if x is not None else None
+                                            for k, x in v.items()}).validated()
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid synthetic load parameter: {err}") from None
+
+    def _on_set(self, params) -> SetParametersResult:
+        changed = {p.name: p.value for p in params if p.name in _SETTINGS}
+        if not changed:
+            return SetParametersResult(successful=True)
+        try:
+            settings = self._settings(changed)
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        rate_changed = settings.item_rate_hz != self.load.settings.item_rate_hz
+        self.load = SyntheticLoad(settings, seed=self.get_parameter("seed").value)
+        if rate_changed:
+            self.destroy_timer(self._timer)
+            self._timer = self.create_timer(1.0 / settings.item_rate_hz, self._tick)
+        return SetParametersResult(successful=True)
+
+    def _tick(self) -> None:
+        fraction = self.load.fraction_for(self.budget.current())
+        with self.acct.item() as item:
+            item.energy_j, item.macs = self.load.run_item(fraction)
+            item.compute_fraction = fraction
+        self.last_fraction = fraction
+
+
+NODE_CLASS = SyntheticLoadNode
+
+
+def main(args=None) -> int:
+    return run_node(SyntheticLoadNode, args)
+
+
+if __name__ == "__main__":
+    main()

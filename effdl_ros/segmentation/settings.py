@@ -1,0 +1,55 @@
+"""The segmentation node's budget knob: input scale, as one settings dataclass.
+
+The segmenter is fully convolutional, so its MACs (and, on a CPU, its time and energy) scale with
+the input area: scale s costs about s^2 of the full model. A budget is met by the largest scale on
+the ladder whose predicted cost fits every limit that is set; with no fresh budget the configured
+default scale is used (the node never stops).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from effdl_ros.energy.budget import Budget
+from effdl_ros.errors import ConfigError
+
+SCALES = (1.0, 0.875, 0.75, 0.625, 0.5)
+
+
+@dataclass(frozen=True)
+class SegmentationSettings:
+    input_scale: float = 1.0   # multiplies the model's training input size (120x160 by default)
+    reason: str = "default"
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.input_scale <= 2.0 or math.isnan(self.input_scale):
+            raise ConfigError(f"input_scale {self.input_scale} is outside 0.1..2.0")
+
+
+def settings_for_budget(budget: Optional[Budget], *, default_scale: float = 1.0,
+                        full_ms: Optional[float] = None, full_energy_j: Optional[float] = None,
+                        scales: Sequence[float] = SCALES) -> SegmentationSettings:
+    """Largest scale whose cost fraction s^2 fits the budget.
+
+    :param full_ms: measured time per frame at scale 1 (ms), for the latency deadline.
+    :param full_energy_j: energy per frame at scale 1 (J, measured or modelled), for energy_per_item_j.
+    """
+    if budget is None or budget.stale:
+        return SegmentationSettings(default_scale, "no fresh budget: default scale")
+    b = budget.sanitized()
+    limit = b.compute_fraction
+    why = f"compute_fraction {b.compute_fraction:.2f}"
+    if full_ms and full_ms > 0 and math.isfinite(b.latency_deadline_ms):
+        f = b.latency_deadline_ms / full_ms
+        if f < limit:
+            limit, why = f, f"deadline {b.latency_deadline_ms:.1f} ms vs {full_ms:.1f} ms at full scale"
+    if full_energy_j and full_energy_j > 0 and math.isfinite(b.energy_per_item_j):
+        f = b.energy_per_item_j / full_energy_j
+        if f < limit:
+            limit, why = f, f"energy {b.energy_per_item_j:.3g} J/frame vs {full_energy_j:.3g} J at full scale"
+    ladder = sorted(scales, reverse=True)
+    for s in ladder:
+        if s * s <= limit + 1e-9:
+            return SegmentationSettings(s, why)
+    return SegmentationSettings(ladder[-1], why + " (below the smallest scale: smallest used)")

@@ -1,0 +1,128 @@
+"""DDI engine: real skipping, exact MAC counts, equivalence with the training graph, hard budget."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from effdl_ros.dynamic.engine import DDIEngine, DDISettings
+from effdl_ros.dynamic.model import DDIConfig, DDINet
+from effdl_ros.energy.cost_model import count_macs
+
+
+def _random_model(seed: int, gate_bias_mean: float = 0.0, **cfg) -> DDINet:
+    """A DDINet with random BN statistics and random gates (so gates really switch)."""
+    torch.manual_seed(seed)
+    m = DDINet(DDIConfig(**{"widths": (8, 16, 16), "blocks": (2, 2, 1), "image_size": 16, **cfg}))
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+        for b in m.blocks():
+            if b.gate is not None:
+                b.gate.weight.normal_(0, 0.5)
+                b.gate.bias.normal_(gate_bias_mean, 1.0)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _random_model(0)
+
+
+@pytest.fixture(scope="module")
+def engine(model):
+    return DDIEngine(model)
+
+
+def test_gates_off_equals_static_network(model, engine):
+    x = torch.randn(4, 1, 16, 16)
+    with torch.no_grad():
+        ref = model(x, force_on=True)["exits"][-1]
+    for i in range(4):
+        r = engine.run(x[i], DDISettings(use_gates=False))
+        assert r.exit_index == len(engine.heads) - 1
+        assert r.blocks_run == engine.blocks_total
+        assert torch.allclose(r.logits, ref[i], atol=1e-4)
+        assert r.macs == engine.full_macs
+
+
+def test_skipping_engine_matches_masked_training_graph(model, engine):
+    x = torch.randn(16, 1, 16, 16)
+    with torch.no_grad():
+        out = model(x)
+    layer_offs = 0
+    for i in range(16):
+        r = engine.run(x[i])
+        assert torch.allclose(r.logits, out["exits"][-1][i], atol=1e-4)
+        layer_offs += engine.blocks_total - r.blocks_run
+        expected_blocks = sum(round(float(l[i])) for l in out["layers"])
+        assert r.blocks_run == expected_blocks
+    assert layer_offs > 0, "random gates should switch some blocks off"
+
+
+def test_executed_macs_equal_torch_counter_and_fall_when_gates_skip(engine):
+    torch.manual_seed(1)
+    counted = []
+    for i in range(6):
+        x = torch.randn(1, 1, 16, 16)
+        ceiling = [math.inf, 0.5 * engine.full_macs, engine.costs.cumulative_worst[0]][i % 3]
+        s = DDISettings(mac_ceiling=ceiling)
+        r = engine.run(x, s)
+        assert count_macs(lambda t: engine.run(t, s), x) == r.macs
+        counted.append(r.macs)
+    assert min(counted) < engine.full_macs
+    closed = _random_model(2, gate_bias_mean=-8.0)   # every gate off: only stem, shortcuts, gates, head
+    e2 = DDIEngine(closed)
+    x = torch.randn(1, 1, 16, 16)
+    r = e2.run(x)
+    assert r.blocks_run == sum(1 for b in closed.blocks() if not b.layer_gated)
+    assert count_macs(lambda t: e2.run(t), x) == r.macs < 0.3 * e2.full_macs
+
+
+def test_batch_routes_each_sample(engine):
+    x = torch.randn(5, 1, 16, 16)
+    batch = engine.run_batch(x, DDISettings(mac_ceiling=0.7 * engine.full_macs))
+    for i, r in enumerate(batch):
+        single = engine.run(x[i], DDISettings(mac_ceiling=0.7 * engine.full_macs))
+        assert r.macs == single.macs and torch.equal(r.logits, single.logits)
+
+
+def test_budget_below_first_exit_runs_nothing(engine):
+    r = engine.run(torch.randn(1, 1, 16, 16), DDISettings(mac_ceiling=engine.costs.cumulative_worst[0] - 1))
+    assert r.skipped and r.macs == 0 and r.exit_index == -1
+    r = engine.run(torch.randn(1, 1, 16, 16), DDISettings(mac_ceiling=float("nan")))
+    assert r.skipped and r.macs == 0
+
+
+_ENGINES = {}
+
+
+def _engine_for(seed: int) -> DDIEngine:
+    if seed not in _ENGINES:
+        _ENGINES[seed] = DDIEngine(_random_model(seed, gate_bias_mean=0.5))
+    return _ENGINES[seed]
+
+
+@settings(max_examples=120, deadline=None)
+@given(seed=st.integers(0, 3), fraction=st.floats(0.0, 1.3, allow_nan=False),
+       input_seed=st.integers(0, 10_000), confidence=st.one_of(st.none(), st.floats(0.0, 1.0)),
+       use_gates=st.booleans())
+def test_budget_is_never_exceeded(seed, fraction, input_seed, confidence, use_gates):
+    engine = _engine_for(seed)
+    g = torch.Generator().manual_seed(input_seed)
+    x = torch.randn(1, 1, 16, 16, generator=g) * (1 + 3 * torch.rand(1, generator=g))
+    ceiling = fraction * engine.full_macs
+    r = engine.run(x, DDISettings(mac_ceiling=ceiling, confidence=confidence, use_gates=use_gates))
+    assert r.macs <= ceiling
+    planned = engine.cost_table(use_gates).plan_exit(ceiling)
+    if planned < 0:
+        assert r.skipped
+    elif confidence is None:
+        # adaptive halting is never shallower than the static worst-case plan
+        assert r.exit_index >= planned
+    else:
+        assert r.exit_index >= 0
