@@ -37,6 +37,7 @@ setup(
         "scikit-learn>=1.0",
         "mlxtend>=0.21",
         "safetensors>=0.4",
+        "qoi>=0.6",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],

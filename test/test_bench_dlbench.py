@@ -1,5 +1,4 @@
 """DLBench workloads: shapes, a real training step, the timing arithmetic, the command and its JSON."""
-import json
 
 import pytest
 import torch

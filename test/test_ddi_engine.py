@@ -126,3 +126,17 @@ def test_budget_is_never_exceeded(seed, fraction, input_seed, confidence, use_ga
         assert r.exit_index >= planned
     else:
         assert r.exit_index >= 0
+
+
+def test_stride_two_stem_counts_and_matches():
+    m = _random_model(5, stem_stride=2, image_size=15, widths=(8, 8, 16))
+    e = DDIEngine(m)
+    x = torch.randn(3, 1, 15, 15)
+    with torch.no_grad():
+        ref = m(x)["exits"]
+    for i in range(3):
+        r = e.run(x[i])
+        assert torch.allclose(r.logits, ref[-1][i], atol=1e-4)
+        assert count_macs(lambda t: e.run(t), x[i: i + 1]) == r.macs
+        r0 = e.run(x[i], DDISettings(mac_ceiling=e.costs.cumulative_worst[0]))
+        assert torch.allclose(r0.logits, ref[0][i], atol=1e-4) and r0.exit_index == 0

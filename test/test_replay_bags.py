@@ -112,8 +112,11 @@ def test_topic_choice(tmp_path):
     def two(store):
         return [bags.image_message(store, img, 1)]
 
+    def chatter(store):
+        return [store.types["std_msgs/msg/String"](data="x")]
+
     out = _bag_with(tmp_path, [("/a/image", bags.IMAGE, two), ("/b/image", bags.IMAGE, two),
-                               ("/chatter", "std_msgs/msg/String", lambda s: [s.types["std_msgs/msg/String"](data="x")])])
+                               ("/chatter", "std_msgs/msg/String", chatter)])
     with pytest.raises(DataError) as err:
         list(bags.read_frames(out))
     assert "/a/image" in str(err.value) and "/b/image" in str(err.value) and "--image-topic" in str(err.value)
@@ -145,7 +148,8 @@ def test_unknown_compression_format(tmp_path):
 
 class _Raw:
     def __init__(self, data, h, w, step, encoding, big=0):
-        self.data, self.height, self.width, self.step, self.encoding, self.is_bigendian = data, h, w, step, encoding, big
+        self.data, self.height, self.width, self.step = data, h, w, step
+        self.encoding, self.is_bigendian = encoding, big
 
 
 def test_raw_decoding_step_padding_and_encodings():

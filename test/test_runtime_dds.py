@@ -232,9 +232,10 @@ def test_keep_last_depth_honoured(dds_graph):
     make_graph, make_peer = dds_graph
     g = make_graph()
     got = []
-    _sink(g).create_subscription(String, "depth", lambda m: got.append(m.data), 3)
+    sub = _sink(g).create_subscription(String, "depth", lambda m: got.append(m.data), 3)
     peer = make_peer("publish", "/depth", "reliable:3", 10, "match")
-    assert peer.line()["done"]  # all 10 acknowledged by our reader before we spin
+    assert peer.line()["done"]  # all 10 acknowledged by our reader; nothing has run yet
+    assert _wait(lambda: sub._queue and sub._queue[-1].data == "9")
     g.spin_until_idle()
     assert got == ["7", "8", "9"]
 
@@ -263,7 +264,7 @@ def test_late_subscriber_gets_transient_local_history(dds_graph):
     assert got == ["1"]
 
 
-def test_best_effort_vs_reliable(dds_graph):
+def test_best_effort_vs_reliable(dds_graph, caplog):
     from effdl_ros.runtime.messages import String
     from effdl_ros.runtime.qos import qos_profile_sensor_data
 
@@ -278,7 +279,9 @@ def test_best_effort_vs_reliable(dds_graph):
     assert peer.line()["ready"]
     # a best-effort reader hears a reliable writer, and one hears a best-effort writer...
     assert g.spin_until(lambda: len(got["be_be"]) >= 5 and len(got["rel_be"]) >= 5, TIMEOUT)
-    # ...but a reliable reader does not match a best-effort writer (DDS request/offer)
+    # ...but a reliable reader does not match a best-effort writer (DDS request/offer), and says so
+    assert g.spin_until(lambda: any("incompatible QoS (reliability)" in r.getMessage()
+                                    for r in caplog.records), TIMEOUT)
     assert got["be_rel"] == []
     assert node.count_publishers("qos/be") == 1
 

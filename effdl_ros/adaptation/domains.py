@@ -51,8 +51,8 @@ class Domain:
 def parse_name(name: str) -> Tuple[str, Optional[str]]:
     """``'opencv-inv'`` -> ``('opencv', 'inv')``; raises ConfigError naming the bad domain."""
     canonical = ALIASES.get(name.strip(), name.strip())
-    base, _, shift = canonical.partition("-")
-    if base not in BASES or (shift and shift not in SHIFTS):
+    base, dash, shift = canonical.partition("-")
+    if base not in BASES or (dash and shift not in SHIFTS):
         raise ConfigError(
             f"unknown digit domain {name!r}: use <base>[-<shift>] with base one of {', '.join(BASES)} "
             f"and shift one of {', '.join(SHIFTS)} (or the alias mnistm)")

@@ -42,12 +42,12 @@ class MddaConfig:
     sizes: NetSizes = field(default_factory=NetSizes)
     batch: int = 64
     # stage 1 (paper: SGD m0.9 lr 0.01, 3000 it, lr x0.1 every 1000)
-    pretrain_iters: int = 600
+    pretrain_iters: int = 500
     pretrain_lr: float = 0.01
     # stage 2 (paper: Adam(0.5, 0.9), critic lr 1e-5, encoder lr 1e-7, 5500 it)
-    adapt_iters: int = 500
+    adapt_iters: int = 800
     critic_lr: float = 1e-4
-    encoder_lr: float = 1e-5
+    encoder_lr: float = 2e-5
     critic_steps: int = 5
     gp_weight: float = wgan_gp.GP_WEIGHT
     # stage 3 (paper: SGD m0.99 lr 1e-5, 150 it)
@@ -265,11 +265,15 @@ class MddaModel(nn.Module):
         return (self.weights.view(-1, 1, 1) * self.per_source_logits(x)).sum(0)
 
 
-def save_model(model: MddaModel, path: Path, meta: dict) -> None:
-    """Atomically write state dict + config (loadable with torch.load(weights_only=True))."""
+def save_model(model: MddaModel, path: Path, meta: dict, *, half: bool = True) -> None:
+    """Atomically write state dict + config (loadable with torch.load(weights_only=True)).
+
+    Floating tensors are stored as float16 by default (half the size; loading casts back to float32).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"state_dict": model.state_dict(),
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    blob = {"state_dict": state,
             "config": {"sizes": model.sizes.to_dict(), "n_sources": len(model.encoders), **meta}}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:

@@ -5,8 +5,9 @@ Wasserstein estimate; a critic is a trained approximation whose scale depends on
 W_i is computed directly between target features (target encoder i) and source features (source
 encoder i): exact earth mover's distance ``ot.emd2`` with a Euclidean ground cost on sub-samples, or
 the sliced Wasserstein distance ``ot.sliced_wasserstein_distance``. Each source has its own feature
-space, so features are divided by the source features' RMS spread first, which makes the distances of
-different sources comparable (the critic's raw W_i is not normalised; that is the paper's choice).
+space; by default the distance is taken in raw feature units, like the critic's W_i, so the same
+weight formula exp(-W^2/2) applies. ``normalise=True`` first divides by the source features' RMS
+spread (scale-free, but then every source looked alike in our runs: weights became uniform).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def feature_distance(source_feats, target_feats, *, method: str = "emd", n: int = 500,
-                     n_projections: int = 200, seed: int = 0, normalise: bool = True) -> float:
+                     n_projections: int = 200, seed: int = 0, normalise: bool = False) -> float:
     """Wasserstein-1 (emd) or sliced Wasserstein-2 distance between two feature clouds [N, D]."""
     import ot
 

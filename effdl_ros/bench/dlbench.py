@@ -397,6 +397,7 @@ def run_plan(plan: Plan, *, progress: Optional[Callable[[Result], None]] = None,
     for name in plan.workloads:
         if name not in all_workloads():
             raise ConfigError(f"unknown workload {name!r}; known: {', '.join(all_workloads())}")
+    env = environment(plan.device)  # at the start: the time stamp says when the run began
     before = torch.get_num_threads()
     results, skipped = [], {}
     try:
@@ -426,7 +427,7 @@ def run_plan(plan: Plan, *, progress: Optional[Callable[[Result], None]] = None,
                         del w
     finally:
         torch.set_num_threads(before)
-    return {"kind": "effdl_ros.dlbench", "version": 1, "environment": environment(plan.device),
+    return {"kind": "effdl_ros.dlbench", "version": 1, "environment": env,
             "plan": asdict(plan), "results": [asdict(r) for r in results], "skipped": skipped}
 
 

@@ -304,10 +304,11 @@ def make_plots(records: Sequence[dict], out_dir: Path, metrics: Dict[str, object
         fig, axes = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
         ax = axes[0]
         for n in power_nodes:
-            ax.plot(xs, [(r.get("power_w") or {}).get(n, np.nan) for r in records], label=f"{n} power")
+            ax.plot(xs, [(r.get("power_w") or {}).get(n, np.nan) for r in records], label=f"{n} power",
+                    drawstyle="steps-post")
         for n in budget_nodes:
             ax.plot(xs, [(r.get("budget_w") or {}).get(n, np.nan) for r in records], linestyle="--",
-                    label=f"{n} budget")
+                    label=f"{n} budget", drawstyle="steps-post")
         ax.set_ylabel("W")
         ax.set_title("power and budget over time")
         mark(ax)

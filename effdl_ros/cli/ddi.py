@@ -30,8 +30,9 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", type=_ints, default=(2, 2, 2), help="residual blocks per stage (default 2,2,2)")
     p.add_argument("--groups", type=int, default=4, help="channel groups per block (default 4)")
     p.add_argument("--exit-channels", type=int, default=16, help="conv width of intermediate exits (default 16)")
+    p.add_argument("--stem-stride", type=int, default=1, choices=(1, 2), help="2: halve the resolution in the stem")
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--target", type=float, default=0.5, help="wanted share of gateable block MACs (default 0.5)")
     p.add_argument("--cost-weight", type=float, default=4.0)
@@ -63,7 +64,8 @@ def run_train(args: argparse.Namespace) -> int:
     task = load_task(args.data, max_train=args.max_train)
     config = DDIConfig(in_channels=task.in_channels, num_classes=len(task.classes), image_size=task.image_size,
                        widths=args.widths, blocks=args.blocks, groups=args.groups, gated=not args.static,
-                       exit_channels=args.exit_channels, exits=not args.no_exits)
+                       exit_channels=args.exit_channels, exits=not args.no_exits,
+                       stem_stride=args.stem_stride)
     config.validate()
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, target=args.target,
                              cost_weight=args.cost_weight, warmup_epochs=0 if args.static else args.warmup_epochs,
@@ -82,7 +84,7 @@ def run_train(args: argparse.Namespace) -> int:
     last = result.history[-1]
     meta = {
         "dataset": args.data, "classes": task.classes, "mean": task.mean, "std": task.std,
-        "command": "effdl-ros train ddi " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "",
+        "command": _command_line(args),
         "exit_acc": last["exit_acc"], "gate_share": last["gate_share"], "epochs_run": len(result.history),
         "train_seconds": round(result.seconds, 1), "threads": args.threads,
         "full_macs": engine.full_macs, "exit_worst_macs": engine.costs.cumulative_worst,
@@ -95,6 +97,21 @@ def run_train(args: argparse.Namespace) -> int:
               + " / ".join(f"{a:.4f}" for a in rec["exit_acc"]) + f"  gate share {rec['gate_share']:.3f}")
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB) and {out.with_suffix('.md')}")
     return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The exact command that reproduces this run (every option spelled out)."""
+    parts = ["effdl-ros train ddi", f"--data {args.data}", f"--out {args.out}"]
+    parts += ["--static"] if args.static else []
+    parts += ["--no-exits"] if args.no_exits else []
+    parts += [f"--widths {','.join(map(str, args.widths))}", f"--blocks {','.join(map(str, args.blocks))}",
+              f"--groups {args.groups}", f"--stem-stride {args.stem_stride}", f"--exit-channels {args.exit_channels}", f"--epochs {args.epochs}",
+              f"--batch-size {args.batch_size}", f"--lr {args.lr:g}", f"--target {args.target:g}",
+              f"--cost-weight {args.cost_weight:g}", f"--warmup-epochs {args.warmup_epochs}",
+              f"--max-train {args.max_train}", f"--threads {args.threads}", f"--seed {args.seed}"]
+    if args.max_minutes:
+        parts.append(f"--max-minutes {args.max_minutes:g}")
+    return " ".join(parts)
 
 
 def _write_card(path: Path, result, meta, config) -> None:
@@ -113,7 +130,8 @@ def _write_card(path: Path, result, meta, config) -> None:
         f"- command: `{meta['command']}` ({meta['threads']} CPU threads, {meta['train_seconds']} s, "
         f"{meta['epochs_run']} epochs)",
         f"- architecture: widths {list(config.widths)}, blocks {list(config.blocks)}, "
-        f"{config.groups} channel groups, gated={config.gated}, exits={config.exits}; {params} parameters",
+        f"{config.groups} channel groups, stem stride {config.stem_stride}, gated={config.gated}, "
+        f"exits={config.exits}; {params} parameters",
         f"- size: {size_kib:.0f} KiB; static MACs (all blocks, final exit): {meta['full_macs']:,}",
         "- test accuracy per exit (batched masked forward, gates as trained): "
         + ", ".join(f"exit {k}: {a:.4f}" for k, a in enumerate(meta["exit_acc"])),
@@ -133,7 +151,7 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k,camvid_patches", help="comma-separated tasks (default both)")
     p.add_argument("--models", default="models", help="folder with ddi_<data>{,_static,_slim,_shallow}.pt")
     p.add_argument("--fractions", type=_floats, default=None,
-                   help="DDI compute-fraction budgets (default 1,0.6,0.45,0.3)")
+                   help="DDI compute-fraction budgets (default 1,0.75,0.5,0.42,0.3)")
     p.add_argument("--confidence", type=float, default=0.0,
                    help="also run DDI with confidence halting at this softmax threshold (0 = off)")
     p.add_argument("--max-test", type=int, default=2000, help="items per task (evenly spaced subset; 0 = all)")
@@ -146,7 +164,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from effdl_ros.dynamic.bench import BenchOptions, format_table, plot, run_benchmark
 
     opts = BenchOptions(tasks=[t for t in args.data.split(",") if t], models_dir=Path(args.models),
-                        fractions=args.fractions or [1.0, 0.6, 0.45, 0.3],
+                        fractions=args.fractions or [1.0, 0.75, 0.5, 0.42, 0.3],
                         confidence=args.confidence or None, max_test=args.max_test, threads=args.threads)
     results = run_benchmark(opts)
     print(format_table(results))

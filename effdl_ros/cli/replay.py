@@ -46,8 +46,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="replay at most this many frames")
     p.add_argument("--report", default=None, help="write the report (metrics.json, summary.md, plots) here")
     p.add_argument("--record", default=None,
-                   help="record the graph's outputs into this new rosbag2 bag (.mcap suffix: mcap storage, "
-                        "else sqlite3)")
+                   help="record the graph's outputs into this new rosbag2 bag folder (as ros2 bag record -o)")
+    p.add_argument("--record-storage", choices=("sqlite3", "mcap"), default=None,
+                   help="storage of --record (default: mcap when the name ends in .mcap, else sqlite3)")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for a node's output to one frame (default 10)")
 
@@ -68,7 +69,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"replaying {what}: {inp.count if inp.count is not None else '?'} frames"
           + (" with ground truth" if inp.has_ground_truth else "")
           + (", as fast as possible" if pacer.rate is None else f", rate x{pacer.rate:g}"), flush=True)
-    records, events, elapsed = replay(inp, pipeline, pacer, record=args.record, timeout=args.timeout)
+    records, events, elapsed = replay(inp, pipeline, pacer, record=args.record, timeout=args.timeout,
+                                      record_storage=args.record_storage)
     rate = len(records) / elapsed if elapsed > 0 else 0.0
     print(f"replayed {len(records)} frames in {elapsed:.1f} s ({rate:.1f} frames/s)"
           + (f"; {pacer.late} frames released late (graph slower than the recording)" if pacer.late else ""))
@@ -103,7 +105,8 @@ def _box_of(msg):
     return [cx - w / 2, cy - h / 2, w, h]
 
 
-def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame=None):
+def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame=None,
+           record_storage=None):
     """Feed every frame of `inp` through the pipeline's graph; returns (records, events, seconds).
 
     A sequence with ground truth initialises the tracker from its first box (topic tracker/init) and
@@ -116,7 +119,7 @@ def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame
     writer = None
     try:
         if record:
-            writer = _start_recorder(session, Path(record))
+            writer = _start_recorder(session, Path(record), record_storage)
         tracker = session.node("tracker")
         init_pub = None
         if tracker is not None and inp.has_ground_truth:
@@ -170,14 +173,14 @@ def _init_message(session, box):
     return msg
 
 
-def _start_recorder(session, path: Path):
+def _start_recorder(session, path: Path, storage=None):
     """Subscribe the replay node to every graph output and write what arrives into a rosbag2 bag."""
     from effdl_ros.data.bags import BagWriter, storage_for
     from effdl_ros.runtime.local.typesupport import typestore
     from effdl_ros.runtime.messages import get_message_class
     from effdl_ros.runtime.qos import latched
 
-    writer = BagWriter(path, storage=storage_for(path), typestore=typestore())
+    writer = BagWriter(path, storage=storage or storage_for(path), typestore=typestore())
     writer.__enter__()
     node = session.feeder
     for topic, typename in RECORD_TOPICS.items():

@@ -21,7 +21,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", action="store_true",
                    help="also train the comparison checkpoints (source-only x each + merged, single-source "
                         "adaptation x each, oracle) into the --out folder")
-    p.add_argument("--preset", default="gpu", choices=["gpu", "tiny"], help="sizes and iteration counts")
+    p.add_argument("--preset", default="gpu", choices=["gpu", "gpu-gan", "tiny"], help="sizes and iteration counts")
     p.add_argument("--time-budget", type=float, default=float("inf"),
                    help="seconds for the whole run, split over the stages (each stops at its iterations or "
                         "its share, whichever comes first)")
@@ -122,6 +122,7 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None)
+    p.add_argument("--figure", default=None, help="also write a PNG of predictions on three val frames")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -150,6 +151,10 @@ def _run_bench(args: argparse.Namespace) -> int:
           "times measured in this run")
     if args.json:
         _write_json(Path(args.json), {"rows": rows, "summary": s})
+    if args.figure:
+        from effdl_ros.segmentation.benchmark import qualitative_figure
+
+        print(f"figure: {qualitative_figure(models, _camvid_root(args.camvid_root), Path(args.figure))}")
     return 0
 
 

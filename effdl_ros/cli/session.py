@@ -43,6 +43,8 @@ class GraphSession:
         self.graph.executor.on_callback = self._on_callback
         self.start = time.monotonic()
         self.index = 0
+        self._previous_reports: Dict[str, tuple] = {}  # node -> (energy_j, items) of its last new report
+        self._per_item: Dict[str, float] = {}
 
     def _on_callback(self, entity: Any, seconds: float) -> None:
         self._callback_time[getattr(entity, "node_name", "?")] += seconds
@@ -79,12 +81,19 @@ class GraphSession:
         self.graph.spin_for(seconds)
 
     def _energy_fields(self) -> dict:
+        """Per-frame energy per node = change in its reported energy / change in its item count
+        between its two latest reports (reports come at ~1 Hz, so frames in between share it)."""
         out: Dict[str, dict] = {"energy_j": {}, "energy_source": {}, "power_w": {}, "budget_w": {}}
-        reports = self.observer.stats.get("energy/reports")
-        for report in getattr(self.observer, "latest_reports", {}).values() if reports else ():
+        for report in getattr(self.observer, "latest_reports", {}).values():
             name = report.node.strip("/")
-            if report.items_processed:
-                out["energy_j"][name] = report.energy_j / report.items_processed
+            previous = self._previous_reports.get(name)
+            if previous is not None and report.items_processed > previous[1]:
+                self._per_item[name] = ((report.energy_j - previous[0])
+                                        / (report.items_processed - previous[1]))
+            if previous is None or report.items_processed != previous[1]:
+                self._previous_reports[name] = (report.energy_j, report.items_processed)
+            if name in self._per_item:
+                out["energy_j"][name] = self._per_item[name]
             out["energy_source"][name] = "measured" if report.source == 0 else "modelled"
             out["power_w"][name] = report.power_w
         budget = self.observer.stats.get("energy/budget")

@@ -46,7 +46,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="resnet32:8", help="resnetD[:W], D = 6n+2 (default resnet32:8)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--smd", type=float, default=0.5, help="SMD drop rate (0 = off; paper 0.5)")
-    p.add_argument("--slu-target", type=float, default=0.35,
+    p.add_argument("--slu-target", type=float, default=0.3,
                    help="SLU target share of gated blocks that run (1 or --no-slu = off)")
     p.add_argument("--no-slu", action="store_true", help="train without SLU gates")
     p.add_argument("--slu-beta", type=float, default=0.1)
@@ -145,9 +145,15 @@ def _run_prune(args: argparse.Namespace) -> int:
     if args.model.startswith("resnet") and not Path(args.model).exists():
         model = GatedResNet(make_config(args.model, data))
     else:
+        from effdl_ros.errors import DataError
+
         payload = load_checkpoint(args.model)
-        model = GatedResNet(ResNetConfig.from_dict(payload["config"]))
-        model.load_state_dict(payload["state_dict"])
+        try:
+            model = GatedResNet(ResNetConfig.from_dict(payload["config"]))
+            model.load_state_dict(payload["state_dict"])
+        except Exception as err:  # noqa: BLE001
+            raise DataError(f"model file {args.model} is not a GatedResNet checkpoint "
+                            f"({str(err).splitlines()[0]})") from None
     cfg = E2TrainConfig(epochs=args.epochs, seed=args.seed, lr_drops=(0.5, 0.75))
     print(f"searching an Early-Bird ticket: ratio {args.ratio}, epsilon {args.epsilon}, "
           f"{args.epochs}-epoch schedule")
@@ -192,7 +198,7 @@ def _configure_bench_e2(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="resnet32:8")
     p.add_argument("--epochs", default="mnist5k=8,sklearn=20",
                    help="epochs per data set, e.g. mnist5k=8,sklearn=20")
-    p.add_argument("--slu-target", type=float, default=0.35)
+    p.add_argument("--slu-target", type=float, default=0.3)
     p.add_argument("--slu-beta", type=float, default=0.1)
     p.add_argument("--json", default=None)
     _common(p)
@@ -240,8 +246,8 @@ def _run_bench_e2(args: argparse.Namespace) -> int:
 
 def _configure_bench_eb(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k,sklearn")
-    p.add_argument("--model", default="resnet20:16")
-    p.add_argument("--epochs", default="mnist5k=20,sklearn=24")
+    p.add_argument("--model", default="resnet20:12")
+    p.add_argument("--epochs", default="mnist5k=16,sklearn=24")
     p.add_argument("--ratio", type=float, default=0.5)
     p.add_argument("--epsilon", type=float, default=0.1)
     p.add_argument("--json", default=None)

@@ -102,12 +102,12 @@ def load_sequence(path, name: Optional[str] = None) -> Sequence:
     if not frames:
         raise DataError(f"no image frames ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     boxes = read_boxes(gt)
-    if len(boxes) < len(frames):
-        if len(boxes) < 2:
-            raise DataError(f"{gt} has {len(boxes)} box(es) for {len(frames)} frames")
-        frames = frames[: len(boxes)]
-    elif len(boxes) > len(frames):
-        raise DataError(f"{gt} has {len(boxes)} boxes but {folder} only {len(frames)} frames")
+    # Partial copies exist (e.g. the first 199 frames of OTB Human3 with all its boxes): evaluate the
+    # frames that have both an image and a box.
+    n = min(len(boxes), len(frames))
+    if n < 2:
+        raise DataError(f"{gt} and {folder} give only {n} frame(s) with a box; need at least 2")
+    frames, boxes = frames[:n], boxes[:n]
     if np.isnan(boxes[0]).any() or boxes[0, 2] <= 0 or boxes[0, 3] <= 0:
         raise DataError(f"{gt}, line 1: the first frame needs a valid box to start tracking")
     return Sequence(name=name or path.name, frames=frames, boxes=boxes)

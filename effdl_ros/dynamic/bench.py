@@ -108,7 +108,7 @@ def bench_task(task_name: str, opts: BenchOptions) -> Dict:
             "ceiling_violations": sum(m > row["ceiling"] for m in row["macs"]),
             "median_ms": ms_med, "mean_ms": statistics.fmean(row["ms"]),
             "speedup_median": base_ms / ms_med if ms_med else None,
-            "skipped_items": row["skipped"], "exit_histogram": {"none": int(exits[0]),
+            "skipped_items": row["skipped"], "skipped_share": row["skipped"] / len(ys), "exit_histogram": {"none": int(exits[0]),
                                                                **{str(k): int(v) for k, v in enumerate(exits[1:])}},
             "goal_met": bool(base_macs / macs >= 5 and 100 * (base_acc - acc) <= 1 and base_ms / ms_med >= 3)
             if macs else False,
@@ -142,9 +142,11 @@ def format_table(results: Dict) -> str:
                      f"{'max MACs':>10} {'ceiling':>10} {'viol':>4} {'ms med':>7} {'x time':>6}  goal")
         for r in t["rows"]:
             ceiling = f"{r['mac_ceiling']:,}" if r["mac_ceiling"] is not None else "-"
+            red = f"{r['mac_reduction']:6.2f}" if r["mac_reduction"] is not None else f"{'-':>6}"
+            spd = f"{r['speedup_median']:6.2f}" if r["speedup_median"] is not None else f"{'-':>6}"
             lines.append(f"{r['config']:<46} {100 * r['accuracy']:7.2f} {r['acc_drop_points']:6.2f} "
-                         f"{r['mean_macs']:11,.0f} {r['mac_reduction']:6.2f} {r['max_macs']:10,} {ceiling:>10} "
-                         f"{r['ceiling_violations']:4d} {r['median_ms']:7.3f} {r['speedup_median']:6.2f}  "
+                         f"{r['mean_macs']:11,.0f} {red} {r['max_macs']:10,} {ceiling:>10} "
+                         f"{r['ceiling_violations']:4d} {r['median_ms']:7.3f} {spd}  "
                          f"{'yes' if r['goal_met'] else 'no'}")
     lines.append("")
     lines.append("goal = >= 5x fewer executed MACs, <= 1 point accuracy drop and >= 3x lower median wall time "

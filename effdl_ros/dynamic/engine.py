@@ -115,7 +115,7 @@ class DDIEngine:
         self.gated = cfg.gated
         with torch.no_grad():
             self.stem_w, self.stem_b = _fuse(model.stem[0], model.stem[1])
-            size = cfg.image_size
+            size = cfg.stem_size
             stem_macs = cfg.widths[0] * cfg.in_channels * 9 * size * size
             self.stages: List[List[_Block]] = []
             for stage in model.stages:
@@ -147,7 +147,7 @@ class DDIEngine:
 
     @staticmethod
     def _stage_sizes(cfg) -> List[int]:
-        size, out = cfg.image_size, []
+        size, out = cfg.stem_size, []
         for s in range(len(cfg.widths)):
             if s > 0:
                 size = (size - 1) // 2 + 1
@@ -231,7 +231,7 @@ class DDIEngine:
             # entering the network: stage 0 (with the stem) up to exit 0, worst case, must fit
             if table.cumulative_worst[0] > ceiling:
                 return DDIResult(None, -1, 0, 0, self.blocks_total, 0.0)
-            x = F.conv2d(x, self.stem_w, self.stem_b, 1, 1).relu_()
+            x = F.conv2d(x, self.stem_w, self.stem_b, self.config.stem_stride, 1).relu_()
             spent += table.stem
             for s, blocks in enumerate(self.stages):
                 for blk in blocks:
@@ -284,7 +284,7 @@ class DDIEngine:
         h = F.conv2d(x, blk.w1[mask], blk.b1[mask], blk.stride, 1).relu_()
         h = F.conv2d(h, blk.w2[mask], blk.b2, 1, 1)
         macs += (blk.conv1_macs + blk.conv2_macs) * k // blk.groups
-        return (h + shortcut).relu_(), macs, 1, k
+        return h.add_(shortcut).relu_(), macs, 1, k
 
     def run_batch(self, xs: torch.Tensor, settings: Optional[DDISettings] = None) -> List[DDIResult]:
         """Route every sample on its own path (each skips its own work)."""

@@ -34,6 +34,12 @@ class DDIConfig:
     gated: bool = True              # False: a static ResNet (no gates), the baseline
     exit_channels: int = 32         # width of the conv in each intermediate exit head
     exits: bool = True              # False: only the final classifier
+    stem_stride: int = 1            # 2 halves the resolution once, before the first stage
+
+    @property
+    def stem_size(self) -> int:
+        """Side of the feature map the first stage sees."""
+        return (self.image_size - 1) // self.stem_stride + 1
 
     def to_dict(self) -> Dict:
         d = asdict(self)
@@ -137,7 +143,7 @@ class DDINet(nn.Module):
         config.validate()
         self.config = config
         w0 = config.widths[0]
-        self.stem = nn.Sequential(nn.Conv2d(config.in_channels, w0, 3, 1, 1, bias=False),
+        self.stem = nn.Sequential(nn.Conv2d(config.in_channels, w0, 3, config.stem_stride, 1, bias=False),
                                   nn.BatchNorm2d(w0), nn.ReLU(inplace=True))
         stages: List[nn.ModuleList] = []
         cin = w0
@@ -201,7 +207,7 @@ def block_macs(block: GatedBlock, h_in: int) -> Tuple[int, int, int, int]:
 
 def expected_cost_fraction(model: DDINet, out: Dict[str, object]) -> torch.Tensor:
     """Per-sample executed share of the gateable block MACs (differentiable through the STE gates)."""
-    size = model.config.image_size
+    size = model.config.stem_size
     total = 0.0
     cost = None
     for block, layer, ch in zip(model.blocks(), out["layers"], out["channels"]):

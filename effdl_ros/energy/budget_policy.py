@@ -147,14 +147,13 @@ class _History:
 
     def average(self, t0: float, t1: float) -> Optional[Tuple[float, float, float]]:
         """Time-averaged (allocation, command) over [t0, t1] and the least allocation in force then;
-        None if nothing was in force."""
-        if not self.t or t1 <= self.t[0]:
-            return None
-        t0 = max(t0, self.t[0])
+        None unless our budgets covered the whole window."""
+        if not self.t or t0 < self.t[0] - 1e-6:
+            return None  # part of the window ran before any budget of ours: it says nothing about the gain
         if t1 <= t0:
-            i = bisect.bisect_right(self.t, t1) - 1
+            i = max(0, bisect.bisect_right(self.t, t1) - 1)
             return self.alloc[i], self.cmd[i], self.alloc[i]
-        i = bisect.bisect_right(self.t, t0) - 1
+        i = max(0, bisect.bisect_right(self.t, t0) - 1)
         a_sum = c_sum = 0.0
         least = math.inf
         while i < len(self.t) and self.t[i] < t1:

@@ -23,7 +23,7 @@ from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.messages import Classification, ModelUpdate, ObjectHypothesis
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
-from effdl_ros.runtime.safety import guarded
+from effdl_ros.runtime.safety import guarded, record_drop
 
 
 class DdiNode(Node):
@@ -155,7 +155,8 @@ class DdiNode(Node):
             self._install(path if path.is_absolute() else self.model_dir / path)
         except DataError as err:
             self.updates_rejected += 1
-            self.get_logger().error(f"model update {msg.version} refused, keeping {self.model_path.name}: {err}")
+            record_drop(self, "model_update_refused",  # counted in diagnostics, log rate-limited
+                        f"model update {msg.version} refused, keeping {self.model_path.name}: {err}")
             return
         self.model_version = int(msg.version)
         self.updates_accepted += 1

@@ -62,6 +62,7 @@ class EnergyMonitorNode(Node):
         self.create_subscription(EnergyReport, REPORT_TOPIC, guarded(self, self._on_report), 10)
         self._timer = self.create_timer(1.0 / rate, self._tick)
         self.add_on_set_parameters_callback(self._on_set)
+        self._tick()  # the first budgets go out now, not one period later
         self.get_logger().info(f"total {config.total_power_w:.3g} W ({config.mode}), meter "
                                f"{self.meter.name if self.meter else 'none: reports are modelled'}")
 

@@ -14,28 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from effdl_ros.errors import DataError
-
-
-def predict(model, config: Dict, rgb: np.ndarray, *, scale: float = 1.0, device: str = "cpu",
-            out_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """Class ids uint8 [H, W] for one RGB uint8 frame, at the frame's size (or out_hw).
-
-    :param scale: multiplies the model's input size (the budget knob: 0.5 = a quarter of the MACs).
-    """
-    import cv2
-    import torch
-    import torch.nn.functional as F
-
-    from effdl_ros.segmentation.network import to_input
-
-    h, w = [max(16, int(round(v * scale / 8.0)) * 8) for v in config.get("input_hw", (120, 160))]
-    small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    with torch.no_grad():
-        x = to_input(torch.from_numpy(np.ascontiguousarray(small))[None]).to(device)
-        scores = model(x)
-        size = out_hw or rgb.shape[:2]
-        scores = F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
-        return scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
+from effdl_ros.segmentation.inference import predict
 
 
 def evaluate_pairs(model, config: Dict, pairs: Sequence[Tuple[Path, Path]], *, device: str = "cpu",
@@ -146,3 +125,33 @@ def summary(rows: Iterable[Dict]) -> Dict[str, float]:
         out["gap_closed"] = (madan[0]["miou"] - s) / gap if gap > 0 else float("nan")
         out["best_source_only_miou"] = s
     return out
+
+
+def qualitative_figure(models_dir, camvid_root, out_png, *, frame_indices: Sequence[int] = (0, 40, 80),
+                       sources: Sequence[str] = ("sunny", "dusk")) -> Path:
+    """PNG: per val frame, the image, its ground truth and each benchmark model's prediction, in colour."""
+    import cv2
+
+    from effdl_ros.data.camvid import IGNORE_INDEX, PALETTE, load_pair, pairs
+    from effdl_ros.segmentation.network import load_checkpoint
+
+    val = pairs(Path(camvid_root), "val")
+    pal = np.concatenate([PALETTE, np.zeros((256 - len(PALETTE), 3), np.uint8)], 0)
+    pal[IGNORE_INDEX] = 0
+    models = [(m.split(" (")[0].split(":")[0], *load_checkpoint(Path(models_dir) / f)) for m, f in _rows_spec(sources)]
+    rows = []
+    for i in frame_indices:
+        rgb, mask = load_pair(*val[min(i, len(val) - 1)])
+        tiles = [rgb, pal[mask]] + [pal[predict(m, c, rgb)] for _, m, c in models]
+        tiles = [cv2.resize(t, (240, 180), interpolation=cv2.INTER_NEAREST) for t in tiles]
+        rows.append(np.concatenate(tiles, 1))
+    grid = np.concatenate(rows, 0)
+    head = np.full((22, grid.shape[1], 3), 255, np.uint8)
+    names = ["image", "ground truth"] + [n for n, _, _ in models]
+    names = [n.replace("single-source adaptation", "single") for n in names]
+    for k, n in enumerate(names):
+        cv2.putText(head, n[:30], (4 + 240 * k, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out_png), cv2.cvtColor(np.concatenate([head, grid], 0), cv2.COLOR_RGB2BGR))
+    return out_png

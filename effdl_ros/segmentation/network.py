@@ -89,11 +89,16 @@ def config_for(num_classes: int = len(CLASSES), width: float = 1.0, input_hw: Se
     return cfg
 
 
-def save_checkpoint(path: Path, model: nn.Module, config: Dict[str, Any]) -> None:
-    """Atomic save: temp file in the same folder, fsync, rename (a reader never sees half a file)."""
+def save_checkpoint(path: Path, model: nn.Module, config: Dict[str, Any], *, half: bool = False) -> None:
+    """Atomic save: temp file in the same folder, fsync, rename (a reader never sees half a file).
+
+    :param half: store floating tensors as float16 (half the file; loading casts back to float32).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -108,9 +113,25 @@ def save_checkpoint(path: Path, model: nn.Module, config: Dict[str, Any]) -> Non
         raise
 
 
-def load_checkpoint(path: Path, map_location: str = "cpu") -> Tuple[TinySegNet, Dict[str, Any]]:
-    """Load with weights_only=True (no arbitrary unpickling); any malformed file -> one DataError."""
-    path = Path(path)
+def resolve_inside(path, model_dir) -> Path:
+    """The resolved path, or a DataError when it lies outside model_dir (symlinks resolved)."""
+    root = Path(model_dir).resolve()
+    candidate = Path(path)
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    try:
+        resolved.relative_to(root)
+    except ValueError:
+        raise DataError(f"segmentation model {path} lies outside the model directory {root}; refused") from None
+    return resolved
+
+
+def load_checkpoint(path: Path, map_location: str = "cpu", *, model_dir: Optional[Path] = None
+                    ) -> Tuple[TinySegNet, Dict[str, Any]]:
+    """Load with weights_only=True (no arbitrary unpickling); any malformed file -> one DataError.
+
+    :param model_dir: when given, the file must lie inside it (a node refuses weights from elsewhere).
+    """
+    path = resolve_inside(path, model_dir) if model_dir is not None else Path(path)
     if not path.is_file():
         raise DataError(f"segmentation model {path} does not exist")
     try:
@@ -120,8 +141,12 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Tuple[TinySegNet, 
     if not isinstance(blob, dict) or "state_dict" not in blob or "config" not in blob:
         raise DataError(f"segmentation model {path} lacks 'state_dict' and 'config' entries")
     model = build(blob["config"])
+    state = blob["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"segmentation model {path} has a malformed state_dict")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
-        model.load_state_dict(blob["state_dict"])
+        model.load_state_dict(state)
     except Exception as err:  # noqa: BLE001
         raise DataError(f"segmentation model {path} does not match its config: {str(err).splitlines()[0]}") from None
     model.eval()

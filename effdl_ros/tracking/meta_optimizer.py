@@ -4,7 +4,10 @@ ROAM (CVPR 2020, arXiv 1907.12006; REFERENCES.md section 5):
 - meta-initialiser: learned initial head parameters theta_0 and per-parameter learning rates
   lambda_0; on the first frame ONE step theta_1 = theta_0 - lambda_0 * grad;
 - recurrent optimiser: a 2-layer LSTM (hidden 20) shared by every coordinate; its input per parameter
-  is [previous lr, log|g|/10, sign g, parameter, loss]; lr = sigmoid(Linear(h)); theta <- theta - lr*g;
+  is [previous lr (as log(lr)/10), log|g|/10, sign g, parameter, loss]; theta <- theta - lr*g;
+  ROAM's lr = sigmoid(Linear(h)) (bias -10) overshot here (a resized filter sums thousands of taps, so
+  the stable lr is ~1e-6 and differs per tensor); ours is lr = lambda_0 * exp(3 tanh(Linear(h))), i.e.
+  the LSTM scales the meta-initialiser's per-parameter lr by 0.05x..20x (x1 at the start);
 - Random Filter Scaling: the stored filter is theta/s and the net runs with theta*s,
   s = exp(U(-r, r)), r = 1.6 (response) and 1.3 (regression), so the optimiser learns to cope with
   parameters of any magnitude.
@@ -26,7 +29,7 @@ RFS_RANGE = {"r_f": 1.6, "g_f": 1.3}
 class MetaInitializer(nn.Module):
     """theta_0 and log lambda_0 for every head parameter."""
 
-    def __init__(self, init: Params, lr0: float = 1e-3):
+    def __init__(self, init: Params, lr0: float = 1e-6):
         super().__init__()
         self.names = sorted(init)
         self.theta = nn.ParameterDict({k: nn.Parameter(v.clone()) for k, v in init.items()})
@@ -44,14 +47,14 @@ class MetaInitializer(nn.Module):
 class LSTMOptimizer(nn.Module):
     """Coordinate-wise 2-layer LSTM that outputs one learning rate per parameter and step."""
 
-    def __init__(self, hidden: int = 20, bias_init: float = -7.0):
+    def __init__(self, hidden: int = 20, bias_init: float = 0.0):
         super().__init__()
         self.hidden = hidden
         self.cell1 = nn.LSTMCell(5, hidden)
         self.cell2 = nn.LSTMCell(hidden, hidden)
         self.out = nn.Linear(hidden, 1)
         nn.init.zeros_(self.out.weight)
-        nn.init.constant_(self.out.bias, bias_init)  # ROAM uses -10; -7 gives a usable start for short training
+        nn.init.constant_(self.out.bias, bias_init)  # factor exp(3 tanh(0)) = 1: start at lambda_0
 
     def init_state(self, params: Params, lr0: Optional[Params] = None) -> dict:
         """Zero LSTM state per coordinate, and the 'previous lr' input (lambda_0 if given)."""
@@ -60,14 +63,16 @@ class LSTMOptimizer(nn.Module):
             n = p.numel()
             z = p.new_zeros(n, self.hidden)
             prev = (lr0[k].expand_as(p).reshape(n).detach() if lr0 is not None
-                    else p.new_full((n,), math.exp(-7.0)))
+                    else p.new_full((n,), math.exp(-10.0)))
             state[k] = {"h1": z, "c1": z, "h2": z, "c2": z, "lr": prev}
         return state
 
-    def step(self, params: Params, grads: Params, loss: torch.Tensor, state: dict) -> Tuple[Params, dict]:
+    def step(self, params: Params, grads: Params, loss: torch.Tensor, state: dict,
+             base_lr: Params) -> Tuple[Params, dict]:
         """One update: theta <- theta - lr * g with lr from the LSTM. grads/loss must be detached.
 
-        loss: per-clip loss [B] (broadcast to that clip's coordinates).
+        loss: per-clip loss [B] (broadcast to that clip's coordinates); base_lr: lambda_0 per parameter
+        (no batch dim).
         """
         new_params, new_state = {}, {}
         for k, p in params.items():
@@ -76,11 +81,12 @@ class LSTMOptimizer(nn.Module):
             n = p.numel()
             per = n // b
             lossv = loss.detach().reshape(b, 1).expand(b, per).reshape(n)
-            x = torch.stack([state[k]["lr"].detach() * 1e2, torch.log(g.abs().reshape(n) + 1e-12) / 10.0,
+            x = torch.stack([torch.log(state[k]["lr"].detach() + 1e-20) / 10.0, torch.log(g.abs().reshape(n) + 1e-12) / 10.0,
                              torch.sign(g).reshape(n), p.detach().reshape(n), lossv], dim=1)
             h1, c1 = self.cell1(x, (state[k]["h1"], state[k]["c1"]))
             h2, c2 = self.cell2(h1, (state[k]["h2"], state[k]["c2"]))
-            lr = torch.sigmoid(self.out(h2)).reshape(n)
+            base = base_lr[k].unsqueeze(0).expand_as(p).reshape(n)
+            lr = base * torch.exp(3.0 * torch.tanh(self.out(h2))).reshape(n)
             new_params[k] = p - (lr * g.reshape(n)).reshape(p.shape)
             new_state[k] = {"h1": h1, "c1": c1, "h2": h2, "c2": c2, "lr": lr}
         return new_params, new_state

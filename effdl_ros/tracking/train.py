@@ -36,8 +36,9 @@ class TrainSettings:
     lookahead: int = 4           # frames per look-ahead window
     search_size: int = 161
     channels: int = 32
-    lr_backbone: float = 1e-3
-    lr_init: float = 1e-3        # theta_0 (and 10x for log lambda_0)
+    lr_backbone: float = 1e-4
+    lr_init: float = 1e-4        # theta_0 compression weights; base filters get lr_init/10 (they are ~1e-3)
+    lr_log_lr: float = 3e-2      # log lambda_0
     lr_optimizer: float = 1e-3
     seed: int = 0
     time_limit_s: float = math.inf
@@ -72,8 +73,9 @@ class MetaTrainer:
         self.sampler = ClipSampler(bank, self.frames, settings.search_size, device, self.g)
         self.adam = torch.optim.Adam([
             {"params": self.net.parameters(), "lr": settings.lr_backbone},
-            {"params": self.init.theta.parameters(), "lr": settings.lr_init},
-            {"params": self.init.log_lr.parameters(), "lr": settings.lr_init * 10},
+            {"params": [v for k, v in self.init.theta.items() if not k.endswith("_f")], "lr": settings.lr_init},
+            {"params": [v for k, v in self.init.theta.items() if k.endswith("_f")], "lr": settings.lr_init / 10},
+            {"params": self.init.log_lr.parameters(), "lr": settings.lr_log_lr},
             {"params": self.opt_net.parameters(), "lr": settings.lr_optimizer},
         ])
 
@@ -151,7 +153,7 @@ class MetaTrainer:
                 fw = self.net.features(self.sampler.crops(clip, tw, c, side).flatten(0, 1)).unflatten(0, (b, L))
             fs = _fsizes(anchor[:, -1], S, kmax)
             grads, lw = grad_of(self.net, fw, theta, fs, box, anchor, scales)
-            theta, state = self.opt_net.step(theta, grads, lw, state)
+            theta, state = self.opt_net.step(theta, grads, lw, state, lr0)
         return meta / (s.steps + 1), loss0.mean(), first_future, future.detach()
 
     def train(self, progress: Optional[Callable] = None, checkpoint: Optional[Callable] = None,
@@ -159,21 +161,31 @@ class MetaTrainer:
         start = time.monotonic()
         history = []
         it = 0
+        skipped = 0
+        best = math.inf
         for it in range(1, self.s.iterations + 1):
             self.net.train()
             meta, l0, first, last = self.episode()
             self.adam.zero_grad(set_to_none=True)
+            value = float(meta.detach())
+            recent = sorted(r["meta"] for r in history[-50:])
+            if not math.isfinite(value) or (len(recent) >= 20 and value > 20 * recent[len(recent) // 2]):
+                skipped += 1       # an exploding clip: skip its update rather than wreck the model
+                continue
             meta.backward()
             params = list(self.net.parameters()) + list(self.init.parameters()) + list(self.opt_net.parameters())
             torch.nn.utils.clip_grad_norm_(params, 10.0)
             self.adam.step()
-            row = {"it": it, "meta": float(meta), "init_loss": float(l0), "after_init_step": float(first),
-                   "after_updates": float(last)}
+            row = {"it": it, "meta": value, "init_loss": float(l0), "after_init_step": float(first),
+                   "after_updates": float(last), "skipped": skipped}
             history.append(row)
             if progress:
                 progress(row)
             if checkpoint and it % checkpoint_every == 0:
-                checkpoint(self.state_dict(history, it))
+                rolling = sum(r["meta"] for r in history[-checkpoint_every:]) / len(history[-checkpoint_every:])
+                if rolling < best:      # keep the checkpoint with the lowest rolling meta-loss
+                    best = rolling
+                    checkpoint(self.state_dict(history, it))
             if time.monotonic() - start > self.s.time_limit_s:
                 break
         return self.state_dict(history, it)
@@ -233,6 +245,9 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--time-limit", type=float, default=math.inf)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr-backbone", type=float, default=1e-4)
+    p.add_argument("--lr-optimizer", type=float, default=1e-3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
     import numpy as np  # noqa: F401
@@ -243,7 +258,8 @@ def main(argv=None) -> int:
     torch.backends.cudnn.benchmark = False
     paths = sorted(a.images.glob("*.jpg")) + sorted(a.images.glob("*.png"))
     bank = load_texture_bank(paths, load_digit_masks(a.digits), device=a.device)
-    trainer = MetaTrainer(bank, TrainSettings(iterations=a.iterations, batch=a.batch,
+    trainer = MetaTrainer(bank, TrainSettings(iterations=a.iterations, batch=a.batch, seed=a.seed,
+                                              lr_backbone=a.lr_backbone, lr_optimizer=a.lr_optimizer,
                                               time_limit_s=a.time_limit), a.device)
     t0 = time.monotonic()
 
@@ -254,7 +270,7 @@ def main(argv=None) -> int:
                   f"t {time.monotonic() - t0:.0f}s", flush=True)
 
     result = trainer.train(progress, lambda ck: save_atomic(ck, a.out), checkpoint_every=100)
-    save_atomic(result, a.out)
+    save_atomic(result, a.out.with_name(a.out.stem + "_last.pt"))
     print("saved", a.out, result["train"], flush=True)
     return 0
 

@@ -151,10 +151,11 @@ class E2Trainer:
         fired = 1.0
         total = loss
         if use_slu and model.last_masks is not None:
-            masks = model.last_masks
-            fired = float((masks.detach() > 0.5).float().mean())
+            fired = float(model.last_masks.mean())
             reg = -1.0 if fired <= self.knobs.slu_target else 1.0
-            total = loss + reg * self.config.slu_beta * masks.sum(1).mean()
+            # reg * beta * sum of straight-through masks: its gradient w.r.t. each p is reg * beta,
+            # the same as that of sum(p), which is what we add (the value is not used)
+            total = loss + reg * self.config.slu_beta * model.last_probs.sum(1).mean()
         total.backward()
         if self.grad_hook is not None:
             self.grad_hook(model)

@@ -131,7 +131,7 @@ def run_e2train(data: Data, arch: str, config: E2TrainConfig, *, gate_bias: floa
 
 
 def bench_e2train(datasets: Sequence[str], *, arch: str, epochs: Dict[str, int], seed: int = 0,
-                  slu_target: float = 0.35, slu_beta: float = 0.1, gate_bias: float = 3.0,
+                  slu_target: float = 0.3, slu_beta: float = 0.1, gate_bias: float = 3.0,
                   variants: Sequence[str] = tuple(VARIANTS),
                   progress: Optional[Callable[[str], None]] = None) -> dict:
     """Every variant on every data set, same seed, same data, one after the other in one process."""

@@ -250,6 +250,10 @@ class OnlineTrainer:
             return None
         if self.trainer.drop():
             return StepResult(executed=False)
+        return self.train_step()
+
+    def train_step(self) -> StepResult:
+        """Execute one step now (the caller already let SMD decide, e.g. to account only real work)."""
         x, y = self.buffer.batch(self.settings.batch_size)
         res = self.trainer._execute(torch.from_numpy(x), torch.from_numpy(y))
         self.executed_since_validation += 1

@@ -93,14 +93,18 @@ class BasicBlock(nn.Module):
 
 
 class Gate(nn.Module):
-    """One SLU gate's own part: pool -> 1x1 conv to the shared LSTM's input size."""
+    """One SLU gate's own part: pool -> 1x1 conv to the shared LSTM's input size.
+
+    A 1x1 convolution of a 1x1 pooled map is a linear map; it is held as nn.Linear because CPU
+    convolution kernels carry a large fixed cost per call (measured: it made gated steps slower).
+    """
 
     def __init__(self, channels: int, dim: int) -> None:
         super().__init__()
-        self.embed = nn.Conv2d(channels, dim, 1)
+        self.embed = nn.Linear(channels, dim)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.embed(F.adaptive_avg_pool2d(h, 1)).flatten(1)
+        return self.embed(h.mean(dim=(2, 3)))
 
 
 class GatedResNet(nn.Module):
@@ -136,11 +140,15 @@ class GatedResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        #: filled by forward: straight-through masks [B, n_gates] (grad flows to p) and fired counts
+        #: filled by forward: hard 0/1 decisions [B, n_gates], gate probabilities p [B, n_gates]
+        #: (the regulariser's gradient flows through p: d m / d p = 1 under straight-through)
         self.last_masks: Optional[torch.Tensor] = None
+        self.last_probs: Optional[torch.Tensor] = None
         self.last_block_rows: List[int] = []
         self.force_full = False  # evaluate the dense network even when gates exist
-        #: gate rule outside training: "hard" (p > 0.5, as E2-Train/SkipNet) or "sample" (Bernoulli(p))
+        #: gate rule outside training: "hard" (p > 0.5, as E2-Train/SkipNet; skips work),
+        #: "sample" (Bernoulli(p), skips work) or "expected" (every block, scaled by p: the
+        #: stochastic-depth test rule, Huang et al. 2016; no inference saving)
         self.eval_gates = "hard"
 
     @property
@@ -165,31 +173,42 @@ class GatedResNet(nn.Module):
     def _gated(self, h: torch.Tensor, rows: List[int]):
         batch = h.shape[0]
         state = None  # LSTM state reset every forward (as in E2-Train)
-        masks = []
+        probs, fired = [], []
+        expected = not self.training and self.eval_gates == "expected"
         for i, block in enumerate(self.blocks[1:]):
             state = self.lstm(self.gates[i](h), state)
             p = torch.sigmoid(self.gate_fc(state[0])).squeeze(1)
+            probs.append(p)
+            res = block.shortcut(h)
+            if expected:  # stochastic-depth test rule: E[m] * block + (1 - E[m]) * shortcut
+                out = block(h)
+                h = res + p.view(-1, 1, 1, 1) * (out - res)
+                fired.append(torch.ones_like(p))
+                rows.append(batch)
+                continue
             if self.training or self.eval_gates == "sample":
                 fire = p.detach() > torch.rand_like(p)  # hard Bernoulli(p)
             else:
                 fire = p.detach() > 0.5
-            m = fire.to(p.dtype) - p.detach() + p  # straight-through: value 0/1, d m / d p = 1
-            masks.append(m)
-            res = block.shortcut(h)
+            fired.append(fire.to(p.dtype))
             idx = fire.nonzero().squeeze(1)
             rows.append(int(idx.numel()))
             if idx.numel() == 0:
                 h = res
                 continue
+            # straight-through m = 1 - p.detach() + p on the samples that run: value 1, dm/dp = 1
             if idx.numel() == batch:
+                m = (1.0 - p.detach() + p).view(-1, 1, 1, 1)
                 out = block(h)
-                h = res + m.view(-1, 1, 1, 1) * (out - res)
+                h = res + m * (out - res)
                 continue
+            p_on = p.index_select(0, idx)
+            m = (1.0 - p_on.detach() + p_on).view(-1, 1, 1, 1)
             out = block(h.index_select(0, idx))      # only the samples whose gate fired
             res_on = res.index_select(0, idx)
-            m_on = m.index_select(0, idx).view(-1, 1, 1, 1)
-            h = res.index_copy(0, idx, res_on + m_on * (out - res_on))
-        return h, torch.stack(masks, 1), rows
+            h = res.index_copy(0, idx, res_on + m * (out - res_on))
+        self.last_probs = torch.stack(probs, 1)
+        return h, torch.stack(fired, 1), rows
 
 
 def build(config: ResNetConfig) -> GatedResNet:

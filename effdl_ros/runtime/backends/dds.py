@@ -10,10 +10,11 @@ history kind and depth). Cyclone's listener thread takes and decodes samples and
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from effdl_ros.runtime.backends.dds_types import dds_topic_name, dds_type_name, idl_type
+from effdl_ros.runtime.backends.dds_types import dds_topic_name, idl_type
 from effdl_ros.runtime.local.qos import HistoryPolicy, QoSProfile
 from effdl_ros.runtime.local.typesupport import deserialize, get_class, rihs01, typestore
 
@@ -48,6 +49,25 @@ def dds_qos(qos: QoSProfile, typename: str, *, writer: bool):
     return Qos(*policies)
 
 
+_POLICY_NAMES = {2: "durability", 11: "reliability", 23: "data representation"}
+_log = logging.getLogger("effdl_ros.runtime.dds")
+
+
+def _incompatible(kind: str, topic: str, seen: list):
+    """A listener callback: say once per endpoint why it will not match (rclpy warns likewise)."""
+
+    def warn(_entity, status) -> None:
+        if seen:
+            return
+        seen.append(True)
+        policy = _POLICY_NAMES.get(status.last_policy_id, f"policy id {status.last_policy_id}")
+        other = "publisher" if kind == "subscription" else "subscription"
+        _log.warning("a %s on %s offers/requests incompatible QoS (%s): they will not connect; "
+                     "images use best effort (qos_profile_sensor_data)", other, topic, policy)
+
+    return warn
+
+
 def _delete(entity) -> None:
     """Delete a Cyclone entity now (cyclonedds-python only deletes on garbage collection)."""
     from cyclonedds.core import Entity
@@ -60,16 +80,18 @@ def _delete(entity) -> None:
 
 class _Writer:
     def __init__(self, transport: "DdsTransport", topic: str, msg_type: type, qos: QoSProfile):
+        from cyclonedds.core import Listener
         from cyclonedds.pub import DataWriter
 
         self.topic = topic
         self.typename = typename_of(msg_type)
         self._transport = transport
+        listener = Listener(on_offered_incompatible_qos=_incompatible("publisher", topic, []))
         self._writer = DataWriter(transport.participant, transport.topic(topic, self.typename),
-                                  qos=dds_qos(qos, self.typename, writer=True))
+                                  qos=dds_qos(qos, self.typename, writer=True), listener=listener)
 
     def publish(self, msg: Any) -> None:
-        self.write_raw(typestore().serialize_cdr(msg, self.typename))  # a bytearray: no copy
+        self.write_raw(typestore().serialize_cdr(msg, self.typename))  # a memoryview: no extra copy
 
     def write_raw(self, payload) -> None:
         """Write CDR bytes as they are (padded to 4, as rmw_cyclonedds does); tests use this."""
@@ -107,7 +129,8 @@ class _Reader:
         self._lock = threading.Lock()
         self._ref: Optional[int] = None
         self._closed = False
-        listener = Listener(on_data_available=lambda _reader: self._drain())
+        listener = Listener(on_data_available=lambda _reader: self._drain(),
+                            on_requested_incompatible_qos=_incompatible("subscription", topic, []))
         self._reader = DataReader(transport.participant, transport.topic(topic, self.typename),
                                   qos=dds_qos(qos, self.typename, writer=False), listener=listener)
         self._ref = self._reader._ref
@@ -155,14 +178,26 @@ class DdsTransport:
     """The transport interface of InprocTransport, over one Cyclone DDS participant."""
 
     def __init__(self, context) -> None:
-        from cyclonedds.domain import DomainParticipant
-        from cyclonedds.qos import Policy, Qos
+        from effdl_ros.errors import ConfigError
 
+        try:
+            from cyclonedds.core import DDSException
+            from cyclonedds.domain import DomainParticipant
+            from cyclonedds.qos import Policy, Qos
+        except ImportError as err:
+            raise ConfigError(f"the dds backend needs the cyclonedds package ({err}); "
+                              "pip install cyclonedds, or choose --backend inproc") from None
         self.context = context
         self.domain_id = int(context.domain_id)
-        # rmw_cyclonedds puts the security enclave in the participant's USER_DATA
-        self.participant = DomainParticipant(self.domain_id,
-                                             qos=Qos(Policy.Userdata(data=b"enclave=/;")))
+        if not 0 <= self.domain_id <= 232:
+            raise ConfigError(f"ROS_DOMAIN_ID={self.domain_id} is outside 0..232")
+        try:
+            # rmw_cyclonedds puts the security enclave in the participant's USER_DATA
+            self.participant = DomainParticipant(self.domain_id,
+                                                 qos=Qos(Policy.Userdata(data=b"enclave=/;")))
+        except DDSException as err:
+            raise ConfigError(f"cannot join DDS domain {self.domain_id} ({err}); check "
+                              "CYCLONEDDS_URI and the network interfaces") from None
         self._lock = threading.RLock()
         self._topics: Dict[Tuple[str, str], Any] = {}
         self._endpoints: List[Any] = []

@@ -227,6 +227,18 @@ class Node:
         return result
 
     # -- communication ---------------------------------------------------------------------
+    @property
+    def publishers(self):
+        yield from self._publishers
+
+    @property
+    def subscriptions(self):
+        yield from self._subscriptions
+
+    @property
+    def timers(self):
+        yield from self._timers
+
     def create_publisher(self, msg_type: type, topic: str, qos_profile: Union[QoSProfile, int], *,
                          callback_group=None, event_callbacks=None, qos_overriding_options=None,
                          publisher_class=None) -> Publisher:

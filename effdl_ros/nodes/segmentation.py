@@ -1,0 +1,173 @@
+"""segmentation: per-pixel CamVid classes from a MADAN-adapted segmenter, under an energy budget (issue 6).
+
+Subscribes `image` (sensor_msgs/Image, sensor-data QoS: best effort, keep last 5). Publishes, with the
+input's header (stamp and frame_id) and size:
+- `segmentation/labels`: sensor_msgs/Image mono8, one class id per pixel (0..10, CamVid order);
+- `segmentation/overlay`: sensor_msgs/Image rgb8, the frame blended with the class colours (for RViz);
+- `segmentation/label_info`: vision_msgs/LabelInfo, id -> class name, reliable + transient-local
+  (a late subscriber still gets it), re-sent after each model swap.
+QoS of the two image outputs: reliable, keep last 5 (RViz's default subscription matches).
+The budget (BudgetClient on `energy/budget`) maps onto the input scale
+(effdl_ros.segmentation.settings): compute_fraction f -> the largest scale s on the ladder with
+s^2 <= f; a latency deadline uses the time per frame measured at load. Executed MACs per frame go to
+the Accountant (reports on `energy/reports`). Weights hot-swap on an effdl_ros/ModelUpdate on
+`trainer/model_update` addressed to this node; the file must lie inside `model_dir` and load with
+torch.load(weights_only=True); a bad file is refused with one error and the old model keeps serving.
+
+Parameters: model_path (models/madan_multi.pt, relative to the package share folder), model_dir
+("" = the model's folder), default_compute_fraction (1.0, used while no fresh budget), overlay_alpha
+(0.5), publish_overlay (true), threads (0 = torch's default), energy_profile (x86_cpu), stale_after_s (3.0).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from effdl_ros.runtime import Node, run_node
+from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+from effdl_ros.runtime.images import cv2_to_imgmsg, imgmsg_to_cv2
+from effdl_ros.runtime.messages import Header, Image, LabelInfo, ModelUpdate, VisionClass
+from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
+from effdl_ros.runtime.safety import guarded, record_drop
+
+
+class SegmentationNode(Node):
+    def __init__(self, node_name: str = "segmentation", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.declare_parameter("model_path", "models/madan_multi.pt")
+        self.declare_parameter("model_dir", "")
+        self.declare_parameter("default_compute_fraction", 1.0)
+        self.declare_parameter("overlay_alpha", 0.5)
+        self.declare_parameter("publish_overlay", True)
+        self.declare_parameter("threads", 0)
+        self.declare_parameter("energy_profile", "x86_cpu")
+        self.declare_parameter("stale_after_s", 3.0)
+        from effdl_ros.energy.accountant import Accountant
+        from effdl_ros.energy.budget import Budget
+        from effdl_ros.errors import ConfigError
+
+        name = self.get_fully_qualified_name()
+        fraction = float(self.get_parameter("default_compute_fraction").value)
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"{name}: default_compute_fraction must lie in [0, 1], got {fraction}")
+        alpha = float(self.get_parameter("overlay_alpha").value)
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"{name}: overlay_alpha must lie in [0, 1], got {alpha}")
+        threads = int(self.get_parameter("threads").value)
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        model_path = self._resolve(self.get_parameter("model_path").value)
+        model_dir = self.get_parameter("model_dir").value
+        self.model_dir = self._resolve(model_dir) if model_dir else model_path.parent
+        self.acct = Accountant(name, clock=node_clock_seconds(self),
+                               profile=self.get_parameter("energy_profile").value)
+        self.model_version = 0
+        self.items = 0
+        self.updates_accepted = 0
+        self.updates_rejected = 0
+        self.last_settings = None
+        self._install(model_path)  # a bad initial model is a startup error (DataError)
+        from effdl_ros.segmentation.settings import settings_for_budget
+
+        self.default_scale = settings_for_budget(Budget(compute_fraction=fraction)).input_scale
+        self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
+                                   stale_after_sec=float(self.get_parameter("stale_after_s").value))
+        self._labels_pub = self.create_publisher(Image, "segmentation/labels", 5)
+        self._overlay_pub = self.create_publisher(Image, "segmentation/overlay", 5)
+        self._info_pub = self.create_publisher(LabelInfo, "segmentation/label_info", latched(1))
+        self._publish_label_info()
+        self.create_subscription(ModelUpdate, "trainer/model_update", guarded(self, self.on_model_update), latched(1))
+        self.create_subscription(Image, "image", guarded(self, self.on_image), qos_profile_sensor_data)
+
+    @staticmethod
+    def _resolve(path: str) -> Path:
+        p = Path(path)
+        if p.is_absolute():
+            return p
+        from effdl_ros.resources import share_path
+
+        return share_path(*p.parts)
+
+    def _install(self, path: Path) -> None:
+        """Load a checkpoint, count its MACs per scale and time it; DataError leaves the old model."""
+        import time
+
+        import numpy as np
+
+        from effdl_ros.segmentation.inference import input_size, predict
+        from effdl_ros.segmentation.network import count_macs, load_checkpoint
+        from effdl_ros.segmentation.settings import SCALES
+
+        model, config = load_checkpoint(path, model_dir=self.model_dir)
+        macs = {s: count_macs(model, input_size(config, s)) for s in SCALES}
+        probe = np.zeros(tuple(input_size(config, 1.0)) + (3,), np.uint8)
+        predict(model, config, probe)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(3):
+            predict(model, config, probe)
+        self.full_ms = (time.perf_counter() - t0) / 3 * 1000.0
+        self.model, self.config, self.macs, self.model_path = model, config, macs, path
+        self.get_logger().info(f"loaded {path.name}: {macs[1.0]:,} MACs at {input_size(config)}, "
+                               f"{self.full_ms:.1f} ms/frame measured at load")
+
+    def _publish_label_info(self) -> None:
+        classes = self.config.get("classes", [])
+        self._info_pub.publish(LabelInfo(
+            header=Header(stamp=self.get_clock().now().to_msg()),
+            class_map=[VisionClass(class_id=i, class_name=str(c)) for i, c in enumerate(classes)], threshold=0.0))
+
+    # ------------------------------------------------------------------------------------ callbacks
+
+    def on_image(self, msg) -> None:
+        from effdl_ros.data.camvid import PALETTE
+        from effdl_ros.segmentation.inference import input_size, overlay, predict
+        from effdl_ros.segmentation.settings import settings_for_budget
+
+        rgb = imgmsg_to_cv2(msg, "rgb8")
+        settings = settings_for_budget(self.budget.current(), default_scale=self.default_scale,
+                                       full_ms=self.full_ms)
+        with self.acct.item() as item:
+            labels = predict(self.model, self.config, rgb, scale=settings.input_scale)
+            macs = self.macs.get(settings.input_scale)
+            if macs is None:
+                from effdl_ros.segmentation.network import count_macs
+
+                macs = count_macs(self.model, input_size(self.config, settings.input_scale))
+            item.macs = macs
+            item.compute_fraction = macs / self.macs[1.0]
+        self.items += 1
+        self.last_settings = settings
+        self._labels_pub.publish(cv2_to_imgmsg(labels, "mono8", header=msg.header))
+        if self.get_parameter("publish_overlay").value:
+            alpha = float(self.get_parameter("overlay_alpha").value)
+            self._overlay_pub.publish(cv2_to_imgmsg(overlay(rgb, labels, PALETTE, alpha), "rgb8", header=msg.header))
+
+    def on_model_update(self, msg) -> None:
+        if msg.consumer_node != self.get_fully_qualified_name():
+            return
+        if msg.version and msg.version <= self.model_version:
+            return  # an old update replayed (transient-local)
+        from effdl_ros.errors import DataError
+
+        try:
+            self._install(Path(msg.model_path))
+        except DataError as err:
+            self.updates_rejected += 1
+            record_drop(self, "model_update_refused",  # counted in diagnostics, log rate-limited
+                        f"model update {msg.version} refused, keeping {self.model_path.name}: {err}")
+            return
+        self.model_version = int(msg.version)
+        self.updates_accepted += 1
+        self._publish_label_info()
+
+
+NODE_CLASS = SegmentationNode
+
+
+def main(args=None) -> int:
+    return run_node(SegmentationNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""trainer: fine-tunes a consumer's model on the robot with E2-Train, under its energy budget (issue 7).
+
+Samples (both paired with `image` by header stamp, so every message keeps the camera's header):
+- labelled: vision_msgs/Classification on `trainer/labels` (results[0].class_id = the true class);
+- pseudo-labelled: the consumer's own output on `ddi/classification` where its top score >=
+  `pseudo_threshold` (set `use_pseudo_labels` false to train on labels only).
+They enter a bounded replay buffer (every `holdout_every`-th sample held out). A timer runs E2-Train
+steps at the budget's rate (effdl_ros.training.knobs: SMD rate, SLU target, PSG, steps/s, pause at 0);
+every `validate_every` executed steps the candidate is scored against the deployed weights on the same
+held-out samples, and only if the metric did not drop is it written atomically into `out_dir` and an
+effdl_ros/ModelUpdate sent on `trainer/model_update` (reliable, transient-local) to `consumer_node`,
+which hot-swaps between two items. A refused candidate is reset to the deployed weights.
+
+QoS: `image` sensor data (best effort, keep last 5); labels and consumer outputs reliable, depth 10.
+Parameters: consumer_kind (ddi | resnet), consumer_node (/ddi), model_path (models/ddi_mnist5k.pt,
+relative to the package share folder), model_dir ("" = the model's folder), out_dir ("" = model_dir;
+must be inside the consumer's model_dir for it to accept), use_pseudo_labels (true), pseudo_threshold
+(0.9), capacity (512), holdout_every (5), batch_size (16), lr (0.01), validate_every (20),
+min_train_samples (32), default_compute_fraction (0.5), steps_per_second (2.0), max_steps_per_second
+(10.0), min_holdout (10: no decision on fewer held-out samples), energy_profile (x86_cpu), stale_after_s (3.0), tick_hz (20.0).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from effdl_ros.runtime import Node, run_node
+from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+from effdl_ros.runtime.images import imgmsg_to_cv2
+from effdl_ros.runtime.messages import Classification, Header, Image, ModelUpdate
+from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
+from effdl_ros.runtime.safety import guarded
+
+
+def _stamp(msg) -> tuple:
+    return (int(msg.header.stamp.sec), int(msg.header.stamp.nanosec))
+
+
+class TrainerNode(Node):
+    def __init__(self, node_name: str = "trainer", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        defaults = {
+            "consumer_kind": "ddi", "consumer_node": "/ddi", "model_path": "models/ddi_mnist5k.pt",
+            "model_dir": "", "out_dir": "", "use_pseudo_labels": True, "pseudo_threshold": 0.9,
+            "capacity": 512, "holdout_every": 5, "batch_size": 16, "lr": 0.01, "validate_every": 20,
+            "min_train_samples": 32, "min_holdout": 10, "default_compute_fraction": 0.5, "steps_per_second": 2.0,
+            "max_steps_per_second": 10.0, "energy_profile": "x86_cpu", "stale_after_s": 3.0,
+            "tick_hz": 20.0,
+        }
+        for name, value in defaults.items():
+            self.declare_parameter(name, value)
+        p = lambda name: self.get_parameter(name).value  # noqa: E731
+        from effdl_ros.energy.accountant import Accountant
+        from effdl_ros.energy.budget import Budget
+        from effdl_ros.errors import ConfigError
+        from effdl_ros.training.knobs import TrainerKnobs
+        from effdl_ros.training.online import CONSUMERS, OnlineSettings, OnlineTrainer
+        from effdl_ros.training.replay_buffer import StampPairer
+
+        kind = p("consumer_kind")
+        if kind not in CONSUMERS:
+            raise ConfigError(f"{self.get_fully_qualified_name()}: consumer_kind must be one of "
+                              f"{sorted(CONSUMERS)}, got {kind!r}")
+        fraction = float(p("default_compute_fraction"))
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"{self.get_fully_qualified_name()}: default_compute_fraction must lie in [0, 1]")
+        if not float(p("tick_hz")) > 0:
+            raise ConfigError(f"{self.get_fully_qualified_name()}: tick_hz must be > 0")
+        model_path = self._resolve(p("model_path"))
+        model_dir = self._resolve(p("model_dir")) if p("model_dir") else model_path.parent
+        out_dir = self._resolve(p("out_dir")) if p("out_dir") else model_dir
+        settings = OnlineSettings(batch_size=int(p("batch_size")), lr=float(p("lr")),
+                                  validate_every=int(p("validate_every")),
+                                  min_train_samples=int(p("min_train_samples")),
+                                  min_holdout=int(p("min_holdout")),
+                                  capacity=int(p("capacity")), holdout_every=int(p("holdout_every")),
+                                  pseudo_threshold=float(p("pseudo_threshold")))
+        self.defaults = TrainerKnobs(steps_per_second=float(p("steps_per_second")))
+        self.online = OnlineTrainer(CONSUMERS[kind](), model_path, model_dir, settings=settings,
+                                    knobs=self.defaults, out_dir=out_dir)
+        self.acct = Accountant(self.get_fully_qualified_name(), clock=node_clock_seconds(self),
+                               profile=p("energy_profile"))
+        self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
+                                   stale_after_sec=float(p("stale_after_s")))
+        self._now = node_clock_seconds(self)
+        self.labels = StampPairer()
+        self.predictions = StampPairer()
+        self.knobs = self.defaults
+        self.steps_executed = 0
+        self.steps_dropped = 0
+        self.updates_published = 0
+        self.updates_refused = 0
+        self._dense_step_macs = None
+        self._pub = self.create_publisher(ModelUpdate, "trainer/model_update", latched(1))
+        self.create_subscription(Image, "image", guarded(self, self.on_image), qos_profile_sensor_data)
+        self.create_subscription(Classification, "trainer/labels", guarded(self, self.on_label), 10)
+        if p("use_pseudo_labels"):
+            self.create_subscription(Classification, "ddi/classification",
+                                     guarded(self, self.on_prediction), 10)
+        self.create_timer(1.0 / float(p("tick_hz")), self.on_tick)
+        self.get_logger().info(f"fine-tuning {model_path.name} for {p('consumer_node')}; updates go to "
+                               f"{out_dir}")
+
+    @staticmethod
+    def _resolve(path: str) -> Path:
+        q = Path(path)
+        if q.is_absolute():
+            return q
+        from effdl_ros.resources import share_path
+
+        return share_path(*q.parts)
+
+    # ---------------------------------------------------------------------------------- samples
+    def _decode(self, msg):
+        return imgmsg_to_cv2(msg, "mono8" if msg.encoding in ("mono8", "8UC1") else "rgb8")
+
+    def on_image(self, msg) -> None:
+        image = self._decode(msg)
+        stamp = _stamp(msg)
+        pair = self.labels.add_image(stamp, image)
+        if pair is not None:
+            self._add_labelled(*pair)
+        pair = self.predictions.add_image(stamp, image)
+        if pair is not None:
+            self._add_prediction(*pair)
+
+    def _parse(self, msg):
+        if not msg.results:
+            return None
+        top = max(msg.results, key=lambda r: r.score)
+        idx = self.online.consumer.class_index(self.online.meta, str(top.class_id))
+        return None if idx is None else (idx, float(top.score))
+
+    def on_label(self, msg) -> None:
+        parsed = self._parse(msg)
+        if parsed is None:
+            self.get_logger().warning("label without a known class dropped", throttle_duration_sec=5.0)
+            return
+        pair = self.labels.add_label(_stamp(msg), parsed[0], 1.0)
+        if pair is not None:
+            self._add_labelled(*pair)
+
+    def on_prediction(self, msg) -> None:
+        parsed = self._parse(msg)
+        if parsed is None:
+            return
+        pair = self.predictions.add_label(_stamp(msg), *parsed)
+        if pair is not None:
+            self._add_prediction(*pair)
+
+    def _add_labelled(self, image, label, _score) -> None:
+        self.online.add_labelled(image, label)
+
+    def _add_prediction(self, image, label, score) -> None:
+        self.online.add_prediction(image, label, score)
+
+    # ---------------------------------------------------------------------------------- training
+    def _joules_per_step(self) -> float:
+        if self._dense_step_macs is None:
+            import torch
+
+            from effdl_ros.training.macs import MacCounter
+
+            model = self.online.model
+            x, _ = self.online.buffer.batch(self.online.settings.batch_size)
+            counter = MacCounter(model, training=True)
+            with torch.no_grad():  # count the forward only; the backward it implies is 2x
+                was = model.training
+                model.eval()
+                model(torch.from_numpy(x))
+                model.train(was)
+            counter.remove()
+            self._dense_step_macs = 3 * counter.tally.forward
+        prof = self.acct.profile
+        return self._dense_step_macs * prof.pj_per_mac / prof.efficiency * 1e-12
+
+    def on_tick(self) -> None:
+        from effdl_ros.training.knobs import knobs_from_budget
+
+        if len(self.online.buffer.train) < self.online.settings.min_train_samples:
+            return
+        self.knobs = knobs_from_budget(self.budget.current(), self.defaults,
+                                       joules_per_step=self._joules_per_step(),
+                                       max_steps_per_second=float(self.get_parameter("max_steps_per_second").value))
+        self.online.set_knobs(self.knobs)
+        if self.knobs.paused or not self.online.rate.due(self._now(), self.knobs.steps_per_second):
+            return
+        if self.online.trainer.drop():  # SMD: no work, nothing to account
+            self.steps_dropped += 1
+            return
+        with self.acct.item() as item:
+            res = self.online.train_step()
+            item.macs = res.macs
+            item.compute_fraction = min(1.0, res.macs / max(1, self._dense_step_macs))
+        self.steps_executed += 1
+        if self.online.validation_due():
+            self._validate()
+
+    def _validate(self) -> None:
+        decision, update = self.online.validate()
+        if update is None:
+            self.updates_refused += 1
+            self.get_logger().info(f"candidate refused: {decision.reason}")
+            return
+        msg = ModelUpdate(header=Header(stamp=self.get_clock().now().to_msg()),
+                          consumer_node=str(self.get_parameter("consumer_node").value),
+                          model_path=str(update.path), version=int(update.version),
+                          metric_name="top1", validation_metric=float(update.metric))
+        self._pub.publish(msg)
+        self.updates_published += 1
+        self.get_logger().info(f"model update v{update.version}: held-out top-1 {update.metric:.3f} "
+                               f"(deployed {decision.deployed:.3f})")
+
+
+NODE_CLASS = TrainerNode
+
+
+def main(args=None) -> int:
+    return run_node(TrainerNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""ROAM's online tracking loop, with the knobs an energy budget drives in one settings dataclass.
+
+ROAM (CVPR 2020, arXiv 1907.12006; REFERENCES.md section 5), online part: first frame -> one
+meta-initialiser step on augmented patches; each frame: search window (side sqrt(w*h) x 5), response
++ box regression, scale/ratio penalty exp(-(dscale*dratio - 1) k) and a Gaussian motion prior
+(sigma 0.5 x target size), drift handling (peak < 0.1 x first peak -> widen the prior, freeze size and
+model), size update rate = penalty x score x 0.6; every N frames a few learned-optimiser steps on a
+small sample buffer, with the filters resized to the new target size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from effdl_ros.errors import ConfigError, DataError
+from effdl_ros.tracking.meta_optimizer import LSTMOptimizer, MetaInitializer
+from effdl_ros.tracking.roam import (CONTEXT, RoamConfig, RoamNet, decode_deltas, filter_size,
+                                     map_size, tracking_loss)
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """Every knob of the online loop; the budget maps onto the first four."""
+
+    update_interval: int = 5            # frames between model updates (0 = never update)
+    optimizer_steps: int = 2            # learned-optimiser steps per update
+    search_scales: Tuple[float, ...] = (1.0,)   # window sizes tried per frame (x the base window)
+    search_size: int = 161              # window side after resizing (pixels, 8k+1)
+    buffer_size: int = 10               # samples kept for updates (the first frame's is always kept)
+    scale_penalty: float = 0.05         # k in exp(-(dscale*dratio - 1) k)
+    prior_sigma: float = 0.5            # motion prior sigma, x target size
+    size_rate: float = 0.6              # size update rate = penalty x score x size_rate
+    drift_ratio: float = 0.1            # peak < drift_ratio x first peak -> drifting
+    lost_after: int = 5                 # drifting this many frames in a row -> reported lost
+
+    def validated(self) -> "TrackerSettings":
+        if self.search_size < 33 or (self.search_size - 1) % 8:
+            raise ConfigError(f"search_size {self.search_size} must be 8k+1 and >= 33")
+        if self.update_interval < 0 or self.optimizer_steps < 0 or not self.search_scales:
+            raise ConfigError("update_interval and optimizer_steps must be >= 0 and search_scales non-empty")
+        return self
+
+
+#: Budget levels, richest first: (settings overrides). Their cost is modelled by macs_per_frame.
+LEVELS: List[Dict] = [
+    dict(update_interval=5, optimizer_steps=2, search_scales=(0.96, 1.0, 1.04), search_size=161),
+    dict(update_interval=5, optimizer_steps=2, search_scales=(1.0,), search_size=161),
+    dict(update_interval=10, optimizer_steps=1, search_scales=(1.0,), search_size=129),
+    dict(update_interval=20, optimizer_steps=1, search_scales=(1.0,), search_size=97),
+    dict(update_interval=0, optimizer_steps=0, search_scales=(1.0,), search_size=97),
+]
+
+
+@dataclass
+class TrackResult:
+    box: np.ndarray          # x, y, w, h in image pixels
+    score: float             # response peak, 0..1 (confidence)
+    lost: bool               # drifting for lost_after frames in a row
+    updated: bool = False    # a model update ran on this frame
+    macs: int = 0            # multiply-accumulates executed on this frame (counted, not estimated)
+
+
+# ------------------------------------------------------------------------------- model loading
+
+@dataclass
+class RoamModel:
+    net: RoamNet
+    init: MetaInitializer
+    optimizer: LSTMOptimizer
+    info: dict = field(default_factory=dict)
+
+
+def load_model(path) -> RoamModel:
+    """A checkpoint written by `effdl-ros train roam` (torch.load(weights_only=True))."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"ROAM model {path} does not exist")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = RoamConfig(**ck["config"])
+        net = RoamNet(cfg)
+        sd = ck["state_dict"]
+        net.load_state_dict({k[4:]: v for k, v in sd.items() if k.startswith("net.")}, strict=False)
+        init = MetaInitializer({k[len("init.theta."):]: v for k, v in sd.items() if k.startswith("init.theta.")})
+        init.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith("init.")})
+        opt = LSTMOptimizer()
+        opt.load_state_dict({k[4:]: v for k, v in sd.items() if k.startswith("opt.")})
+    except (KeyError, RuntimeError, TypeError, ValueError, EOFError) as err:
+        raise DataError(f"{path} is not a ROAM checkpoint from `effdl-ros train roam` ({err})") from None
+    for m in (net, init, opt):
+        m.eval()
+        m.requires_grad_(False)
+    return RoamModel(net, init, opt, ck.get("train", {}))
+
+
+def random_model(seed: int = 0, search_size: int = 161) -> RoamModel:
+    """An untrained model (tests, or a baseline showing what training buys)."""
+    from effdl_ros.tracking.roam import base_filter_for
+
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = RoamNet(RoamConfig(search_size=search_size, base_filter=base_filter_for(search_size)))
+    init = MetaInitializer(net.init_params(g))
+    opt = LSTMOptimizer()
+    for m in (net, init, opt):
+        m.eval()
+        m.requires_grad_(False)
+    return RoamModel(net, init, opt)
+
+
+# ----------------------------------------------------------------------------- cost accounting
+
+_BACKBONE_MACS: Dict[int, int] = {}
+
+
+def backbone_macs(net: RoamNet, search_size: int) -> int:
+    """MACs of one backbone pass at this window size (conv layers counted from their shapes)."""
+    if search_size not in _BACKBONE_MACS:
+        total = [0]
+
+        def hook(mod, inp, out):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
+            total[0] += int(out.numel() * k)
+
+        hs = [m.register_forward_hook(hook) for m in net.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+        with torch.no_grad():
+            net.backbone(torch.zeros(1, 3, search_size, search_size))
+        for h in hs:
+            h.remove()
+        _BACKBONE_MACS[search_size] = total[0]
+    return _BACKBONE_MACS[search_size]
+
+
+def head_macs(channels: int, search_size: int, n: int, fsize: Tuple[int, int]) -> int:
+    m = map_size(search_size)
+    return n * m * m * (2 * channels * 64 + 5 * channels * fsize[0] * fsize[1])
+
+
+def lstm_macs(n_params: int, hidden: int = 20) -> int:
+    return n_params * (4 * hidden * (5 + hidden) + 4 * hidden * (2 * hidden) + hidden)
+
+
+# ------------------------------------------------------------------------------------ tracker
+
+class RoamTracker:
+    """Single-target tracker: init(image, box) then update(image) per frame. Images RGB uint8."""
+
+    def __init__(self, model: RoamModel, settings: TrackerSettings = TrackerSettings()):
+        self.model = model
+        self.net = model.net
+        self.settings = settings.validated()
+        self.params = None
+
+    # -- geometry
+    def _crop(self, image: np.ndarray, centre: np.ndarray, side: float, size: int) -> np.ndarray:
+        """Window of `side` px centred at `centre`, resized to size x size (border replicated)."""
+        import cv2
+
+        k = side / size
+        m = np.array([[k, 0, centre[0] - (size - 1) / 2 * k], [0, k, centre[1] - (size - 1) / 2 * k]])
+        return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def _features(self, crops: List[np.ndarray]) -> torch.Tensor:
+        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+        with torch.no_grad():
+            return self.net.features(x)
+
+    def _fsize(self, anchor_wh) -> torch.Tensor:
+        s = self.settings.search_size
+        return torch.tensor([filter_size((anchor_wh[1], anchor_wh[0]), s, 10 ** 6)], dtype=torch.long)
+
+    # -- API
+    def init(self, image: np.ndarray, box) -> None:
+        """Start on `box` (x, y, w, h): one meta-initialiser step on 9 augmented patches."""
+        box = np.asarray(box, dtype=np.float64)
+        if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+            raise ConfigError(f"tracker init box {box.tolist()} must be x, y, w, h with w, h > 0")
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise DataError(f"tracker expects an RGB image [H, W, 3], got shape {image.shape}")
+        s = self.settings.search_size
+        self.centre = box[:2] + box[2:] / 2
+        self.size = box[2:].copy()
+        self.image_hw = image.shape[:2]
+        side = math.sqrt(self.size[0] * self.size[1]) * CONTEXT
+        crops, boxes, anchors = [], [], []
+        for z in (0.9, 1.0, 1.1):                      # 3 scales x 3 aspect ratios (ROAM)
+            for a in (0.85, 1.0, 1 / 0.85):
+                sx, sy = z * math.sqrt(a), z / math.sqrt(a)
+                crops.append(self._stretched_crop(image, self.centre, side * sx, side * sy, s))
+                wb = np.array([(s - 1) / 2, (s - 1) / 2, self.size[0] * s / (side * sx),
+                               self.size[1] * s / (side * sy)])
+                boxes.append(wb)
+                anchors.append(wb[2:])
+        feats = self._features(crops).unsqueeze(0)
+        boxes_t = torch.tensor(np.stack(boxes), dtype=torch.float32).unsqueeze(0)
+        anchors_t = torch.tensor(np.stack(anchors), dtype=torch.float32).unsqueeze(0)
+        anchor = self.size * s / side
+        self.fsize = self._fsize(anchor)
+        init = self.model.init
+        theta = {k: v.detach().clone() for k, v in init.initial(1).items()}
+        grads, _ = self._grads(feats, theta, boxes_t, anchors_t)
+        self.params = {k: theta[k] - init.log_lr[k].exp() * grads[k] for k in init.names}
+        self.lr0 = {k: init.log_lr[k].exp() for k in init.names}
+        self.state = self.model.optimizer.init_state(self.params, self.lr0)
+        self.buffer_first = (feats[:, 4:5], boxes_t[:, 4:5], anchors_t[:, 4:5])
+        self.buffer: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.frame = 0
+        self.drift = 0
+        self.first_peak = None
+        with torch.no_grad():
+            resp, _ = self.net.heads(feats[:, 4:5], self.params, self.fsize)
+        self.first_peak = max(float(resp.max()), 1e-3)
+
+    def _stretched_crop(self, image, centre, side_x, side_y, size):
+        import cv2
+
+        kx, ky = side_x / size, side_y / size
+        m = np.array([[kx, 0, centre[0] - (size - 1) / 2 * kx], [0, ky, centre[1] - (size - 1) / 2 * ky]])
+        return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def _grads(self, feats, params, boxes, anchors):
+        leaf = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        with torch.enable_grad():
+            loss = tracking_loss(self.net, feats, leaf, self.fsize, boxes, anchors)
+            grads = torch.autograd.grad(loss.sum(), list(leaf.values()))
+        return {k: g.detach() for k, g in zip(leaf, grads)}, loss.detach()
+
+    def set_settings(self, settings: TrackerSettings) -> None:
+        """Apply new knobs between frames (a new window size empties the sample buffer)."""
+        settings = settings.validated()
+        if self.params is not None and settings.search_size != self.settings.search_size:
+            self.buffer = []
+            self.buffer_first = None        # features of another map size cannot be reused
+        self.settings = settings
+
+    def update(self, image: np.ndarray) -> TrackResult:
+        if self.params is None:
+            raise ConfigError("tracker.update() called before init()")
+        st = self.settings
+        s = st.search_size
+        self.frame += 1
+        base_side = math.sqrt(self.size[0] * self.size[1]) * CONTEXT
+        sides = [base_side * z for z in st.search_scales]
+        crops = [self._crop(image, self.centre, side, s) for side in sides]
+        feats = self._features(crops)                                   # [n, 64, H, W]
+        n = len(sides)
+        anchors = torch.tensor([self.size * s / side for side in sides], dtype=torch.float32)  # [n, 2]
+        self.fsize = self._fsize(anchors[n // 2].tolist())
+        with torch.no_grad():
+            resp, deltas = self.net.heads(feats.unsqueeze(0), self.params, self.fsize)
+        resp, deltas = resp[0], deltas[0]                                # [n, H, W], [n, 4, H, W]
+        boxes = decode_deltas(deltas, anchors, s)                        # [n, 4, H, W] window px
+        bw, bh = boxes[:, 2].clamp(min=1e-3), boxes[:, 3].clamp(min=1e-3)
+        aw, ah = anchors[:, 0].view(n, 1, 1), anchors[:, 1].view(n, 1, 1)
+        sz = torch.sqrt(bw * bh) / torch.sqrt(aw * ah)
+        rr = (bw / bh) / (aw / ah)
+        dscale = torch.maximum(sz, 1 / sz)
+        dratio = torch.maximum(rr, 1 / rr)
+        penalty = torch.exp(-(dscale * dratio - 1) * st.scale_penalty)
+        m = map_size(s)
+        grid = torch.arange(m, dtype=torch.float32) * 4 - (s - 1) / 2
+        widen = 2.0 if self.drift > 0 else 1.0
+        sig_x = st.prior_sigma * widen * aw
+        sig_y = st.prior_sigma * widen * ah
+        prior = torch.exp(-0.5 * (grid.view(1, 1, m) ** 2 / sig_x ** 2 + grid.view(1, m, 1) ** 2 / sig_y ** 2))
+        score = resp.clamp(min=0) * penalty * prior
+        best = int(torch.argmax(score))
+        si, rem = divmod(best, m * m)
+        yi, xi = divmod(rem, m)
+        peak = float(resp[si, yi, xi])
+        b = boxes[si, :, yi, xi].numpy().astype(np.float64)
+        k = sides[si] / s
+        cx = self.centre[0] + (b[0] - (s - 1) / 2) * k
+        cy = self.centre[1] + (b[1] - (s - 1) / 2) * k
+        drifting = peak < st.drift_ratio * self.first_peak
+        self.drift = self.drift + 1 if drifting else 0
+        h_img, w_img = self.image_hw
+        if not drifting:
+            rate = float(np.clip(float(penalty[si, yi, xi]) * min(max(peak, 0.0), 1.0) * st.size_rate, 0, 1))
+            new_size = np.array([b[2] * k, b[3] * k])
+            self.size = (1 - rate) * self.size + rate * new_size
+            self.centre = np.array([cx, cy])
+        else:   # keep the old position and size, search wider next frame
+            pass
+        self.size = np.clip(self.size, 4.0, [max(w_img, 8), max(h_img, 8)])
+        self.centre = np.clip(self.centre, 0, [w_img, h_img])
+        macs = n * backbone_macs(self.net, s) + head_macs(self.net.config.channels, s, n,
+                                                           tuple(self.fsize[0].tolist()))
+        updated = False
+        if not drifting and st.update_interval > 0:
+            # sample: the chosen window, labelled with the estimated box (window pixels)
+            est = torch.tensor([[[b[0], b[1], self.size[0] / k, self.size[1] / k]]], dtype=torch.float32)
+            self._push((feats[si:si + 1].unsqueeze(0), est, anchors[si:si + 1].unsqueeze(0)))
+            if self.frame % st.update_interval == 0 and st.optimizer_steps > 0:
+                macs += self._optimise()
+                updated = True
+        box = np.array([self.centre[0] - self.size[0] / 2, self.centre[1] - self.size[1] / 2,
+                        self.size[0], self.size[1]])
+        return TrackResult(box=box, score=float(min(max(peak, 0.0), 1.0)), lost=self.drift >= st.lost_after,
+                           updated=updated, macs=int(macs))
+
+    def _push(self, sample) -> None:
+        self.buffer.append(sample)
+        keep = self.settings.buffer_size - (1 if self.buffer_first is not None else 0)
+        if len(self.buffer) > keep:
+            self.buffer = self.buffer[-keep:]
+
+    def _optimise(self) -> int:
+        """optimizer_steps learned-optimiser steps on the buffer; returns the MACs spent (modelled x3 fwd)."""
+        samples = ([self.buffer_first] if self.buffer_first is not None else []) + self.buffer
+        feats = torch.cat([x[0] for x in samples], 1)
+        boxes = torch.cat([x[1] for x in samples], 1)
+        anchors = torch.cat([x[2] for x in samples], 1)
+        macs = 0
+        n_params = sum(v.numel() for v in self.params.values())
+        for _ in range(self.settings.optimizer_steps):
+            grads, loss = self._grads(feats, self.params, boxes, anchors)
+            with torch.no_grad():
+                self.params, self.state = self.model.optimizer.step(self.params, grads, loss, self.state,
+                                                                    self.lr0)
+            # forward + backward of the heads ~ 3 forwards, plus the LSTM over every coordinate
+            macs += 3 * head_macs(self.net.config.channels, self.settings.search_size, feats.shape[1],
+                                  tuple(self.fsize[0].tolist())) + lstm_macs(n_params)
+        return macs
+
+
+def settings_for_budget(budget, base: TrackerSettings = TrackerSettings(), model: Optional[RoamModel] = None,
+                        image_frames_per_s: float = 30.0) -> TrackerSettings:
+    """Map a Budget (effdl_ros.energy.budget) onto the knobs: the richest LEVEL that fits.
+
+    compute_fraction is compared with each level's modelled MACs per frame relative to LEVELS[1]
+    (the default); a stale budget keeps `base` (the node's configured default).
+    """
+    b = budget.sanitized()
+    if b.stale:
+        return base
+    costs = [level_macs(lv, model) for lv in LEVELS]
+    full = costs[1]
+    for lv, c in zip(LEVELS, costs):
+        if c <= b.compute_fraction * full + 1:
+            return replace(base, **lv)
+    return replace(base, **LEVELS[-1])
+
+
+def level_macs(level: Dict, model: Optional[RoamModel] = None) -> float:
+    """Modelled MACs per frame of a level (backbone + heads per scale, updates amortised)."""
+    net = (model or _COST_MODEL()).net
+    s = level["search_size"]
+    n = len(level["search_scales"])
+    f = s / CONTEXT / 4 * 1.5
+    fs = (int(f) | 1, int(f) | 1)
+    per_frame = n * backbone_macs(net, s) + head_macs(net.config.channels, s, n, fs)
+    if level["update_interval"] > 0:
+        n_params = sum(v.numel() for v in net.init_params().values())
+        upd = level["optimizer_steps"] * (3 * head_macs(net.config.channels, s, 10, fs) + lstm_macs(n_params))
+        per_frame += upd / level["update_interval"]
+    return float(per_frame)
+
+
+_COST = {}
+
+
+def _COST_MODEL() -> RoamModel:
+    if "m" not in _COST:
+        _COST["m"] = random_model()
+    return _COST["m"]

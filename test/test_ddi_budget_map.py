@@ -1,0 +1,42 @@
+"""Budget -> per-item MAC ceiling: every limit maps, the tightest wins, bad values are safe."""
+import math
+
+import pytest
+
+from effdl_ros.dynamic.budget_map import CeilingModel, joules_per_mac, mac_ceiling
+from effdl_ros.energy.budget import Budget
+from effdl_ros.energy.cost_model import Profile
+
+MODEL = CeilingModel(full_macs=1_000_000, joules_per_mac=1e-9, macs_per_ms=50_000, item_rate_hz=10.0)
+
+
+def test_no_limits_allows_the_whole_model():
+    assert mac_ceiling(Budget(), MODEL) == 1_000_000
+
+
+def test_each_limit_maps_onto_macs_and_the_tightest_wins():
+    assert mac_ceiling(Budget(compute_fraction=0.25), MODEL) == pytest.approx(250_000)
+    assert mac_ceiling(Budget(energy_per_item_j=2e-4), MODEL) == pytest.approx(200_000)   # 2e-4 J / 1e-9 J
+    assert mac_ceiling(Budget(latency_deadline_ms=3.0), MODEL) == pytest.approx(150_000)  # 3 ms x 50k/ms
+    assert mac_ceiling(Budget(power_w=1e-3), MODEL) == pytest.approx(100_000)            # 1 mW / 10 Hz
+    both = Budget(compute_fraction=0.5, energy_per_item_j=2e-4, latency_deadline_ms=3.0)
+    assert mac_ceiling(both, MODEL) == pytest.approx(150_000)
+
+
+def test_unknown_rates_ignore_their_limits():
+    bare = CeilingModel(full_macs=1000)
+    assert mac_ceiling(Budget(energy_per_item_j=1e-12, latency_deadline_ms=1e-6, power_w=1e-9), bare) == 1000
+
+
+def test_invalid_budgets_are_sanitised_not_negative():
+    assert mac_ceiling(Budget(compute_fraction=float("nan")), MODEL) == 1_000_000
+    assert mac_ceiling(Budget(compute_fraction=-3.0), MODEL) == 0.0
+    assert mac_ceiling(Budget(energy_per_item_j=-1.0), MODEL) == 0.0
+    assert mac_ceiling(Budget(latency_deadline_ms=float("nan")), MODEL) == 1_000_000
+
+
+def test_joules_per_mac_from_a_profile():
+    p = Profile("p", pj_per_mac=100.0, pj_per_byte=10.0, efficiency=0.5)
+    assert joules_per_mac(p) == pytest.approx(200e-12)
+    assert joules_per_mac(p, bytes_per_mac=2.0) == pytest.approx(220e-12)
+    assert math.isfinite(joules_per_mac(p))
