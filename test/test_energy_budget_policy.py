@@ -139,3 +139,16 @@ def test_a_node_that_cannot_use_its_share_gives_the_surplus_to_the_others():
     assert trace.allocation["/small"][-1] == pytest.approx(3.0, rel=0.02)
     assert trace.consumption["/small"][-1] == pytest.approx(3.0, rel=0.05)
     assert trace.consumption["/big"][-1] == pytest.approx(3.0, rel=0.05)
+
+
+def test_a_node_whose_budget_does_not_bind_is_never_commanded_above_its_allocation():
+    """A dynamic network at its deepest exit reports a compute fraction below 1 while spending far
+    less than allowed; its correction must not wind up (the demo showed 40 W commands on a 10 W total)."""
+    p = BudgetPolicy(cfg())
+    for k in range(1, 30):
+        p.observe(Report("/a", k - 0.5, 0.01, compute_fraction=0.6))
+        p.observe(Report("/b", k - 0.5, 6.0, compute_fraction=0.9))
+        alloc = p.step(float(k))
+        a = alloc.for_node("/a")
+        assert a.power_w <= a.allocation_w + 1e-9
+    assert a.power_w < 1.0  # capped near its demand; the surplus went to /b

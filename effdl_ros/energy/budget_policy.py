@@ -14,7 +14,7 @@
    then (a Smith-predictor-style dead-time compensation) keeps the one-period report delay from being
    corrected twice, so a step of the total moves every command at once and causes no integral kick.
    Anti-windup: kappa is clamped, one report changes it by at most a factor of 2, and while the node
-   reports that it cannot follow (full compute yet under budget) kappa is held at or below 1.
+   cannot follow (full compute yet under budget, or under half its command spent) kappa is held <= 1.
 4. Work conservation: such a saturated node's allocation is capped at its demand + 10 % and the
    surplus goes by priority to the nodes that can use it; the cap lifts when the node stops saturating.
 
@@ -33,6 +33,7 @@ from effdl_ros.errors import ConfigError
 _log = logging.getLogger("effdl_ros.energy.budget_policy")
 
 MODES = ("fixed", "battery")
+UNBOUND_USE = 0.5  # a node spending under this share of its command is not limited by its budget
 HEADROOM = 0.1  # a saturated node keeps this share above its demand, so it can show it wants more
 _MAX_STEP = math.log(2.0)
 FORGET_AFTER_STALE = 10  # an unconfigured node silent for this many stale periods is dropped  # the most one report may change the correction (a factor of 2)
@@ -272,7 +273,9 @@ class BudgetPolicy:
         e = math.log(alloc / y)
         # Anti-windup (conditional integration): a node at full compute that still spends less than it may
         # cannot follow a larger command, so the correction is not wound up.
-        full = report.compute_fraction >= 0.999
+        # So can a node whose budget does not bind: it spent under half of what it was allowed (a
+        # dynamic network already at its deepest exit reports a compute fraction below 1).
+        full = report.compute_fraction >= 0.999 or report.power_w < UNBOUND_USE * cmd
         saturated = full and e > 0
         state.demand_w = report.power_w if full and y < (1.0 - HEADROOM / 2) * alloc else None
         lo, hi = math.log(cfg.kappa_min), math.log(cfg.kappa_max)
