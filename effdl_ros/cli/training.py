@@ -52,6 +52,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slu-beta", type=float, default=0.1)
     p.add_argument("--psg", action="store_true", help="predictive sign gradients (modelled saving)")
     p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--batch-size", type=int, default=128, help="mini-batch (E2-Train: 128)")
     p.add_argument("--out", default=None, help="checkpoint to write (atomically), e.g. models/x.pt")
     p.add_argument("--json", default=None, help="also write the figures as JSON")
     _common(p)
@@ -73,7 +74,8 @@ def _run_train(args: argparse.Namespace) -> int:
     _positive("--epochs", args.epochs)
     data = load_data(args.data)
     slu = not args.no_slu and args.slu_target < 1.0
-    cfg = E2TrainConfig(epochs=args.epochs, lr=args.lr, smd_rate=args.smd, slu=slu,
+    _positive("--batch-size", args.batch_size)
+    cfg = E2TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, smd_rate=args.smd, slu=slu,
                         slu_target=args.slu_target, slu_beta=args.slu_beta, psg=args.psg, seed=args.seed)
     bar = tqdm(total=1, desc="e2train", unit="it", dynamic_ncols=True)
 
@@ -196,10 +198,11 @@ def _run_prune(args: argparse.Namespace) -> int:
 def _configure_bench_e2(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k,sklearn", help="comma-separated data sets")
     p.add_argument("--model", default="resnet32:8")
-    p.add_argument("--epochs", default="mnist5k=8,sklearn=20",
+    p.add_argument("--epochs", default="mnist5k=8,sklearn=24",
                    help="epochs per data set, e.g. mnist5k=8,sklearn=20")
     p.add_argument("--slu-target", type=float, default=0.3)
     p.add_argument("--slu-beta", type=float, default=0.1)
+    p.add_argument("--batch-size", type=int, default=128, help="mini-batch (E2-Train: 128)")
     p.add_argument("--json", default=None)
     _common(p)
 
@@ -227,7 +230,7 @@ def _run_bench_e2(args: argparse.Namespace) -> int:
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
     res = bench_e2train(datasets, arch=args.model, epochs=_epochs(args.epochs, datasets),
                         seed=args.seed, slu_target=args.slu_target, slu_beta=args.slu_beta,
-                        progress=lambda s: print(f"  running {s} ...", flush=True))
+                        batch_size=args.batch_size, progress=lambda s: print(f"  running {s} ...", flush=True))
     head = (f"{'data':8} {'variant':12} {'top-1':>6} {'drop pt':>7} {'train GMAC':>10} {'MACs saved':>10} "
             f"{'wall s':>7} {'wall saved':>10} {'energy J*':>9} {'E saved*':>8}")
     print(head)
@@ -246,8 +249,8 @@ def _run_bench_e2(args: argparse.Namespace) -> int:
 
 def _configure_bench_eb(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k,sklearn")
-    p.add_argument("--model", default="resnet20:12")
-    p.add_argument("--epochs", default="mnist5k=16,sklearn=24")
+    p.add_argument("--model", default="resnet20:8")
+    p.add_argument("--epochs", default="mnist5k=20,sklearn=32")
     p.add_argument("--ratio", type=float, default=0.5)
     p.add_argument("--epsilon", type=float, default=0.1)
     p.add_argument("--json", default=None)

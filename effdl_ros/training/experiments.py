@@ -83,7 +83,7 @@ def dense_train_macs_per_sample(model: GatedResNet, sample: torch.Tensor) -> int
 
 # --- E2-Train ------------------------------------------------------------------------------------
 VARIANTS: Dict[str, dict] = {
-    "full": dict(),
+    "full": dict(smd_rate=0.0),
     "SMD": dict(smd_rate=0.5),
     "SMD+SLU": dict(smd_rate=0.5, slu=True),
     "SMD+SLU+PSG": dict(smd_rate=0.5, slu=True, psg=True),
@@ -106,15 +106,24 @@ def run_e2train(data: Data, arch: str, config: E2TrainConfig, *, gate_bias: floa
     stats = trainer.fit(data.x_train, data.y_train, on_iteration=cb)
     wall = time.perf_counter() - t0
     trainer.close()
-    acc, fired = evaluate(model, data.x_test, data.y_test)
-    acc_full = evaluate(model, data.x_test, data.y_test, full=True)[0] if model.gates is not None else acc
+    # E2-Train saves TRAINING energy; the trained net is scored with every block scaled by its gate
+    # probability (stochastic depth's test rule). Hard gating (p > 0.5) and sampled gating, which
+    # also skip work at inference, are reported beside it.
+    gated = model.gates is not None
+    acc = evaluate(model, data.x_test, data.y_test, gates="expected")[0]
+    acc_hard, fired = evaluate(model, data.x_test, data.y_test, gates="hard")
+    acc_sample, fired_sample = evaluate(model, data.x_test, data.y_test, gates="sample")
+    acc_full = evaluate(model, data.x_test, data.y_test, full=True)[0] if gated else acc
     predicted = trainer.psg_stats.predicted_fraction if trainer.psg_stats else 0.0
     per_epoch = data.x_train.shape[0] // config.batch_size
     dense_total = dense_per_sample * per_epoch * config.batch_size * config.epochs
     result = {
-        "accuracy": acc,                                   # measured, gates as trained (p > 0.5)
-        "accuracy_all_blocks": acc_full,                   # measured, every block run
-        "eval_fired_fraction": fired,
+        "accuracy": acc,                                   # measured; gated nets: expected gates
+        "accuracy_hard_gates": acc_hard,                   # measured, gates p > 0.5 (skips blocks)
+        "accuracy_sampled_gates": acc_sample,              # measured, Bernoulli(p) gates (skips)
+        "accuracy_all_blocks": acc_full,                   # measured, every block run unscaled
+        "eval_fired_fraction": fired,                      # share of gated blocks run, hard gates
+        "eval_fired_fraction_sampled": fired_sample,
         "train_fired_fraction": stats.mean_fired,
         "iterations": stats.iterations,
         "executed_iterations": stats.executed_iterations,
@@ -132,10 +141,12 @@ def run_e2train(data: Data, arch: str, config: E2TrainConfig, *, gate_bias: floa
 
 def bench_e2train(datasets: Sequence[str], *, arch: str, epochs: Dict[str, int], seed: int = 0,
                   slu_target: float = 0.3, slu_beta: float = 0.1, gate_bias: float = 3.0,
+                  batch_size: int = 128,
                   variants: Sequence[str] = tuple(VARIANTS),
                   progress: Optional[Callable[[str], None]] = None) -> dict:
     """Every variant on every data set, same seed, same data, one after the other in one process."""
     out = {"arch": arch, "seed": seed, "slu_target": slu_target, "slu_beta": slu_beta,
+           "batch_size": batch_size, "smd_rate": 0.5,
            "torch_threads": torch.get_num_threads(), "results": {}}
     for name in datasets:
         data = load_data(name)
@@ -144,7 +155,7 @@ def bench_e2train(datasets: Sequence[str], *, arch: str, epochs: Dict[str, int],
             if progress:
                 progress(f"{name}: {variant}")
             cfg = E2TrainConfig(epochs=epochs[name], seed=seed, slu_target=slu_target,
-                                slu_beta=slu_beta, **VARIANTS[variant])
+                                slu_beta=slu_beta, batch_size=batch_size, **VARIANTS[variant])
             _, rows[variant] = run_e2train(data, arch, cfg, gate_bias=gate_bias)
         base = rows.get("full")
         if base:
