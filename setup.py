@@ -28,7 +28,7 @@ setup(
         "torch>=2.1",
         "torchvision>=0.16",
         "rosbags>=0.10",
-        "cyclonedds>=0.10.5",
+        "cyclonedds>=11.0",
         "pyyaml>=5.4",
         "rich>=12",
         "tqdm>=4.60",

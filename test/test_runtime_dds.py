@@ -423,7 +423,8 @@ def test_ros_discovery_info_lists_our_nodes_and_endpoints(dds_graph):
             latest[bytes(s.gid.data)] = s
         info = latest.get(ours)
         return info is not None and info.node_entities_info_seq and \
-            info.node_entities_info_seq[0].writer_gid_seq
+            info.node_entities_info_seq[0].writer_gid_seq and \
+            info.node_entities_info_seq[0].reader_gid_seq  # the announcement after both exist
     assert g.spin_until(heard, TIMEOUT)
     entry = latest[ours].node_entities_info_seq[0]
     assert (entry.node_namespace, entry.node_name) == ("/robot", "talker")

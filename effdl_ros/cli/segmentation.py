@@ -158,6 +158,57 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_scales(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="checkpoint (default: the package's models/madan_multi.pt)")
+    p.add_argument("--scales", default="1.0,0.75,0.5", help="input scales, as the node's budget picks them")
+    p.add_argument("--camvid-root", default=None)
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default=None)
+
+
+def _run_scales(args: argparse.Namespace) -> int:
+    import torch
+
+    from effdl_ros.data.camvid import pairs
+    from effdl_ros.errors import ConfigError
+    from effdl_ros.segmentation.benchmark import evaluate_pairs
+    from effdl_ros.segmentation.inference import input_size
+    from effdl_ros.segmentation.network import count_macs, load_checkpoint
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        scales = [float(v) for v in args.scales.split(",")]
+    except ValueError:
+        raise ConfigError(f"--scales {args.scales!r} is not a comma-separated list of numbers") from None
+    if not all(0.1 <= s <= 2.0 for s in scales):
+        raise ConfigError(f"--scales {args.scales!r}: each scale must lie in 0.1..2.0")
+    if args.model:
+        path = Path(args.model)
+    else:
+        from effdl_ros.resources import share_path
+
+        path = share_path("models", "madan_multi.pt")
+    model, cfg = load_checkpoint(path)
+    val = pairs(_camvid_root(args.camvid_root), "val")[: args.max_frames or None]
+    full = count_macs(model, input_size(cfg, 1.0))
+    rows = []
+    print(f"{'scale':>6} {'input':>9} {'MMACs':>8} {'of full':>8} {'mIoU':>6} {'ms/frame':>9}")
+    for s in scales:
+        hw = input_size(cfg, s)
+        macs = count_macs(model, hw)
+        r = evaluate_pairs(model, cfg, val, scale=s)
+        rows.append({"scale": s, "input_hw": list(hw), "macs": macs, "macs_fraction": macs / full, "miou": r["miou"],
+                     "pixel_acc": r["pixel_acc"], "ms_per_frame": r["ms_per_frame"]})
+        print(f"{s:6.3f} {hw[0]:>4}x{hw[1]:<4} {macs / 1e6:8.1f} {macs / full:8.2f} {100 * r['miou']:6.1f} "
+              f"{r['ms_per_frame']:9.1f}")
+    print(f"{path.name} on CamVid val ({len(val)} frames), CPU, {torch.get_num_threads()} threads: MACs counted, "
+          "mIoU and times measured in this run")
+    if args.json:
+        _write_json(Path(args.json), {"model": str(path), "rows": rows})
+    return 0
+
+
 def register(cli) -> None:
     cli.add("train", "madan", help="MADAN multi-source adaptation: rendered street sources -> CamVid (unlabelled)",
             configure=_configure_train, run=_run_train)
@@ -165,6 +216,8 @@ def register(cli) -> None:
             configure=_configure_eval, run=_run_eval)
     cli.add("bench", "segmentation", help="source-only vs single-source vs MADAN vs oracle on CamVid val",
             configure=_configure_bench, run=_run_bench)
+    cli.add("bench", "segmentation-scales", help="the node's budget knob: MACs, mIoU and ms/frame per input scale",
+            configure=_configure_scales, run=_run_scales)
 
 
 def _standalone(argv: Optional[Sequence[str]] = None) -> int:

@@ -318,10 +318,7 @@ class DdsTransport:
                         depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
                 self._discovery.publish(self.discovery_info())
             except Exception as err:  # noqa: BLE001 - graph introspection must never stop a node
-                import logging
-
-                logging.getLogger("effdl_ros.runtime.dds").warning(
-                    "cannot publish %s: %s", DISCOVERY_TOPIC, err)
+                _log.warning("cannot publish %s: %s", DISCOVERY_TOPIC, err)
 
     def shutdown(self) -> None:
         with self._lock:

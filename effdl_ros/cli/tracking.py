@@ -1,0 +1,159 @@
+"""`effdl-ros train roam` and `effdl-ros eval tracking` (issue 5: ROAM tracker)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from effdl_ros.errors import ConfigError
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write, e.g. models/roam_r18l1.pt")
+    p.add_argument("--iterations", type=int, default=300, help="meta-training iterations (default 300)")
+    p.add_argument("--batch", type=int, default=16, help="clips per iteration (default 16)")
+    p.add_argument("--time-limit", type=float, default=math.inf, help="stop after this many seconds")
+    p.add_argument("--images", type=Path, default=None,
+                   help="folder of real training images (default: CamVid train in ../shared/data)")
+    p.add_argument("--digits", type=Path, default=None,
+                   help="OpenCV digits sheet for object shapes (default: ../shared/data/digits/opencv_digits.png)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr-backbone", type=float, default=1e-4)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+
+
+def _run_train(a: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from effdl_ros.resources import shared_data_dir
+    from effdl_ros.tracking.synth import load_texture_bank
+    from effdl_ros.tracking.train import (MetaTrainer, TrainSettings, default_image_paths, load_digit_masks,
+                                          save_atomic)
+
+    if a.iterations < 1 or a.batch < 1:
+        raise ConfigError("--iterations and --batch must be >= 1")
+    torch.set_num_threads(max(1, a.threads))
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if a.images is not None:
+        paths = sorted(a.images.glob("*.jpg")) + sorted(a.images.glob("*.png"))
+    else:
+        paths = default_image_paths()
+    if not paths:
+        raise ConfigError(f"no training images found (looked in {a.images or shared_data_dir() / 'segmentation/camvid/train'})")
+    digits = a.digits or shared_data_dir() / "digits" / "opencv_digits.png"
+    bank = load_texture_bank(paths, load_digit_masks(digits), device=device)
+    trainer = MetaTrainer(bank, TrainSettings(iterations=a.iterations, batch=a.batch, seed=a.seed,
+                                              lr_backbone=a.lr_backbone, time_limit_s=a.time_limit), device)
+    bar = tqdm(total=a.iterations, desc="meta-training ROAM", unit="it")
+
+    def progress(row):
+        bar.update(1)
+        bar.set_postfix(meta=f"{row['meta']:.4f}", after_updates=f"{row['after_updates']:.4f}")
+
+    result = trainer.train(progress)
+    bar.close()
+    save_atomic(result, a.out)
+    print(f"saved {a.out}: {result['train']}")
+    return 0
+
+
+def _configure_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sequences", nargs="+", type=Path, help="sequence folders (OTB, VOT or UAV123 layout)")
+    p.add_argument("--trackers", default="roam,csrt,kcf,mil",
+                   help="comma-separated: roam, roam-untrained, csrt, kcf, mil (default roam,csrt,kcf,mil)")
+    p.add_argument("--model", type=Path, default=None, help="ROAM checkpoint (default models/roam_r18l1.pt)")
+    p.add_argument("--json", type=Path, default=None, help="write results here")
+    p.add_argument("--plot", type=Path, default=None, help="write the OTB success plot here (.png)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for torch and OpenCV (default 1: on a busy 2-core machine more threads slow both)")
+    for name, default, help_ in (("update-interval", 5, "frames between model updates"),
+                                 ("optimizer-steps", 2, "learned-optimiser steps per update"),
+                                 ("search-size", 161, "window side in pixels (8k+1)")):
+        p.add_argument(f"--{name}", type=int, default=default, help=f"roam: {help_} (default {default})")
+    p.add_argument("--search-scales", default="1.0", help="roam: comma-separated window scales (default 1.0)")
+
+
+def default_model_path() -> Path:
+    from effdl_ros.resources import share_path
+
+    try:
+        return share_path("models", "roam_r18l1.pt")
+    except FileNotFoundError:
+        return Path(__file__).resolve().parents[2] / "models" / "roam_r18l1.pt"
+
+
+def _run_eval(a: argparse.Namespace) -> int:
+    import cv2
+    import torch
+
+    from effdl_ros.data.sequences import load_sequence
+    from effdl_ros.tracking.baselines import OPENCV_TRACKERS, OpenCVTracker
+    from effdl_ros.tracking.evaluate import evaluate, success_plot
+    from effdl_ros.tracking.tracker import RoamTracker, TrackerSettings, load_model, random_model
+
+    torch.set_num_threads(max(1, a.threads))
+    cv2.setNumThreads(max(1, a.threads))
+    names = [n.strip() for n in a.trackers.split(",") if n.strip()]
+    try:
+        scales = tuple(float(x) for x in a.search_scales.split(","))
+    except ValueError:
+        raise ConfigError(f"--search-scales {a.search_scales!r} must be comma-separated numbers") from None
+    settings = TrackerSettings(update_interval=a.update_interval, optimizer_steps=a.optimizer_steps,
+                               search_scales=scales, search_size=a.search_size).validated()
+    seqs = [load_sequence(p) for p in a.sequences]
+    factories = {}
+    for name in names:
+        if name == "roam":
+            model = load_model(a.model or default_model_path())
+            factories[name] = lambda m=model: RoamTracker(m, settings)
+        elif name == "roam-untrained":
+            model_u = random_model(0, settings.search_size)
+            factories[name] = lambda m=model_u: RoamTracker(m, settings)
+        elif name in OPENCV_TRACKERS:
+            OpenCVTracker(name)  # fails early, with a clear message, if OpenCV lacks it
+            factories[name] = lambda n=name: OpenCVTracker(n)
+        else:
+            raise ConfigError(f"unknown tracker {name!r}; choose from roam, roam-untrained, "
+                              f"{', '.join(OPENCV_TRACKERS)}")
+    result = evaluate(seqs, factories, progress=lambda t, s: print(f"running {t} on {s} ...", flush=True))
+    result["settings"] = {"threads": a.threads, "roam": {"update_interval": settings.update_interval,
+                          "optimizer_steps": settings.optimizer_steps, "search_scales": list(settings.search_scales),
+                          "search_size": settings.search_size}}
+    _print_table(result)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        slim = json.loads(json.dumps(result))
+        tmp = a.json.with_name(a.json.name + ".tmp")
+        tmp.write_text(json.dumps(slim, indent=1))
+        tmp.replace(a.json)
+        print(f"wrote {a.json}")
+    if a.plot:
+        success_plot(result, a.plot)
+        print(f"wrote {a.plot}")
+    return 0
+
+
+def _print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="tracking (OTB one-pass): success AUC / precision@20px / FPS (tracking only)")
+    table.add_column("tracker")
+    seqs = list(next(iter(result["trackers"].values()))["sequences"])
+    for s in seqs:
+        table.add_column(s, justify="right")
+    table.add_column("mean", justify="right")
+    for name, tr in result["trackers"].items():
+        cells = [f"{v['auc']:.3f} / {v['precision20']:.3f} / {v['fps']:.1f}" for v in tr["sequences"].values()]
+        table.add_row(name, *cells, f"{tr['mean_auc']:.3f} / {tr['mean_precision20']:.3f} / {tr['mean_fps']:.1f}")
+    Console().print(table)
+
+
+def register(cli) -> None:
+    cli.add("train", "roam", help="meta-train the ROAM tracker on synthetic-motion clips of real images",
+            configure=_configure_train, run=_run_train)
+    cli.add("eval", "tracking", help="OTB one-pass evaluation: roam vs OpenCV trackers on sequence folders",
+            configure=_configure_eval, run=_run_eval)
