@@ -67,3 +67,16 @@ def test_train_cli_rejects_unknown_target_and_single_source(capsys):
     assert _standalone(["train", "madan", "--sources", "sunny,foggy"]) == 2
     err = capsys.readouterr().err
     assert "cityscapes" in err and "foggy" in err and "Traceback" not in err
+
+
+@needs_camvid
+def test_scale_sweep_counts_fewer_macs_at_smaller_scales():
+    from effdl_ros.data.camvid import pairs
+    from effdl_ros.segmentation.benchmark import scale_sweep
+
+    torch.set_num_threads(1)
+    cfg = config_for(11, 0.25, (32, 48))
+    rows = scale_sweep(TinySegNet(11, 0.25).eval(), cfg, pairs(ROOT, "val")[:1], [1.0, 0.5], repeats=1)
+    assert [r["scale"] for r in rows] == [1.0, 0.5]
+    assert rows[0]["macs_fraction"] == 1.0 and rows[1]["macs_fraction"] < 0.35
+    assert rows[1]["input_hw"] == [16, 24]

@@ -39,6 +39,7 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-epochs", type=int, default=1)
     p.add_argument("--max-train", type=int, default=0, help="use only the first N training items (0 = all)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that passes this (0 = no limit)")
+    p.add_argument("--init-from", default="", help="start from a trained static checkpoint of the same widths/blocks")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -71,6 +72,11 @@ def run_train(args: argparse.Namespace) -> int:
                              cost_weight=args.cost_weight, warmup_epochs=0 if args.static else args.warmup_epochs,
                              flip=args.data == "camvid_patches", seed=args.seed,
                              max_seconds=args.max_minutes * 60 if args.max_minutes > 0 else math.inf)
+    if args.init_from:
+        from effdl_ros.dynamic.checkpoint import load_checkpoint
+
+        base, _ = load_checkpoint(args.init_from)
+        settings.init_state = base.state_dict()
     bar = tqdm(total=0, unit="step", desc=f"train ddi {args.data}", file=sys.stderr)
 
     def progress(step, total, info):
@@ -109,6 +115,8 @@ def _command_line(args: argparse.Namespace) -> str:
               f"--batch-size {args.batch_size}", f"--lr {args.lr:g}", f"--target {args.target:g}",
               f"--cost-weight {args.cost_weight:g}", f"--warmup-epochs {args.warmup_epochs}",
               f"--max-train {args.max_train}", f"--threads {args.threads}", f"--seed {args.seed}"]
+    if args.init_from:
+        parts.append(f"--init-from {args.init_from}")
     if args.max_minutes:
         parts.append(f"--max-minutes {args.max_minutes:g}")
     return " ".join(parts)

@@ -69,17 +69,18 @@ def _run_fuzz(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
+    from effdl_ros.nodes import executables
+
+    names = sorted(executables()) if args.node == "all" else [args.node]
+    unknown = [n for n in names if n not in executables()]
+    if unknown:
+        raise ConfigError(f"unknown node {unknown[0]!r}; known: {', '.join(sorted(executables()))}, all")
     backend.select("inproc" if args.backend == "inproc" else "dds")
     import torch
 
     torch.set_num_threads(1)
-    from effdl_ros.nodes import executables
-    from effdl_ros.reliability.fuzz import all_nodes, fuzz_dds, fuzz_inproc
+    from effdl_ros.reliability.fuzz import fuzz_dds, fuzz_inproc
 
-    names = all_nodes() if args.node == "all" else [args.node]
-    unknown = [n for n in names if n not in executables()]
-    if unknown:
-        raise ConfigError(f"unknown node {unknown[0]!r}; known: {', '.join(sorted(executables()))}, all")
     params = {}
     if args.config:
         from effdl_ros.runtime.launch import load_pipeline
@@ -198,11 +199,11 @@ def _run_save_kill(args: argparse.Namespace) -> int:
         raise ConfigError(f"--trials must be >= 1, got {args.trials}")
     with tempfile.TemporaryDirectory(prefix="effdl_savekill_") as tmp:
         results = compare(args.trials, Path(tmp), seed=args.seed, max_delay_s=args.max_delay)
-    print(f"\n{'method':<34} {'kills':>6} {'mid-write':>9} {'loadable':>8} {'unloadable':>10} "
+    print(f"\n{'method':<44} {'kills':>6} {'mid-write':>9} {'loadable':>8} {'unloadable':>10} "
           f"{'temp files left':>15} {'file MB':>7} {'s':>6}")
     names = {"atomic": "atomic (trainer's save: tmp+fsync+rename)", "naive": "baseline: torch.save onto the path"}
     for r in results:
-        print(f"{names.get(r.method, r.method):<34.34} {r.trials:>6} {r.mid_write:>9} {r.loadable:>8} {r.unloadable:>10} "
+        print(f"{names.get(r.method, r.method):<44.44} {r.trials:>6} {r.mid_write:>9} {r.loadable:>8} {r.unloadable:>10} "
               f"{r.leftover_temp_files:>15} {r.file_bytes / 2**20:>7.2f} {r.seconds:>6.1f}")
         for e in r.errors:
             print(f"    e.g. {e}")

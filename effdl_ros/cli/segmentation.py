@@ -81,7 +81,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint written by `effdl-ros train madan`")
     p.add_argument("--scale", type=float, default=1.0, help="input scale relative to the model's training size")
     p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the timing")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the timing")
     p.add_argument("--json", default=None, help='write {"miou","per_class","pixel_acc","ms_per_frame"}')
 
 
@@ -120,7 +120,7 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None, help="folder of madan_*.pt (default: the package's models/)")
     p.add_argument("--camvid-root", default=None)
     p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None, help="also write a PNG of predictions on three val frames")
 
@@ -163,7 +163,7 @@ def _configure_scales(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scales", default="1.0,0.75,0.5", help="input scales, as the node's budget picks them")
     p.add_argument("--camvid-root", default=None)
     p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
 
 
@@ -172,9 +172,8 @@ def _run_scales(args: argparse.Namespace) -> int:
 
     from effdl_ros.data.camvid import pairs
     from effdl_ros.errors import ConfigError
-    from effdl_ros.segmentation.benchmark import evaluate_pairs
-    from effdl_ros.segmentation.inference import input_size
-    from effdl_ros.segmentation.network import count_macs, load_checkpoint
+    from effdl_ros.segmentation.benchmark import scale_sweep
+    from effdl_ros.segmentation.network import load_checkpoint
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -191,19 +190,15 @@ def _run_scales(args: argparse.Namespace) -> int:
         path = share_path("models", "madan_multi.pt")
     model, cfg = load_checkpoint(path)
     val = pairs(_camvid_root(args.camvid_root), "val")[: args.max_frames or None]
-    full = count_macs(model, input_size(cfg, 1.0))
-    rows = []
+    rows = scale_sweep(model, cfg, val, scales)
     print(f"{'scale':>6} {'input':>9} {'MMACs':>8} {'of full':>8} {'mIoU':>6} {'ms/frame':>9}")
-    for s in scales:
-        hw = input_size(cfg, s)
-        macs = count_macs(model, hw)
-        r = evaluate_pairs(model, cfg, val, scale=s)
-        rows.append({"scale": s, "input_hw": list(hw), "macs": macs, "macs_fraction": macs / full, "miou": r["miou"],
-                     "pixel_acc": r["pixel_acc"], "ms_per_frame": r["ms_per_frame"]})
-        print(f"{s:6.3f} {hw[0]:>4}x{hw[1]:<4} {macs / 1e6:8.1f} {macs / full:8.2f} {100 * r['miou']:6.1f} "
-              f"{r['ms_per_frame']:9.1f}")
+    for r in rows:
+        hw = r["input_hw"]
+        print(f"{r['scale']:6.3f} {hw[0]:>4}x{hw[1]:<4} {r['macs'] / 1e6:8.1f} {r['macs_fraction']:8.2f} "
+              f"{100 * r['miou']:6.1f} {r['ms_per_frame']:9.1f}")
     print(f"{path.name} on CamVid val ({len(val)} frames), CPU, {torch.get_num_threads()} threads: MACs counted, "
-          "mIoU and times measured in this run")
+          "mIoU and times (median over frames of the best of 3) measured in this run; the output is always "
+          "upsampled to the frame's full size")
     if args.json:
         _write_json(Path(args.json), {"model": str(path), "rows": rows})
     return 0

@@ -32,6 +32,7 @@ class TrainSettings:
     flip: bool = False              # random horizontal flips (street scenes, not digits)
     seed: int = 0
     max_seconds: float = math.inf   # stop early (after the current epoch) past this wall time
+    init_state: Optional[Dict] = None   # backbone weights to start from (a trained static network)
 
 
 @dataclass
@@ -57,6 +58,26 @@ def evaluate(model: DDINet, x: np.ndarray, y: np.ndarray, batch_size: int = 512)
             cost += float(expected_cost_fraction(model, out).sum())
     n = max(1, len(x))
     return {"exit_acc": [c / n for c in correct], "gate_share": cost / n if model.config.gated else 1.0}
+
+
+def init_from(model: DDINet, state: Dict) -> int:
+    """Copy a static network's weights into the DDI net: every tensor whose name and shape match, and
+    the static final classifier into the last exit. Returns how many tensors were copied."""
+    own = model.state_dict()
+    last = f"heads.{model.num_exits - 1}."
+    copied = {}
+    for name, value in state.items():
+        target = name if name in own else None
+        if name.startswith("heads.0.") and not name.startswith(last):
+            target = last + name[len("heads.0."):]
+            if target in own and model.num_exits > 1 and own[target].shape == value.shape:
+                copied[target] = value
+                continue
+        if target is not None and own[target].shape == value.shape and not name.startswith("heads."):
+            copied[target] = value
+    own.update(copied)
+    model.load_state_dict(own)
+    return len(copied)
 
 
 @torch.no_grad()
@@ -85,6 +106,8 @@ def train(task: Task, config: DDIConfig, settings: TrainSettings,
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     model = DDINet(config)
+    if settings.init_state is not None:
+        init_from(model, settings.init_state)
     gate_params = [p for n, p in model.named_parameters() if ".gate." in n]
     other = [p for n, p in model.named_parameters() if ".gate." not in n]
     # gates get a 10x learning rate so that they can move within a few CPU epochs

@@ -94,6 +94,17 @@ def _probe_image():
     return cv2_to_imgmsg(img, "rgb8", header=Header(frame_id="probe"))
 
 
+def _sane_budget(fqn: str):
+    """A full budget for the node: the probe runs under normal conditions, not the last lie."""
+    import math
+
+    from effdl_ros.runtime.messages import Duration, ResourceBudget, ResourceBudgetArray
+
+    return ResourceBudgetArray(total_power_w=math.inf, budgets=[ResourceBudget(
+        target_node=fqn, power_w=math.inf, energy_per_item_j=math.inf, latency_deadline_ms=math.inf,
+        compute_fraction=1.0, validity=Duration(sec=30, nanosec=0))])
+
+
 def _subscriptions(node) -> List[Any]:
     seen, out = set(), []
     for sub in list(node.subscriptions):
@@ -193,10 +204,15 @@ def _probe_inproc(graph, fuzzer, node, outputs) -> str:
     if not image_subs:
         return "no image input"
     expect = [p.topic for p in node.publishers if p.topic not in ("/diagnostics", "/energy/reports")]
+    for sub in _subscriptions(node):
+        if sub.topic.endswith("/energy/budget"):
+            fuzzer.create_publisher(sub.msg_type, sub.topic, sub.qos_profile).publish(
+                _sane_budget(node.get_fully_qualified_name()))
+            graph.spin_until_idle()
     before = dict(outputs)
     pub = fuzzer.create_publisher(Image, image_subs[0].topic, image_subs[0].qos_profile)
     pub.publish(_probe_image())
-    graph.spin_until(lambda: any(outputs[t] > before.get(t, 0) for t in expect), timeout_sec=5.0)
+    graph.spin_until(lambda: any(outputs[t] > before.get(t, 0) for t in expect), timeout_sec=2.0)
     new = sorted(t for t in outputs if outputs[t] > before.get(t, 0) and t in expect)
     if new:
         return "ok: valid image answered on " + ", ".join(new)
@@ -325,6 +341,10 @@ def fuzz_dds(executable: str, *, count: int, seed: int = 0, workdir: Optional[Pa
             image = [(t, p) for t, typ, p in pubs if typ is Image]
             expect = [t for t, _, _ in outs if t not in ("/energy/reports",)]
             if image:
+                for t, typ, p in pubs:
+                    if t.endswith("/energy/budget"):
+                        p.publish(_sane_budget(fqn))
+                graph.spin_for(0.3)
                 before = dict(outputs)
                 ok = False
                 for _ in range(5):  # best effort: a probe may be lost; try a few

