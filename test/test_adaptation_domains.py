@@ -1,5 +1,4 @@
 """Digit domains: names, disjoint shards, shifts (inversion, rotation, MNIST-M-like textures)."""
-from pathlib import Path
 
 import numpy as np
 import pytest

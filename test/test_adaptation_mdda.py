@@ -89,3 +89,31 @@ def test_bench_says_when_segmentation_part_is_missing(monkeypatch, capsys, tmp_p
     import json
 
     assert "missing" in json.loads(out.read_text())["segmentation"]
+
+
+TINY_CLI = ["--sources", "sklearn,sklearn-inv", "--target", "sklearn-blur", "--pretrain-iters", "3",
+            "--adapt-iters", "2", "--max-per-domain", "100", "--threads", "1"]
+
+
+def test_cli_train_writes_a_loadable_checkpoint(tmp_path, capsys):
+    out = tmp_path / "mdda.pt"
+    assert main(["train", "mdda", *TINY_CLI, "--weighting", "emd", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "target test accuracy" in text and f"wrote {out}" in text
+    model = mdda.load_model(out)
+    assert model.config["sources"] == ["sklearn", "sklearn-inv"] and model.config["weighting"] == "emd"
+    assert float(model.weights.float().sum()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_cli_bench_digits_rows_and_json(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "adaptation", *TINY_CLI, "--json", str(out)]) == 0
+    assert "MDDA digits benchmark" in capsys.readouterr().out
+    data = json.loads(out.read_text())["digits"]
+    kinds = {r["kind"] for r in data["rows"]}
+    assert kinds == {"source-only", "single-source", "best-single-source", "multi-source", "oracle"}
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in data["rows"])
+    assert set(data["distances"]) == {"sklearn", "sklearn-inv"}
+    assert data["goal"]["met"] == (data["goal"]["margin_points"] >= 3.0)

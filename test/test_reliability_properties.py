@@ -3,7 +3,6 @@ mappings every node applies to a budget, image conversion, and the monitor's rep
 import math
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -17,7 +17,7 @@ def _ce(model, imgs, labs):
 
 
 def test_segmenter_training_lowers_the_loss():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     imgs, labs = _data("sunny")
     plan = PRESETS["tiny"]
     from dataclasses import replace
@@ -36,7 +36,7 @@ def test_class_weights_favour_rare_classes_and_skip_absent_ones():
 
 
 def test_madan_pixel_level_runs_with_sad_ccd_and_dynamic_dsc():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     from dataclasses import replace
     plan = replace(PRESETS["tiny"], sad_start=0.0, ccd_start=0.0, dynamic_at=0.5, dynamic_iters=1, seg_batch=2)
     s1, s2 = _data("sunny", 4), _data("dusk", 4, seed=1)
@@ -50,3 +50,16 @@ def test_madan_pixel_level_runs_with_sad_ccd_and_dynamic_dsc():
         out = gens[0](to_input(s1[0][:1]))
     assert out.shape == (1, 3, 32, 48)
     assert any("dynamic-dsc" in line for line in logs)
+
+
+def test_warm_up_runs_every_loop_once_without_training_anything_kept():
+    torch.set_num_threads(1)
+    from dataclasses import replace
+
+    from effdl_ros.segmentation.train import warm_up
+    plan = replace(PRESETS["tiny"], seg_batch=2)
+    s1, s2 = _data("sunny", 2), _data("dusk", 2, seed=1)
+    logs = []
+    took = warm_up([("sunny", *s1), ("dusk", *s2)], _data("dusk", 2, seed=2)[0], plan, device="cpu", seed=0,
+                   log=logs.append)
+    assert took > 0 and logs and logs[0].startswith("warm-up")

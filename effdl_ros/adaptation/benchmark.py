@@ -19,7 +19,7 @@ import numpy as np
 from effdl_ros.adaptation.domains import build_domains, canonical_name
 from effdl_ros.adaptation.mdda import MddaConfig
 
-DEFAULT_SOURCES = ("mnist5k", "sklearn", "opencv")
+DEFAULT_SOURCES = ("mnist5k", "sklearn", "opencv", "opencv-inv")
 DEFAULT_TARGET = "mnistm"
 #: MDDA's own figure (Zhao et al., AAAI 2020), Digit-Five leave-one-out average, recalled in
 #: ../shared/REFERENCES.md and marked [verify] there: real Digit-Five, not our domains.

@@ -29,6 +29,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from effdl_ros.adaptation import wgan_gp
+from effdl_ros.adaptation.domains import Domain
 from effdl_ros.adaptation.nets import Encoder, NetSizes, make_classifier, make_critic
 from effdl_ros.errors import DataError
 
@@ -154,8 +155,12 @@ def adapt(source_encoder: nn.Module, source_x: np.ndarray, target_x: np.ndarray,
           encoder_lr: Optional[float] = None, log: Log = None) -> AdaptResult:
     """Stage 2: WGAN-GP mapping of the target into the (frozen) source encoder's feature space.
 
-    The target encoder starts as a copy of the source encoder; ``encoder_lr=0`` trains the critic only.
+    The target encoder starts as a copy of the source encoder (or continues ``target_encoder``);
+    the source encoder's parameters are frozen (requires_grad False); ``encoder_lr=0`` trains the
+    critic only (used to measure a distance with the encoders fixed).
     """
+    if cfg.critic_steps < 1:
+        raise ValueError("critic_steps must be >= 1")
     seed = cfg.seed if seed is None else seed
     torch.manual_seed(seed)
     iters = cfg.adapt_iters if iters is None else iters
@@ -281,6 +286,7 @@ def save_model(model: MddaModel, path: Path, meta: dict, *, half: bool = True) -
             torch.save(blob, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model file is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -318,9 +324,9 @@ class SourceRun:
     target_feats: torch.Tensor
 
 
-def train_sources(sources: Dict[str, "object"], target_train_x: np.ndarray, cfg: MddaConfig, *,
+def train_sources(sources: Dict[str, Domain], target_train_x: np.ndarray, cfg: MddaConfig, *,
                   log: Log = None) -> List[SourceRun]:
-    """Stages 1-3 for every source (``sources``: name -> Domain). The target is used unlabelled."""
+    """Stages 1-3 for every source (name -> Domain). The target's images are used without labels."""
     runs = []
     for k, (name, dom) in enumerate(sources.items()):
         seed = cfg.seed + 101 * (k + 1)

@@ -20,12 +20,12 @@ class NetSizes:
     conv: Tuple[int, int, int] = (16, 32, 32)
     fc: int = 256
     feature: int = 128
-    critic: Tuple[int, int] = (256, 128)
+    critic: Tuple[int, ...] = (256, 128)  # hidden widths
     n_classes: int = 10
 
     @classmethod
     def paper(cls) -> "NetSizes":
-        return cls(conv=(64, 64, 128), fc=3072, feature=2048, critic=(2000, 1000))
+        return cls(conv=(64, 64, 128), fc=3072, feature=2048, critic=(3000, 2000, 1000))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -63,11 +63,11 @@ def make_classifier(sizes: NetSizes = NetSizes()) -> nn.Module:
 
 def make_critic(sizes: NetSizes = NetSizes()) -> nn.Module:
     """Wasserstein critic: MLP with leaky ReLU, one unbounded output (no sigmoid)."""
-    h1, h2 = sizes.critic
-    return nn.Sequential(
-        nn.Linear(sizes.feature, h1), nn.LeakyReLU(0.2), nn.Linear(h1, h2), nn.LeakyReLU(0.2),
-        nn.Linear(h2, 1),
-    )
+    layers, width = [], sizes.feature
+    for hidden in sizes.critic:
+        layers += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, 1))
 
 
 def encoder_macs(sizes: NetSizes = NetSizes()) -> int:

@@ -10,12 +10,10 @@ A type without its own list gets field-wise lies (`_generic`), so nodes added la
 from __future__ import annotations
 
 import math
-import os
 import pickle
-import sys
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -356,6 +354,7 @@ class Mutator:
             ("box_negative_size", 3, lambda: self._box(10, 10, -20, -5)),
             ("box_nan_inf", 3, lambda: self._box(pick(), pick(), pick(), pick(), pick())),
             ("box_huge", 2, lambda: self._box(0, 0, 1e300, 1e300)),
+            ("box_extreme_aspect", 1, lambda: self._box(10, 10, 1e6, 1.0)),
             ("box_rotated", 1, lambda: self._box(10, 10, 20, 20, theta=float(r.uniform(-10, 10)))),
         ]
 

@@ -63,6 +63,24 @@ def _trainer(work: Path) -> NodeSetup:
                      models, model)
 
 
+def _tracker(work: Path) -> NodeSetup:
+    """A random-weight ROAM checkpoint in the layout effdl_ros.tracking.tracker.load_model reads."""
+    import dataclasses
+
+    import torch
+
+    from effdl_ros.tracking.tracker import random_model
+
+    model = random_model(0)
+    state = {f"net.{k}": v for k, v in model.net.state_dict().items()}
+    state.update({f"init.{k}": v for k, v in model.init.state_dict().items()})
+    state.update({f"opt.{k}": v for k, v in model.optimizer.state_dict().items()})
+    path = work / "models" / "roam.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": dataclasses.asdict(model.net.config), "state_dict": state}, path)
+    return NodeSetup({"model_path": str(path), "threads": 1}, path.parent, path)
+
+
 def _energy_monitor(work: Path) -> NodeSetup:
     return NodeSetup({"meter": "none"})
 
@@ -72,7 +90,8 @@ def _source(work: Path) -> NodeSetup:
 
 
 SETUPS: Dict[str, Callable[[Path], NodeSetup]] = {
-    "ddi": _ddi, "segmentation": _segmentation, "trainer": _trainer, "energy_monitor": _energy_monitor,
+    "ddi": _ddi, "segmentation": _segmentation, "trainer": _trainer, "tracker": _tracker,
+    "energy_monitor": _energy_monitor,
     "source": _source,
 }
 

@@ -82,7 +82,6 @@ def run_soak(config: os.PathLike, *, rate_factor: float = 2.0, duration_s: float
     """Soak the pipeline file `config` in-process; see the module docstring."""
     from effdl_ros.errors import ConfigError
     from effdl_ros.nodes.observer import ObserverNode
-    from effdl_ros.runtime import Parameter
     from effdl_ros.runtime.launch import create_nodes, load_pipeline
     from effdl_ros.runtime.local.qos import HistoryPolicy
     from effdl_ros.runtime.messages import Image

@@ -326,6 +326,26 @@ def load_camvid_lowres(root: Path, split: str, height: int, width: int, limit: O
     return imgs, labs
 
 
+def warm_up(src, target: torch.Tensor, plan: Plan, *, device: str, seed: int, baselines: bool = True,
+            log: Callable[[str], None] = print) -> float:
+    """Untimed, discarded warm-up of every loop (CUDA context, cuDNN autotuning), so that the first
+    timed stage is not short-changed; returns the seconds it took."""
+    from dataclasses import replace as _replace
+
+    t_w, quiet = time.perf_counter(), (lambda m: None)
+    wp = _replace(plan, fa_start=0.0, sad_start=0.0, ccd_start=0.0, dynamic_iters=0)
+    probe = TinySegNet(len(CLASSES), plan.seg_width).to(device).eval()
+    train_segmenter(src[0][1], src[0][2], wp, device=device, seed=seed, iters=20, target_images=target, log=quiet)
+    train_pixel_level(src, target, [probe] * len(src), wp, madan=True, device=device, seed=seed, iters=5, log=quiet)
+    if baselines:
+        train_pixel_level(src[:1], target, [probe], wp, madan=False, device=device, seed=seed, iters=5, log=quiet)
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    took = time.perf_counter() - t_w
+    log(f"warm-up (discarded): {took:.1f}s")
+    return took
+
+
 #: Checkpoint names the benchmark looks for, per role.
 def checkpoint_names(sources: Sequence[str]) -> Dict[str, str]:
     names = {f"source:{s}": f"madan_source_{s}.pt" for s in sources}
@@ -361,17 +381,7 @@ def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Pl
     log(f"data: {len(sources)} sources x {plan.n_source} rendered scenes, CamVid train {len(t_imgs)} frames "
         f"(unlabelled for adaptation), {H}x{W}, {time.perf_counter() - t_start:.1f}s")
     if str(device).startswith("cuda"):
-        # Untimed warm-up (CUDA context, cuDNN autotuning), so the first timed stage is not short-changed.
-        t_w, quiet = time.perf_counter(), (lambda m: None)
-        from dataclasses import replace as _replace
-        wp = _replace(plan, fa_start=0.0, sad_start=0.0, ccd_start=0.0, dynamic_iters=0)
-        probe = TinySegNet(len(CLASSES), plan.seg_width).to(device).eval()
-        train_segmenter(src[0][1], src[0][2], wp, device=device, seed=seed, iters=20, target_images=target, log=quiet)
-        train_pixel_level(src, target, [probe] * len(src), wp, madan=True, device=device, seed=seed, iters=5, log=quiet)
-        if baselines:
-            train_pixel_level(src[:1], target, [probe], wp, madan=False, device=device, seed=seed, iters=5, log=quiet)
-        torch.cuda.synchronize()
-        log(f"warm-up (discarded): {time.perf_counter() - t_w:.1f}s")
+        warm_up(src, target, plan, device=device, seed=seed, baselines=baselines, log=log)
     S = plan.seconds
     results: Dict[str, Dict] = {}
 

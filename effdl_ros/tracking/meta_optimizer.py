@@ -82,7 +82,7 @@ class LSTMOptimizer(nn.Module):
             per = n // b
             lossv = loss.detach().reshape(b, 1).expand(b, per).reshape(n)
             x = torch.stack([torch.log(state[k]["lr"].detach() + 1e-20) / 10.0, torch.log(g.abs().reshape(n) + 1e-12) / 10.0,
-                             torch.sign(g).reshape(n), p.detach().reshape(n), lossv], dim=1)
+                             torch.sign(g).reshape(n), p.detach().reshape(n), lossv], dim=1).float()
             h1, c1 = self.cell1(x, (state[k]["h1"], state[k]["c1"]))
             h2, c2 = self.cell2(h1, (state[k]["h2"], state[k]["c2"]))
             base = base_lr[k].unsqueeze(0).expand_as(p).reshape(n)

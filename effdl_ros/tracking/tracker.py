@@ -216,6 +216,14 @@ class RoamTracker:
         with torch.no_grad():
             resp, _ = self.net.heads(feats[:, 4:5], self.params, self.fsize)
         self.first_peak = max(float(resp.max()), 1e-3)
+        fs = tuple(self.fsize[0].tolist())
+        self.init_macs = int(9 * backbone_macs(self.net, s) + 3 * head_macs(self.net.config.channels, s, 9, fs)
+                             + head_macs(self.net.config.channels, s, 1, fs))
+
+    def last_box(self) -> np.ndarray:
+        """The current estimate, x, y, w, h."""
+        return np.array([self.centre[0] - self.size[0] / 2, self.centre[1] - self.size[1] / 2,
+                         self.size[0], self.size[1]])
 
     def _stretched_crop(self, image, centre, side_x, side_y, size):
         import cv2
@@ -251,7 +259,7 @@ class RoamTracker:
         crops = [self._crop(image, self.centre, side, s) for side in sides]
         feats = self._features(crops)                                   # [n, 64, H, W]
         n = len(sides)
-        anchors = torch.tensor([self.size * s / side for side in sides], dtype=torch.float32)  # [n, 2]
+        anchors = torch.tensor(np.array([self.size * s / side for side in sides]), dtype=torch.float32)  # [n, 2]
         self.fsize = self._fsize(anchors[n // 2].tolist())
         with torch.no_grad():
             resp, deltas = self.net.heads(feats.unsqueeze(0), self.params, self.fsize)

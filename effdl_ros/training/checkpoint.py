@@ -33,6 +33,7 @@ def save_checkpoint(path: PathLike, state_dict: Dict[str, torch.Tensor], config:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model file is meant to be read by other users
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -46,6 +46,7 @@ class E2TrainConfig:
     psg: bool = False
     psg_threshold: float = 5e-5
     psg_lr: float = 2e-3                # lr of the sign-updated conv weights (a sign has magnitude 1)
+    freeze_bn: bool = False             # BN in eval mode while training (small on-device batches)
     seed: int = 0
 
     def knobs(self) -> TrainerKnobs:
@@ -142,6 +143,10 @@ class E2Trainer:
     def _execute(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         model = self.model
         model.train()
+        if self.config.freeze_bn:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         use_slu = getattr(model, "gates", None) is not None and self.config.slu
         if hasattr(model, "force_full"):
             model.force_full = not use_slu

@@ -1,0 +1,140 @@
+"""tracker: follows one object with ROAM (issue 5), under an energy budget.
+
+Subscribes `image` (sensor_msgs/Image, sensor-data QoS: best effort, keep last 5) and `tracker/init`
+(vision_msgs/Detection2D, reliable, keep last 10: the box to follow; each new init restarts the
+tracker on the next image and starts a new track id). Publishes `tracks` (vision_msgs/Detection2DArray,
+reliable, keep last 10) for every image, with the image's header: one Detection2D (id = track id,
+results[0].hypothesis.score = confidence) while tracking, an empty array before the first init and
+while the target is lost. The budget (BudgetClient on `energy/budget`) maps onto update interval,
+optimiser steps, search scales and window size (effdl_ros.tracking.tracker.settings_for_budget); the
+executed MACs per frame go to the Accountant (reports on `energy/reports`).
+
+Parameters: model_path (models/roam_r18l1.pt, relative to the package share folder),
+default_compute_fraction (1.0, used while no fresh budget), threads (1; 0 = torch's default),
+energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from effdl_ros.runtime import Node, run_node
+from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+from effdl_ros.runtime.images import imgmsg_to_cv2
+from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesis,
+                                        ObjectHypothesisWithPose, Pose2D)
+from effdl_ros.runtime.qos import qos_profile_sensor_data
+from effdl_ros.runtime.safety import guarded
+
+
+class TrackerNode(Node):
+    def __init__(self, node_name: str = "tracker", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.declare_parameter("model_path", "models/roam_r18l1.pt")
+        self.declare_parameter("default_compute_fraction", 1.0)
+        self.declare_parameter("threads", 1)
+        self.declare_parameter("energy_profile", "x86_cpu")
+        self.declare_parameter("stale_after_s", 3.0)
+        self.declare_parameter("class_id", "target")
+        from effdl_ros.energy.accountant import Accountant
+        from effdl_ros.energy.budget import Budget
+        from effdl_ros.errors import ConfigError
+        from effdl_ros.tracking.tracker import (LEVELS, RoamTracker, TrackerSettings, level_macs, load_model,
+                                                settings_for_budget)
+
+        name = self.get_fully_qualified_name()
+        fraction = float(self.get_parameter("default_compute_fraction").value)
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"{name}: default_compute_fraction must lie in [0, 1], got {fraction}")
+        threads = int(self.get_parameter("threads").value)
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.model = load_model(self._resolve(self.get_parameter("model_path").value))
+        self._settings_for = settings_for_budget
+        self.default_settings = settings_for_budget(Budget(compute_fraction=fraction), TrackerSettings(),
+                                                    self.model)
+        self.full_macs = level_macs(LEVELS[1], self.model)
+        self.tracker = RoamTracker(self.model, self.default_settings)
+        self.acct = Accountant(name, clock=node_clock_seconds(self),
+                               profile=self.get_parameter("energy_profile").value)
+        self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
+                                   stale_after_sec=float(self.get_parameter("stale_after_s").value))
+        self.track_id = 0
+        self.tracking = False
+        self.pending_box = None
+        self.items = 0
+        self.last_result = None
+        self._pub = self.create_publisher(Detection2DArray, "tracks", 10)
+        self.create_subscription(Detection2D, "tracker/init", guarded(self, self.on_init), 10)
+        self.create_subscription(self._image_type(), "image", guarded(self, self.on_image), qos_profile_sensor_data)
+
+    @staticmethod
+    def _image_type():
+        from effdl_ros.runtime.messages import Image
+
+        return Image
+
+    @staticmethod
+    def _resolve(path: str) -> Path:
+        p = Path(path)
+        if p.is_absolute():
+            return p
+        from effdl_ros.resources import share_path
+
+        return share_path(*p.parts)
+
+    # ------------------------------------------------------------------------------------ callbacks
+
+    def on_init(self, msg) -> None:
+        from effdl_ros.errors import DataError
+
+        w, h = float(msg.bbox.size_x), float(msg.bbox.size_y)
+        cx, cy = float(msg.bbox.center.position.x), float(msg.bbox.center.position.y)
+        if not (w > 0 and h > 0) or any(v != v for v in (cx, cy, w, h)):
+            raise DataError(f"tracker/init box (center {cx}, {cy}, size {w} x {h}) needs a positive size")
+        self.pending_box = (cx - w / 2, cy - h / 2, w, h)
+
+    def on_image(self, msg) -> None:
+        rgb = imgmsg_to_cv2(msg, "rgb8")
+        settings = self._settings_for(self.budget.current(), self.default_settings, self.model)
+        out = Detection2DArray(header=msg.header)
+        with self.acct.item() as item:
+            if self.pending_box is not None:
+                self.tracker.set_settings(settings)
+                self.tracker.init(rgb, self.pending_box)
+                self.pending_box = None
+                self.track_id += 1
+                self.tracking = True
+                box, score, lost = self.tracker.last_box(), 1.0, False
+                item.macs = self.tracker.init_macs
+            elif self.tracking:
+                if settings != self.tracker.settings:
+                    self.tracker.set_settings(settings)
+                res = self.tracker.update(rgb)
+                self.last_result = res
+                box, score, lost = res.box, res.score, res.lost
+                item.macs = res.macs
+            else:
+                box, score, lost = None, 0.0, True
+                item.macs = 0
+            item.compute_fraction = min(1.0, item.macs / self.full_macs) if item.macs else 0.0
+        self.items += 1
+        if box is not None and not lost:
+            det = Detection2D(header=msg.header, id=str(self.track_id))
+            det.bbox = BoundingBox2D(size_x=float(box[2]), size_y=float(box[3]))
+            det.bbox.center = Pose2D()
+            det.bbox.center.position.x = float(box[0] + box[2] / 2)
+            det.bbox.center.position.y = float(box[1] + box[3] / 2)
+            det.results = [ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(
+                class_id=str(self.get_parameter("class_id").value), score=float(score)))]
+            out.detections = [det]
+        self._pub.publish(out)
+
+
+def main(args=None) -> None:
+    run_node(TrackerNode, args)
+
+
+if __name__ == "__main__":
+    main()
