@@ -120,3 +120,20 @@ def test_bad_image_is_dropped_and_the_node_keeps_running(graph):
     peer.send_image()
     g.step(0.05)
     assert len(peer.got) == 1
+
+
+def test_energy_budget_bounds_the_modelled_energy_per_item(graph):
+    g, node, peer, _ = graph
+    jpm = node.ceiling_model.joules_per_mac
+    limit = jpm * (node.engine.costs.cumulative_worst[0] + 10)
+    peer.budgets.publish(ResourceBudgetArray(budgets=[ResourceBudget(
+        target_node="/ddi", power_w=math.inf, energy_per_item_j=limit, latency_deadline_ms=math.inf,
+        compute_fraction=1.0)]))
+    g.step(0.05)
+    before = node.acct.snapshot().energy_j
+    peer.send_image(3)
+    g.step(0.05)
+    result, ceiling = node.last
+    assert ceiling == pytest.approx(limit / jpm) and result.exit_index == 0
+    spent = node.acct.snapshot().energy_j - before
+    assert 0 < spent <= limit

@@ -39,7 +39,7 @@ class Style:
     foliage: Tuple[int, int, int]
     car_colours: Tuple[Tuple[int, int, int], ...]
     light: float        # global brightness multiplier
-    texture: float      # amplitude of per-surface noise (0 = flat toon colours)
+    texture: float      # amplitude of multiplicative grain + blotch noise over the frame (0 = flat toon colours)
     colour_jitter: int  # per-scene random offset of every colour
     n_cars: Tuple[int, int]
     n_people: Tuple[int, int]
