@@ -29,6 +29,7 @@ def test_round_trip_gives_identical_outputs(saved):
             assert torch.equal(a, b)
     assert DDIEngine(loaded).costs == DDIEngine(m).costs
     assert not list(path.parent.glob(".*tmp")), "no temp file left behind"
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_bad_files_raise_one_clear_error(saved, tmp_path):

@@ -1,7 +1,6 @@
 """E2-Train: SMD drops at its rate, gated-off blocks do not run, MACs count what ran, PSG signs."""
 import math
 
-import pytest
 import torch
 
 from effdl_ros.energy.budget import Budget

@@ -3,7 +3,6 @@ updates that the ddi node hot-swaps; and the OnlineTrainer's guard resets a bad 
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from effdl_ros.dynamic.checkpoint import load_checkpoint, save_checkpoint

@@ -30,11 +30,20 @@ def save_checkpoint(path: Union[str, Path], model, meta: Dict[str, Any]) -> Path
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)       # mkstemp makes 0600; a model file is meant to be readable
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:                           # make the rename itself durable
+        dir_fd = os.open(str(path.parent), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
     return path
 
 

@@ -74,21 +74,29 @@ class LSTMOptimizer(nn.Module):
         loss: per-clip loss [B] (broadcast to that clip's coordinates); base_lr: lambda_0 per parameter
         (no batch dim).
         """
+        # All coordinates of all tensors go through the LSTM in ONE call (same maths as one call per
+        # tensor, far fewer small ops: this is the tracker's per-update hot path on a CPU).
+        keys = list(params)
+        sizes = [params[k].numel() for k in keys]
+        cat = lambda f: torch.cat([f(k) for k in keys])  # noqa: E731
+        g = cat(lambda k: grads[k].reshape(-1))
+        p = cat(lambda k: params[k].detach().reshape(-1))
+        lossv = cat(lambda k: loss.detach().reshape(-1, 1).expand(params[k].shape[0],
+                                                                  params[k].numel() // params[k].shape[0]).reshape(-1))
+        prev = cat(lambda k: state[k]["lr"].detach())
+        base = cat(lambda k: base_lr[k].unsqueeze(0).expand_as(params[k]).reshape(-1))
+        x = torch.stack([torch.log(prev + 1e-20) / 10.0, torch.log(g.abs() + 1e-12) / 10.0, torch.sign(g), p,
+                         lossv], dim=1).float()
+        h1, c1 = self.cell1(x, (cat(lambda k: state[k]["h1"]), cat(lambda k: state[k]["c1"])))
+        h2, c2 = self.cell2(h1, (cat(lambda k: state[k]["h2"]), cat(lambda k: state[k]["c2"])))
+        lr = base * torch.exp(3.0 * torch.tanh(self.out(h2))).reshape(-1)
+        step = lr * g
         new_params, new_state = {}, {}
-        for k, p in params.items():
-            g = grads[k]
-            b = p.shape[0]
-            n = p.numel()
-            per = n // b
-            lossv = loss.detach().reshape(b, 1).expand(b, per).reshape(n)
-            x = torch.stack([torch.log(state[k]["lr"].detach() + 1e-20) / 10.0, torch.log(g.abs().reshape(n) + 1e-12) / 10.0,
-                             torch.sign(g).reshape(n), p.detach().reshape(n), lossv], dim=1).float()
-            h1, c1 = self.cell1(x, (state[k]["h1"], state[k]["c1"]))
-            h2, c2 = self.cell2(h1, (state[k]["h2"], state[k]["c2"]))
-            base = base_lr[k].unsqueeze(0).expand_as(p).reshape(n)
-            lr = base * torch.exp(3.0 * torch.tanh(self.out(h2))).reshape(n)
-            new_params[k] = p - (lr * g.reshape(n)).reshape(p.shape)
-            new_state[k] = {"h1": h1, "c1": c1, "h2": h2, "c2": c2, "lr": lr}
+        parts = {name: t.split(sizes) for name, t in (("h1", h1), ("c1", c1), ("h2", h2), ("c2", c2), ("lr", lr),
+                                                        ("step", step))}
+        for i, k in enumerate(keys):
+            new_params[k] = params[k] - parts["step"][i].reshape(params[k].shape)
+            new_state[k] = {n: parts[n][i] for n in ("h1", "c1", "h2", "c2", "lr")}
         return new_params, new_state
 
 
