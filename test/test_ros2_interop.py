@@ -254,9 +254,12 @@ def _wire(data: bytes) -> bytes:
 
 
 def _qos(kind: str):
-    from effdl_ros.runtime.local.qos import QoSProfile, latched, qos_profile_sensor_data
+    from effdl_ros.runtime.local.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
+                                             qos_profile_sensor_data)
 
-    return {"sensor": qos_profile_sensor_data, "latched": latched(1),
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return {"sensor": qos_profile_sensor_data, "latched": latched,
             "reliable": QoSProfile(depth=10)}[kind]
 
 

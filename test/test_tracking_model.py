@@ -3,7 +3,7 @@ learned optimiser's / meta-initialiser's step lowers the loss on a fixed sample.
 import pytest
 import torch
 
-from effdl_ros.tracking.meta_optimizer import LSTMOptimizer, MetaInitializer
+from effdl_ros.tracking.meta_optimizer import LSTMOptimizer
 from effdl_ros.tracking.roam import (RoamConfig, RoamNet, decode_deltas, encode_deltas, filter_size, gaussian_label,
                                      odd, tracking_loss)
 

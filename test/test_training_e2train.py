@@ -159,3 +159,19 @@ def test_budget_maps_onto_knobs():
     assert math.isclose(limited.steps_per_second, 0.5)
     assert knobs_from_budget(Budget(power_w=0.0), d).paused
     assert not knobs_from_budget(Budget(compute_fraction=float("nan")), d).paused
+
+
+def test_gated_forward_equals_the_dense_net_when_every_gate_fires_and_skips_exactly():
+    model = tiny(gates=True, bias=30.0).eval()
+    x, _ = batch()
+    dense = model.__class__(model.config)
+    dense.load_state_dict(model.state_dict())
+    dense.force_full = True
+    dense.eval()
+    assert torch.allclose(model(x), dense(x), atol=1e-5)
+    # one sample's gates closed: its output is the shortcut path, the others' are unchanged
+    torch.nn.init.constant_(model.gate_fc.bias, 0.0)
+    model.eval_gates = "hard"
+    out = model(x)
+    for i in range(x.shape[0]):
+        assert torch.allclose(out[i:i + 1], model(x[i:i + 1]), atol=1e-5)

@@ -115,7 +115,8 @@ class RoamNet(nn.Module):
         """Bilinearly resize base filters [B, O, C, K, K] to each clip's (kh, kw) = fsize[b].
 
         B == 1 returns the exact [1*O, C, kh, kw] filter (online tracking: no wasted taps); B > 1 returns
-        each clip's filter zero-padded to [B*O, C, kmax, kmax] so one grouped conv serves the batch.
+        each clip's filter zero-padded to [B*O, C, kmax, kmax] (for a grouped conv; heads() calls this
+        per clip instead, because grouped large-kernel convs train very slowly on CPUs).
         Filters are scaled by K^2/(kh*kw) so the response keeps its magnitude whatever the size.
         """
         b, o, c, k, _ = base.shape
@@ -230,9 +231,10 @@ def box_loss(pred: torch.Tensor, box: torch.Tensor, anchor_wh: torch.Tensor, sea
 
 
 def tracking_loss(net: RoamNet, feats: torch.Tensor, params: Params, fsize, boxes: torch.Tensor,
-                  anchors: torch.Tensor, scales=None, box_weight: float = 1.0) -> torch.Tensor:
-    """Mean over samples of response loss + box loss, per clip: [B]."""
-    s = net.config.search_size
+                  anchors: torch.Tensor, scales=None, box_weight: float = 1.0,
+                  search_size: int = None) -> torch.Tensor:
+    """Mean over samples of response loss + box loss, per clip: [B] (search_size: the windows' side)."""
+    s = search_size or net.config.search_size
     resp, deltas = net.heads(feats, params, fsize, scales)
     label = gaussian_label(boxes, s)
     return (response_loss(resp, label) + box_weight * box_loss(deltas, boxes, anchors, s)).mean(dim=1)

@@ -173,7 +173,7 @@ class RoamTracker:
 
     def _fsize(self, anchor_wh) -> torch.Tensor:
         s = self.settings.search_size
-        return torch.tensor([filter_size((anchor_wh[1], anchor_wh[0]), s, 10 ** 6)], dtype=torch.long)
+        return torch.tensor([filter_size((anchor_wh[1], anchor_wh[0]), s, 2 * (map_size(s) // 2) - 1)], dtype=torch.long)
 
     # -- API
     def init(self, image: np.ndarray, box) -> None:
@@ -236,7 +236,8 @@ class RoamTracker:
     def _grads(self, feats, params, boxes, anchors):
         leaf = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         with torch.enable_grad():
-            loss = tracking_loss(self.net, feats, leaf, self.fsize, boxes, anchors)
+            loss = tracking_loss(self.net, feats, leaf, self.fsize, boxes, anchors,
+                                 search_size=self.settings.search_size)
             grads = torch.autograd.grad(loss.sum(), list(leaf.values()))
         return {k: g.detach() for k, g in zip(leaf, grads)}, loss.detach()
 

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 import torch
 
-from effdl_ros.tracking.meta_optimizer import (LSTMOptimizer, MetaInitializer, detach_state,
+from effdl_ros.tracking.meta_optimizer import (LSTMOptimizer, MetaInitializer,
                                                sample_filter_scales, store_scaled)
 from effdl_ros.tracking.roam import CONTEXT, RoamConfig, RoamNet, base_filter_for, filter_size, tracking_loss
 from effdl_ros.tracking.synth import ClipSampler, TextureBank, window_box
@@ -226,7 +226,7 @@ def default_image_paths(root: Optional[Path] = None) -> list:
     return sorted((Path(root) / "train").glob("*.jpg")) + sorted((Path(root) / "train").glob("*.png"))
 
 
-def load_digit_masks(sheet: Optional[Path]) -> Optional["np.ndarray"]:
+def load_digit_masks(sheet: Optional[Path]):
     """Real handwritten digits (OpenCV's sheet, 20x20) as object shapes; None when absent."""
     if sheet is None or not Path(sheet).is_file():
         return None
@@ -250,7 +250,6 @@ def main(argv=None) -> int:
     p.add_argument("--lr-optimizer", type=float, default=1e-3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
-    import numpy as np  # noqa: F401
     from effdl_ros.tracking.synth import load_texture_bank
 
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -204,9 +204,12 @@ class GatedResNet(nn.Module):
                 continue
             p_on = p.index_select(0, idx)
             m = (1.0 - p_on.detach() + p_on).view(-1, 1, 1, 1)
-            out = block(h.index_select(0, idx))      # only the samples whose gate fired
-            res_on = res.index_select(0, idx)
-            h = res.index_copy(0, idx, res_on + m * (out - res_on))
+            h_on = h.index_select(0, idx)
+            out = block(h_on)                        # only the samples whose gate fired
+            res_on = h_on if res is h else block.shortcut(h_on)
+            # value: res + (out - res) on the fired rows = out; index_add's backward is cheaper
+            # than index_copy's (no masked copy of the incoming gradient)
+            h = res.index_add(0, idx, m * (out - res_on))
         self.last_probs = torch.stack(probs, 1)
         return h, torch.stack(fired, 1), rows
 
