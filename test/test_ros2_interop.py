@@ -99,9 +99,13 @@ def _peer_main() -> None:
                     return [{"node": i.node_name, "type": i.topic_type,
                              "hash": str(i.topic_type_hash)} for i in infos]
 
-                wait(lambda: len(node.get_publishers_info_by_topic(cmd["topic"]))
-                     + len(node.get_subscriptions_info_by_topic(cmd["topic"])) >= cmd["n"],
-                     cmd["timeout"])
+                def seen():
+                    infos = (node.get_publishers_info_by_topic(cmd["topic"])
+                             + node.get_subscriptions_info_by_topic(cmd["topic"]))
+                    return len(infos) >= cmd["n"] and (
+                        not cmd.get("want_node") or cmd["want_node"] in [i.node_name for i in infos])
+
+                wait(seen, cmd["timeout"])
                 _say(pubs=endpoints(node.get_publishers_info_by_topic(cmd["topic"])),
                      subs=endpoints(node.get_subscriptions_info_by_topic(cmd["topic"])))
             elif op == "nodes":
@@ -354,9 +358,19 @@ def test_type_hash_in_user_data_matches_rmw(peer, ours, name):
 
 
 def test_our_nodes_in_rclpy_node_list(peer, ours):
-    """Stretch goal of the issue: ros_discovery_info makes our dds nodes visible to `ros2 node list`."""
+    """Stretch goal of the issue: ros_discovery_info makes our dds nodes visible to `ros2 node list`,
+    and rmw attributes our endpoints to them (what `ros2 node info` and `topic info -v` show)."""
+    from effdl_ros.runtime.local.typesupport import get_class
+
     nodes = peer.ask("nodes", name="interop_ours", timeout=TIMEOUT)["nodes"]
     assert "/interop_ours" in nodes and "/interop_peer" in nodes, nodes
+    pub = ours.node.create_publisher(get_class("std_msgs/msg/String"), "/interop/owner", 10)
+    try:
+        info = peer.ask("info", topic="/interop/owner", n=1, want_node="interop_ours",
+                        timeout=TIMEOUT)
+        assert [e["node"] for e in info["pubs"]] == ["interop_ours"], info
+    finally:
+        ours.node.destroy_publisher(pub)
 
 
 def test_rmw_cyclonedds_logged_no_type_hash_failure(peer, ours):

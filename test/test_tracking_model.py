@@ -106,3 +106,16 @@ def test_lstm_step_is_lambda0_times_gradient_at_start():
     opt = LSTMOptimizer()
     new, _ = opt.step(p, g, torch.tensor([0.5, 0.7]), opt.init_state(p, lr0), lr0)
     assert torch.allclose(new["w"], p["w"] - 1e-3 * g["w"], atol=1e-7)
+
+
+def test_fft_correlation_equals_direct_convolution():
+    import torch.nn.functional as F
+
+    from effdl_ros.tracking.roam import xcorr_same
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 8, 21, 25)
+    for kh, kw in ((3, 3), (9, 5), (7, 13)):
+        w = torch.randn(4, 8, kh, kw)
+        ref = F.conv2d(x, w, padding=(kh // 2, kw // 2))
+        assert torch.allclose(xcorr_same(x, w), ref, atol=1e-3 * float(ref.abs().max()))

@@ -196,9 +196,9 @@ def _bench_segmentation(args):
         print(f"\nsegmentation part unavailable: {err}")
         return {"error": str(err)}
     print("\nMADAN segmentation benchmark (CamVid val, real target frames):")
-    print(f"{'method':62s} {'mIoU %':>7s} {'pixel acc %':>11s} {'ms/frame':>9s}")
+    print(f"{'method':66s} {'mIoU %':>7s} {'pixel acc %':>11s} {'ms/frame':>9s}")
     for r in rows:
-        print(f"{r['method']:62s} {100 * r['miou']:7.1f} {100 * r['pixel_acc']:11.1f} "
+        print(f"{r['method']:66s} {100 * r['miou']:7.1f} {100 * r['pixel_acc']:11.1f} "
               f"{r['ms_per_frame']:9.1f}")
     out = {"rows": rows}
     summary = getattr(seg_bench, "summary", None)

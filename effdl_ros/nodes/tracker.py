@@ -132,6 +132,9 @@ class TrackerNode(Node):
         self._pub.publish(out)
 
 
+NODE_CLASS = TrackerNode
+
+
 def main(args=None) -> None:
     run_node(TrackerNode, args)
 

@@ -158,10 +158,29 @@ class RoamNet(nn.Module):
             ys = []
             for i in range(b):   # one plain conv per clip: exact filter size, fast backward on CPU and GPU
                 filt = self.resized_filters(base[i:i + 1], fsize[i:i + 1])
-                ys.append(F.conv2d(x[i], filt, padding=(filt.shape[-2] // 2, filt.shape[-1] // 2)))
+                ys.append(xcorr_same(x[i], filt))
             y = torch.stack(ys) + params[f"{head}_b"][:, None, :, None, None]
             out.append(y)
         return out[0][:, :, 0], out[1]
+
+
+def xcorr_same(x: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
+    """conv2d(x, filt, 'same' padding) for odd filters; through the FFT when several samples share it.
+
+    The online update runs both heads forward and backward over the whole sample buffer; there the
+    FFT product is ~2.7x faster on a CPU than a direct large-kernel convolution (measured: 69 vs 185 ms
+    for 10 samples, 32 channels, 41x41 maps, a 13x17 filter). One sample (the per-frame search) stays
+    direct, which is faster there. Both give the same result (relative difference ~1e-6).
+    """
+    kh, kw = filt.shape[-2], filt.shape[-1]
+    if x.shape[0] < 4 or x.is_cuda:
+        return F.conv2d(x, filt, padding=(kh // 2, kw // 2))
+    h, w = x.shape[-2], x.shape[-1]
+    size = (h + kh - 1, w + kw - 1)
+    xf = torch.fft.rfft2(x, s=size)
+    kf = torch.fft.rfft2(torch.flip(filt, dims=(-2, -1)), s=size)
+    y = torch.fft.irfft2(torch.einsum("ncpq,ocpq->nopq", xf, kf), s=size)
+    return y[..., kh // 2:kh // 2 + h, kw // 2:kw // 2 + w]
 
 
 # ---------------------------------------------------------------- geometry, labels and losses
