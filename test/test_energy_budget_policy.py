@@ -146,9 +146,22 @@ def test_a_node_whose_budget_does_not_bind_is_never_commanded_above_its_allocati
     less than allowed; its correction must not wind up (the demo showed 40 W commands on a 10 W total)."""
     p = BudgetPolicy(cfg())
     for k in range(1, 30):
-        p.observe(Report("/a", k - 0.5, 0.01, compute_fraction=0.6))
-        p.observe(Report("/b", k - 0.5, 6.0, compute_fraction=0.9))
+        p.observe(Report("/a", k - 0.5, 0.01, compute_fraction=0.6, items_processed=10 * k))
+        p.observe(Report("/b", k - 0.5, 6.0, compute_fraction=0.9, items_processed=10 * k))
         alloc = p.step(float(k))
         a = alloc.for_node("/a")
         assert a.power_w <= a.allocation_w + 1e-9
+        assert all(b.power_w <= 10.0 + 1e-9 for b in alloc.budgets)  # no node told more than the total
     assert a.power_w <= 2.0 + 1e-9  # its minimum share (20 % of 10 W); the rest went to /b
+
+
+def test_a_period_without_items_does_not_cut_a_node_to_zero():
+    """A node's first report (started, nothing processed yet) says 0 W at full compute; that is no
+    demand figure, so its budget must stay at its share (the demo saw 0 W budgets for a second)."""
+    p = BudgetPolicy(cfg())
+    for k in range(1, 6):
+        p.observe(Report("/a", k - 0.5, 0.0, compute_fraction=1.0, items_processed=0))
+        p.observe(Report("/b", k - 0.5, 0.0, compute_fraction=1.0, items_processed=0))
+        alloc = p.step(float(k))
+        assert alloc.for_node("/a").power_w == pytest.approx(4.0)
+        assert alloc.for_node("/b").power_w == pytest.approx(6.0)

@@ -1,96 +1,111 @@
 """`effdl-ros demo`: the whole graph in one process on the bundled real clip, live, with a report.
 
-Halfway through, the total energy budget is halved so the nodes can be seen adapting.
+It is a replay (effdl_ros.cli.replay) of samples/vtest with two additions: the tracker is given a
+pedestrian to follow on the first frame, and halfway through the total energy budget is halved so
+the nodes can be seen adapting.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
+
+#: a pedestrian in the first frame of samples/vtest (x, y, w, h in pixels of the 320x240 frames)
+DEMO_BOX = (144.0, 82.0, 16.0, 33.0)
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="pipeline YAML (default: shipped config/pipeline.yaml)")
     parser.add_argument("--input", default="samples/vtest",
                         help="frame folder or video (default: the bundled clip samples/vtest)")
-    parser.add_argument("--frames", type=int, default=0, help="process at most this many frames (0 = all)")
+    parser.add_argument("--init-box", default=",".join(f"{v:g}" for v in DEMO_BOX),
+                        help="x,y,w,h of the object the tracker follows from the first frame")
+    parser.add_argument("--frames", type=int, default=None, help="process at most this many frames")
+    parser.add_argument("--fps", type=float, default=5.0,
+                        help="play the clip at this rate (default 5, the bundled clip's own rate; "
+                             "0 = as fast as the graph goes)")
     parser.add_argument("--report", default="effdl_ros_demo_report", help="report folder")
     parser.add_argument("--no-live", action="store_true", help="print a line per frame instead of a live table")
 
 
-def _table(session, index: int, total: int, fps: float, phase: str):
+def _fmt(value, digits: int) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _table(record, index: int, total, fps: float, phase: str):
     from rich.table import Table
 
-    table = Table(title=f"effdl_ros demo - frame {index}/{total} - {fps:.1f} frames/s - {phase}")
-    for column in ("node", "callback ms (last)", "power W", "budget W", "energy/item J", "source"):
+    table = Table(title=f"effdl_ros demo - frame {index}/{total or '?'} - {fps:.1f} frames/s - {phase}")
+    for column in ("node", "callback ms", "power W", "budget W", "energy/item J", "source"):
         table.add_column(column)
-    last = session.last_record or {}
-    names = sorted(set(last.get("latency_ms", {})) | set(last.get("power_w", {})))
+    record = record or {}
+    names = sorted(set(record.get("latency_ms", {})) | set(record.get("power_w", {})))
     for name in names:
-        table.add_row(
-            name, f"{last.get('latency_ms', {}).get(name, float('nan')):.1f}",
-            f"{last.get('power_w', {}).get(name, float('nan')):.2f}",
-            f"{last.get('budget_w', {}).get(name, float('nan')):.2f}",
-            f"{last.get('energy_j', {}).get(name, float('nan')):.4f}",
-            last.get("energy_source", {}).get(name, "-"))
+        table.add_row(name, _fmt(record.get("latency_ms", {}).get(name), 1),
+                      _fmt(record.get("power_w", {}).get(name), 3),
+                      _fmt(record.get("budget_w", {}).get(name), 2),
+                      _fmt(record.get("energy_j", {}).get(name), 4),
+                      record.get("energy_source", {}).get(name, "-"))
     return table
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from effdl_ros.errors import ConfigError
     from effdl_ros.runtime import backend
 
     backend.select("inproc")
-    import cv2
-
+    from effdl_ros.bench.replay import Pacer, open_input
     from effdl_ros.bench.report import write_report
     from effdl_ros.cli.graph import default_config
-    from effdl_ros.cli.session import GraphSession
-    from effdl_ros.data.frames import FrameSource
+    from effdl_ros.cli.replay import replay
     from effdl_ros.runtime import Parameter
     from effdl_ros.runtime.launch import load_pipeline
 
+    try:
+        box = [float(v) for v in args.init_box.split(",")]
+        assert len(box) == 4 and box[2] > 0 and box[3] > 0
+    except (ValueError, AssertionError):
+        raise ConfigError(f"--init-box must be x,y,w,h with a positive size, got {args.init_box!r}") from None
     pipeline = load_pipeline(args.config or default_config())
-    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in FrameSource(args.input, max_frames=args.frames)]
-    session = GraphSession(pipeline)
-    session.last_record = None
-    monitor = session.node("energy_monitor")
-    total_w = monitor.get_parameter("total_power_w").value if monitor is not None else None
-    prepare = getattr(session.node("tracker"), "demo_init", None)
-    records, events, start, phase = [], [], time.monotonic(), "full budget"
-    live = None
+    inp = open_input(args.input, limit=args.frames, fps=args.fps if args.fps > 0 else 10.0)
+    total = inp.count
+    events, state = [], {"phase": "full budget", "start": time.monotonic(), "live": None}
+
+    def on_frame(index: int, session) -> None:
+        monitor = session.node("energy_monitor")
+        if monitor is not None and total and index == total // 2:
+            half = monitor.get_parameter("total_power_w").value / 2
+            monitor.set_parameters([Parameter("total_power_w", value=half)])
+            state["phase"] = f"budget halved to {half:.1f} W"
+            events.append({"t_s": time.monotonic() - session.start, "text": "total budget halved"})
+        if index == 0:
+            return
+        fps = index / max(1e-6, time.monotonic() - state["start"])
+        record = session.last_record
+        if state["live"] is not None:
+            state["live"].update(_table(record, index, total, fps, state["phase"]))
+        else:
+            lat = ", ".join(f"{k} {v:.1f} ms" for k, v in (record or {}).get("latency_ms", {}).items())
+            print(f"frame {index}/{total or '?'}  {fps:.1f} frames/s  {lat}  [{state['phase']}]", flush=True)
+
     if not args.no_live:
         from rich.live import Live
 
-        live = Live(_table(session, 0, len(frames), 0.0, phase), refresh_per_second=4)
-        live.start()
+        state["live"] = Live(_table(None, 0, total, 0.0, state["phase"]), refresh_per_second=4)
+        state["live"].start()
     try:
-        for i, frame in enumerate(frames):
-            if monitor is not None and i == len(frames) // 2:
-                monitor.set_parameters([Parameter("total_power_w", value=total_w / 2)])
-                phase = f"budget halved to {total_w / 2:.1f} W"
-                events.append({"t_s": time.monotonic() - session.start, "text": "total budget halved"})
-            if i == 0 and prepare is not None:
-                prepare(frame)
-            record = session.feed(frame, extra={"budget_phase": phase})
-            records.append(record)
-            session.last_record = record
-            fps = (i + 1) / max(1e-6, time.monotonic() - start)
-            if live is not None:
-                live.update(_table(session, i + 1, len(frames), fps, phase))
-            else:
-                lat = ", ".join(f"{k} {v:.1f} ms" for k, v in record.get("latency_ms", {}).items())
-                print(f"frame {i + 1}/{len(frames)}  {fps:.1f} frames/s  {lat}  [{phase}]")
+        records, _, elapsed = replay(inp, pipeline, Pacer(1.0 if args.fps > 0 else None),
+                                    on_frame=on_frame, init_box=box)
     finally:
-        if live is not None:
-            live.stop()
-        session.close()
+        if state["live"] is not None:
+            state["live"].stop()
     out = Path(args.report)
     metrics = write_report(records, out, title="effdl_ros demo", events=events,
-                           meta={"input": args.input, "frames": len(records)})
-    elapsed = time.monotonic() - start
-    print(f"processed {len(records)} frames in {elapsed:.1f} s; report in {out}/ "
-          f"(metrics.json, summary.md, plots)")
-    return 0 if metrics else 1
+                           meta={"input": str(inp.path), "frames": len(records), "init_box": box})
+    print(f"processed {len(records)} frames in {elapsed:.1f} s ({len(records) / max(elapsed, 1e-9):.1f} "
+          f"frames/s); report in {out}/ (metrics.json, summary.md, {', '.join(metrics.get('plots', []))})")
+    return 0
 
 
 def register(cli) -> None:

@@ -106,12 +106,12 @@ def _box_of(msg):
 
 
 def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame=None,
-           record_storage=None):
+           record_storage=None, init_box=None):
     """Feed every frame of `inp` through the pipeline's graph; returns (records, events, seconds).
 
-    A sequence with ground truth initialises the tracker from its first box (topic tracker/init) and
-    puts the tracker's box and the ground truth into each record. on_frame(i, session) runs before
-    frame i is fed (the demo lowers the budget there).
+    The tracker (where the graph has one) is initialised on the first frame from init_box, else from
+    the sequence's first ground-truth box; its box, and the ground truth where there is one, go into
+    each record. on_frame(i, session) runs before frame i is fed (the demo lowers the budget there).
     """
     from effdl_ros.cli.session import GraphSession
 
@@ -121,12 +121,6 @@ def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame
         if record:
             writer = _start_recorder(session, Path(record), record_storage)
         tracker = session.node("tracker")
-        init_pub = None
-        if tracker is not None and inp.has_ground_truth:
-            from effdl_ros.runtime.messages import Detection2D
-            from effdl_ros.runtime.qos import latched
-
-            init_pub = session.feeder.create_publisher(Detection2D, "tracker/init", latched(1))
         records = []
         seen_tracks = 0
         start = time.monotonic()
@@ -134,18 +128,18 @@ def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame
             pacer.wait(frame.stamp_ns, idle=session.graph.spin_for)
             if on_frame is not None:
                 on_frame(frame.index, session)
-            if init_pub is not None and frame.index == 0:
-                init_pub.publish(_init_message(session, frame.gt_box))
-                session.graph.spin_until_idle()
+            first_box = init_box if init_box is not None else frame.gt_box
+            if tracker is not None and frame.index == 0 and first_box is not None:
+                session.init_tracker(first_box)
             extra = {"input_stamp_ns": frame.stamp_ns}
             rec = session.feed(frame.image, timeout_sec=timeout, extra=extra)
             if inp.has_ground_truth:
                 rec["gt_box"] = [float(v) for v in frame.gt_box]
-                if tracker is not None:
-                    tracks = session.observer.stats.get("tracks")
-                    fresh = tracks is not None and tracks.count > seen_tracks
-                    rec["box"] = _box_of(tracks.last) if fresh else None
-                    seen_tracks = tracks.count if tracks is not None else 0
+            if tracker is not None:
+                tracks = session.observer.stats.get("tracks")
+                fresh = tracks is not None and tracks.count > seen_tracks
+                rec["box"] = _box_of(tracks.last) if fresh else None
+                seen_tracks = tracks.count if tracks is not None else 0
             records.append(rec)
         elapsed = time.monotonic() - start
         if not records:
@@ -157,20 +151,6 @@ def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame
         session.close()
         if writer is not None:
             writer.__exit__(None, None, None)
-
-
-def _init_message(session, box):
-    from effdl_ros.runtime.messages import Detection2D
-
-    x, y, w, h = (float(v) for v in box)
-    msg = Detection2D()
-    msg.header.stamp = session.feeder.get_clock().now().to_msg()
-    msg.header.frame_id = "camera"
-    msg.bbox.center.position.x = x + w / 2
-    msg.bbox.center.position.y = y + h / 2
-    msg.bbox.size_x = w
-    msg.bbox.size_y = h
-    return msg
 
 
 def _start_recorder(session, path: Path, storage=None):

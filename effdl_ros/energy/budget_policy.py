@@ -252,7 +252,11 @@ class BudgetPolicy:
         window = (report.stamp - prev.stamp) if prev is not None else self.config.report_period_s
         if prev is not None and report.items_processed >= prev.items_processed and window > 0:
             state.item_rate_hz = (report.items_processed - prev.items_processed) / window
-        self._correct(state, report, window)
+        worked = report.items_processed > (prev.items_processed if prev is not None else 0)
+        if worked:
+            self._correct(state, report, window)
+        else:
+            state.demand_w = None  # a period without items says nothing about what the node needs
         state.last_report = report
         state.reports += 1
         return True
@@ -360,7 +364,7 @@ class BudgetPolicy:
         for n in names:
             st = self.nodes[n]
             kappa = math.exp(st.log_kappa)
-            cmd = max(0.0, alloc[n] * kappa)
+            cmd = min(total, max(0.0, alloc[n] * kappa))  # never more than the whole budget
             st.history.add(now, alloc[n], cmd)
             rep = st.last_report
             frac = 1.0
