@@ -169,3 +169,44 @@ def test_ctrl_c_stops_launch_and_nodes_cleanly(launched):
     for node in ("source", "synthetic_load", "energy_monitor", "observer"):
         assert re.search(rf"\[INFO\] \[{node}-\d+\]: process has finished cleanly", log), log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+def _node_modules():
+    import pkgutil
+
+    import effdl_ros.nodes
+
+    return sorted(m.name for m in pkgutil.iter_modules(effdl_ros.nodes.__path__)
+                  if not m.name.startswith("_"))
+
+
+def test_every_node_module_has_an_installed_executable():
+    from ament_index_python.packages import get_package_prefix
+
+    installed = sorted(os.listdir(os.path.join(get_package_prefix("effdl_ros"), "lib", "effdl_ros")))
+    assert installed == _node_modules()
+
+
+@pytest.mark.parametrize("node", _node_modules())
+def test_ros2_run_starts_each_node(node, tmp_path):
+    """`ros2 run effdl_ros <node>` with its defaults: in `ros2 node list`, then Ctrl-C exits 0."""
+    env = dict(os.environ, ROS_DOMAIN_ID=DOMAIN)
+    with open(tmp_path / "run.log", "w+") as log:
+        proc = subprocess.Popen(["ros2", "run", "effdl_ros", node], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            seen = _until(lambda: _ros2("node", "list", "--no-daemon", "--spin-time", "1"),
+                          lambda o: f"/{node}" in o.split() or proc.poll() is not None)
+            running = proc.poll() is None
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+            try:
+                rc = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                rc = proc.wait(5)
+        log.seek(0)
+        text = log.read()
+    assert running and f"/{node}" in seen.split(), text[-3000:]
+    assert rc == 0 and "Traceback" not in text, text[-3000:]
