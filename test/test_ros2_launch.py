@@ -191,6 +191,7 @@ def test_every_node_module_has_an_installed_executable():
 def test_ros2_run_starts_each_node(node, tmp_path):
     """`ros2 run effdl_ros <node>` with its defaults: in `ros2 node list`, then Ctrl-C exits 0."""
     env = dict(os.environ, ROS_DOMAIN_ID=DOMAIN)
+    env.pop("EFFDL_ROS_BACKEND", None)  # as a ROS user has it: rclpy imports, so rclpy is chosen
     with open(tmp_path / "run.log", "w+") as log:
         proc = subprocess.Popen(["ros2", "run", "effdl_ros", node], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

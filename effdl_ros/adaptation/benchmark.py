@@ -67,7 +67,7 @@ def run_digits_benchmark(sources: Sequence[str] = DEFAULT_SOURCES, target: str =
         raise ConfigError(f"target domain {target!r} is also listed as a source")
     domains = build_domains([*src_names, tgt_name], seed=seed, max_per_domain=max_per_domain)
     tgt = domains.pop(tgt_name)
-    say(f"domains: " + ", ".join(repr(d) for d in [*domains.values(), tgt]))
+    say("domains: " + ", ".join(repr(d) for d in [*domains.values(), tgt]))
     rows: List[dict] = []
 
     def row(method: str, logits, *, kind: str, train_s: float = 0.0, **extra) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, Optional
 
 import numpy as np
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from effdl_ros.resources import resolve_path
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
@@ -47,9 +48,9 @@ class DdiNode(Node):
             raise ConfigError(f"{self.get_fully_qualified_name()}: top_k must be >= 1, got {top_k}")
         if not 0.0 <= fraction <= 1.0:
             raise ConfigError(f"{self.get_fully_qualified_name()}: default_compute_fraction must lie in [0, 1]")
-        model_path = self._resolve(self.get_parameter("model_path").value)
+        model_path = resolve_path(self.get_parameter("model_path").value)
         model_dir = self.get_parameter("model_dir").value
-        self.model_dir = self._resolve(model_dir) if model_dir else model_path.parent
+        self.model_dir = resolve_path(model_dir) if model_dir else model_path.parent
         self.acct = Accountant(self.get_fully_qualified_name(), clock=node_clock_seconds(self),
                                profile=self.get_parameter("energy_profile").value)
         self.model_version = 0
@@ -72,14 +73,6 @@ class DdiNode(Node):
 
         return Image
 
-    @staticmethod
-    def _resolve(path: str) -> Path:
-        p = Path(path)
-        if p.is_absolute():
-            return p
-        from effdl_ros.resources import share_path
-
-        return share_path(*p.parts)
 
     def _install(self, path: Path) -> None:
         """Load a checkpoint and build its engine; raises DataError (old model untouched) if bad."""

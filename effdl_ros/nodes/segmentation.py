@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from effdl_ros.resources import resolve_path
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import cv2_to_imgmsg, imgmsg_to_cv2
@@ -57,9 +58,9 @@ class SegmentationNode(Node):
             import torch
 
             torch.set_num_threads(threads)
-        model_path = self._resolve(self.get_parameter("model_path").value)
+        model_path = resolve_path(self.get_parameter("model_path").value)
         model_dir = self.get_parameter("model_dir").value
-        self.model_dir = self._resolve(model_dir) if model_dir else model_path.parent
+        self.model_dir = resolve_path(model_dir) if model_dir else model_path.parent
         self.acct = Accountant(name, clock=node_clock_seconds(self),
                                profile=self.get_parameter("energy_profile").value)
         self.model_version = 0
@@ -80,14 +81,6 @@ class SegmentationNode(Node):
         self.create_subscription(ModelUpdate, "trainer/model_update", guarded(self, self.on_model_update), latched(1))
         self.create_subscription(Image, "image", guarded(self, self.on_image), qos_profile_sensor_data)
 
-    @staticmethod
-    def _resolve(path: str) -> Path:
-        p = Path(path)
-        if p.is_absolute():
-            return p
-        from effdl_ros.resources import share_path
-
-        return share_path(*p.parts)
 
     def _install(self, path: Path) -> None:
         """Load a checkpoint, count its MACs per scale and time it; DataError leaves the old model."""

@@ -15,8 +15,8 @@ energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target").
 """
 from __future__ import annotations
 
-from pathlib import Path
 
+from effdl_ros.resources import resolve_path
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
@@ -50,7 +50,7 @@ class TrackerNode(Node):
             import torch
 
             torch.set_num_threads(threads)
-        self.model = load_model(self._resolve(self.get_parameter("model_path").value))
+        self.model = load_model(resolve_path(self.get_parameter("model_path").value))
         self._settings_for = settings_for_budget
         self.default_settings = settings_for_budget(Budget(compute_fraction=fraction), TrackerSettings(),
                                                     self.model)
@@ -74,15 +74,6 @@ class TrackerNode(Node):
         from effdl_ros.runtime.messages import Image
 
         return Image
-
-    @staticmethod
-    def _resolve(path: str) -> Path:
-        p = Path(path)
-        if p.is_absolute():
-            return p
-        from effdl_ros.resources import share_path
-
-        return share_path(*p.parts)
 
     # ------------------------------------------------------------------------------------ callbacks
 

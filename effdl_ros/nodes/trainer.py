@@ -21,8 +21,8 @@ min_train_samples (32), default_compute_fraction (0.5), steps_per_second (2.0), 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
+from effdl_ros.resources import resolve_path
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
@@ -65,9 +65,9 @@ class TrainerNode(Node):
             raise ConfigError(f"{self.get_fully_qualified_name()}: default_compute_fraction must lie in [0, 1]")
         if not float(p("tick_hz")) > 0:
             raise ConfigError(f"{self.get_fully_qualified_name()}: tick_hz must be > 0")
-        model_path = self._resolve(p("model_path"))
-        model_dir = self._resolve(p("model_dir")) if p("model_dir") else model_path.parent
-        out_dir = self._resolve(p("out_dir")) if p("out_dir") else model_dir
+        model_path = resolve_path(p("model_path"))
+        model_dir = resolve_path(p("model_dir")) if p("model_dir") else model_path.parent
+        out_dir = resolve_path(p("out_dir")) if p("out_dir") else model_dir
         settings = OnlineSettings(batch_size=int(p("batch_size")), lr=float(p("lr")),
                                   validate_every=int(p("validate_every")),
                                   min_train_samples=int(p("min_train_samples")),
@@ -99,15 +99,6 @@ class TrainerNode(Node):
         self.create_timer(1.0 / float(p("tick_hz")), self.on_tick)
         self.get_logger().info(f"fine-tuning {model_path.name} for {p('consumer_node')}; updates go to "
                                f"{out_dir}")
-
-    @staticmethod
-    def _resolve(path: str) -> Path:
-        q = Path(path)
-        if q.is_absolute():
-            return q
-        from effdl_ros.resources import share_path
-
-        return share_path(*q.parts)
 
     # ---------------------------------------------------------------------------------- samples
     def _decode(self, msg):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional
 
-from effdl_ros.runtime.backend import selected as selected_backend
+from effdl_ros.runtime.backend import selected as selected_backend  # noqa: F401 (public)
 from effdl_ros.runtime.backend import uses_rclpy
 
 if uses_rclpy():

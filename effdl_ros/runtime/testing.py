@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List
 
 from effdl_ros.runtime.local.clock import SimulatedTime
 from effdl_ros.runtime.local.context import Context

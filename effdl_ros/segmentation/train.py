@@ -243,7 +243,7 @@ def train_pixel_level(sources: Sequence[Tuple[str, torch.Tensor, torch.Tensor]],
             dynamic_done = True
         sad_on = madan and prog >= plan.sad_start
         ccd_on = madan and prog >= plan.ccd_start
-        xs, ys = [], []
+        xs = []
         for _sname, simgs, _ in sources:
             xs.append(_batch(simgs, plan.gan_batch, gen)[0])
         xt = _batch(target_images, plan.gan_batch, gen)[0]

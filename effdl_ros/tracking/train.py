@@ -128,7 +128,6 @@ class MetaTrainer:
         lr0 = {k: self.init.log_lr[k].exp() for k in self.init.names}
         theta = {k: theta[k] - lr0[k] * grads[k] for k in self.init.names}
         state = self.opt_net.init_state(theta, lr0)
-        current_anchor = box0[:, 4, 2:]
 
         meta = 0.0
         first_future = None

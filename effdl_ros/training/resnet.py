@@ -19,7 +19,7 @@ Pruned blocks (Early-Bird) keep a subset of conv1's outputs (``mid``) and of con
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence
 
 import torch
