@@ -67,6 +67,17 @@ def test_walltime_mode_when_the_body_counts_nothing():
     assert acct.snapshot().energy_j == pytest.approx(0.5 * get_profile("jetson_orin").tdp_w)
 
 
+def test_an_item_that_counted_zero_work_costs_nothing():
+    """A DDI item skipped for budget sets macs = 0: charging it busy time x TDP made the node look
+    expensive, its budget fell to 0 and it never classified again (seen in the 30-minute soak)."""
+    clock = FakeClock()
+    acct = Accountant("/n", profile="jetson_orin", clock=clock)
+    with acct.item() as item:
+        clock.t += 0.5
+        item.macs = 0
+    assert acct.snapshot().energy_j == 0.0
+
+
 def test_meter_gives_measured_energy_and_falls_back_to_the_model():
     clock = FakeClock()
     meter = FakeMeter(clock, rate=5.0)

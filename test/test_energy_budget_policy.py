@@ -165,3 +165,19 @@ def test_a_period_without_items_does_not_cut_a_node_to_zero():
         alloc = p.step(float(k))
         assert alloc.for_node("/a").power_w == pytest.approx(4.0)
         assert alloc.for_node("/b").power_w == pytest.approx(6.0)
+
+
+def test_invented_nodes_cannot_dilute_the_configured_ones():
+    """Anyone on the DDS domain can publish a report: 1,000 invented names must not take shares."""
+    p = BudgetPolicy(cfg(only_configured=True))
+    for k in range(1000):
+        assert not p.observe(Report(f"/ghost_{k}", 0.5, 1.0, items_processed=1))
+    live(p, 0.5, "/a", "/b")
+    alloc = p.step(1.0)
+    assert {b.node for b in alloc.budgets} == {"/a", "/b"}
+    assert sum(b.allocation_w for b in alloc.budgets) == pytest.approx(10.0)
+    assert p.rejected == 1000
+    capped = BudgetPolicy(cfg(max_unconfigured=5))
+    for k in range(100):
+        capped.observe(Report(f"/ghost_{k}", 0.5, 1.0, items_processed=1))
+    assert len(capped.step(1.0).budgets) == 2 + 5

@@ -114,3 +114,23 @@ def test_budget_sets_knobs_and_bad_init_is_dropped(graph):
     peer.send_image(_scene(2), 3)
     g.step(0.05)
     assert len(peer.tracks) == 3 and peer.tracks[-1].detections[0].id == "1"
+
+
+def test_a_stretched_or_outside_init_box_is_refused_quickly_and_tracking_goes_on():
+    """Fuzzing found a 1e6 x 1 px init box kept init busy for minutes; such boxes are now refused."""
+    import time
+
+    import numpy as np
+
+    from effdl_ros.errors import ConfigError
+    from effdl_ros.tracking.tracker import RoamTracker, TrackerSettings, load_model
+    from effdl_ros.resources import share_path
+
+    tracker = RoamTracker(load_model(share_path("models", "roam_r18l1.pt")), TrackerSettings())
+    image = np.zeros((240, 320, 3), dtype=np.uint8)
+    start = time.monotonic()
+    for box in ([10, 10, 1e6, 1], [10, 10, 1, 300], [400, 10, 20, 20], [-50, -50, 20, 20]):
+        with pytest.raises(ConfigError):
+            tracker.init(image, box)
+    assert time.monotonic() - start < 5.0
+    tracker.init(image, [100, 100, 30, 40])  # a sane box still works

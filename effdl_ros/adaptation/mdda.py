@@ -17,8 +17,6 @@ paper's); see docs/readme/06-adaptation.md for what was changed and why.
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -31,6 +29,7 @@ import torch.nn.functional as F
 from effdl_ros.adaptation import wgan_gp
 from effdl_ros.adaptation.domains import Domain
 from effdl_ros.adaptation.nets import Encoder, NetSizes, make_classifier, make_critic
+from effdl_ros.atomic_io import atomic_torch_save, safe_torch_load
 from effdl_ros.errors import DataError
 
 Log = Optional[Callable[[str], None]]
@@ -275,35 +274,20 @@ def save_model(model: MddaModel, path: Path, meta: dict, *, half: bool = True) -
 
     Floating tensors are stored as float16 by default (half the size; loading casts back to float32).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     blob = {"state_dict": state,
             "config": {"sizes": model.sizes.to_dict(), "n_sources": len(model.encoders), **meta}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model file is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_torch_save(blob, path)
 
 
 def load_model(path: Path) -> MddaModel:
     """Load a checkpoint written by ``save_model``; DataError naming the file if it is not one."""
     path = Path(path)
+    blob = safe_torch_load(path, what="MDDA model")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
         cfg = blob["config"]
         model = MddaModel(NetSizes.from_dict(cfg["sizes"]), int(cfg["n_sources"]))
         model.load_state_dict(blob["state_dict"])
-    except FileNotFoundError:
-        raise DataError(f"MDDA model {path} does not exist") from None
     except Exception as err:  # noqa: BLE001 - any corrupt/foreign file
         raise DataError(f"{path} is not an MDDA checkpoint ({type(err).__name__}: {err})") from None
     model.config = cfg

@@ -22,15 +22,16 @@ A record is a dict; every key but `index` is optional:
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from effdl_ros.atomic_io import atomic_write_bytes
 from effdl_ros.errors import DataError
 
 PLOTS = ("energy_budget.png", "latency.png", "success.png", "segmentation_iou.png")
@@ -133,24 +134,14 @@ def segmentation_metrics(records: Sequence[dict]) -> Optional[Dict[str, object]]
 
 
 def _umask_mode() -> int:
+    """Report files get the mode a plain open() would give (0666 minus the umask), as before."""
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.chmod(tmp, _umask_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data, mode=_umask_mode())
 
 
 def _jsonable(x):
@@ -283,12 +274,10 @@ def make_plots(records: Sequence[dict], out_dir: Path, metrics: Dict[str, object
 
     def save(fig, name: str) -> None:
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".png")
-        os.close(fd)
-        fig.savefig(tmp, dpi=90)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
         plt.close(fig)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, out_dir / name)
+        _atomic_write(out_dir / name, buf.getvalue())
         made.append(name)
 
     def mark(ax) -> None:

@@ -6,8 +6,9 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
+
+from effdl_ros.atomic_io import atomic_write_text
 
 
 def _positive(text: str) -> int:
@@ -54,15 +55,7 @@ def _config(args):
 
 def _write_json(path: str, data: dict) -> None:
     """Atomic JSON write (temp file in the same folder, then rename)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:

@@ -88,21 +88,15 @@ def _run_dlbench(args: argparse.Namespace) -> int:
 
 def _write_json(path: str, data) -> None:
     import json
-    import os
-    import tempfile
     from pathlib import Path
 
+    from effdl_ros.atomic_io import atomic_write_text
     from effdl_ros.errors import DataError
 
     target = Path(path)
     if not target.parent.is_dir():
         raise DataError(f"folder {target.parent} for {target.name} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    atomic_write_text(target, json.dumps(data, indent=1))
 
 
 def _configure_compare(p: argparse.ArgumentParser) -> None:

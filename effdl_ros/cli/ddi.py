@@ -123,7 +123,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def _write_card(path: Path, result, meta, config) -> None:
-    import os
+    from effdl_ros.atomic_io import atomic_write_text
 
     size_kib = path.stat().st_size / 1024
     params = sum(p.numel() for p in result.model.parameters())
@@ -150,9 +150,7 @@ def _write_card(path: Path, result, meta, config) -> None:
         lines.append(f"- mean executed share of gateable block MACs on the test set: {meta['gate_share']:.3f}")
     lines += ["", "Measured batch-1 CPU figures: `effdl-ros bench ddi` (docs/readme/04-ddi.md).", ""]
     card = path.with_suffix(".md")
-    tmp = card.with_name(f".{card.name}.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, card)
+    atomic_write_text(card, "\n".join(lines))
 
 
 def configure_bench(p: argparse.ArgumentParser) -> None:

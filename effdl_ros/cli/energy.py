@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from effdl_ros.atomic_io import atomic_write_bytes, atomic_write_text
 
 
 def register(cli) -> None:
@@ -23,14 +25,8 @@ def register(cli) -> None:
 
 def _write_json(path: str, data: Any) -> None:
     """Atomically: temp file in the same folder, fsync, rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    atomic_write_text(path, json.dumps(
+        data, indent=2, default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o)))
 
 
 def _fmt(v: float, unit: str = "") -> str:
@@ -346,12 +342,10 @@ def _plot_loop(result: Dict[str, Any], path: str) -> None:
     axes[-1].set_xlabel("simulated time (s); total 12 W -> 6 W at 20.5 s -> 12 W at 40.5 s")
     fig.suptitle("energy_monitor + synthetic_load nodes (inproc backend, simulated clock; energy modelled)", fontsize=9)
     fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, target)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _dedupe(points):

@@ -108,12 +108,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: Path, obj) -> None:
-    import os
+    from effdl_ros.atomic_io import atomic_write_text
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:

@@ -124,11 +124,10 @@ def _run_eval(a: argparse.Namespace) -> int:
                           "search_size": settings.search_size}}
     _print_table(result)
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
+        from effdl_ros.atomic_io import atomic_write_text
+
         slim = json.loads(json.dumps(result))
-        tmp = a.json.with_name(a.json.name + ".tmp")
-        tmp.write_text(json.dumps(slim, indent=1))
-        tmp.replace(a.json)
+        atomic_write_text(a.json, json.dumps(slim, indent=1))
         print(f"wrote {a.json}")
     if a.plot:
         success_plot(result, a.plot)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
+
+from effdl_ros.atomic_io import atomic_write_text
 
 
 def _common(p: argparse.ArgumentParser, *, data_default: str = "sklearn") -> None:
@@ -25,11 +26,7 @@ def _set_threads(n: int) -> None:
 
 
 def _write_json(path: str, obj) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, out)
+    out = atomic_write_text(path, json.dumps(obj, indent=2, default=float))
     print(f"wrote {out}")
 
 

@@ -344,17 +344,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _write_json(path: str, data) -> None:
     import json
-    import tempfile
     from pathlib import Path
 
+    from effdl_ros.atomic_io import atomic_write_text
     from effdl_ros.errors import DataError
 
     target = Path(path)
     if not target.parent.is_dir():
         raise DataError(f"{path}: the folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".transport-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    atomic_write_text(target, json.dumps(data, indent=2))

@@ -46,8 +46,8 @@ class Item:
 
     def __init__(self, acct: "Accountant") -> None:
         self._acct = acct
-        self.macs = 0
-        self.bytes = 0
+        self.macs: Optional[int] = None   # None = not counted: the item is charged busy time x TDP
+        self.bytes: Optional[int] = None  # (a body that sets 0 did no work and costs 0 J)
         self.compute_fraction = 1.0
         self.energy_j: Optional[float] = None  # a modelled figure the body computed itself
 
@@ -141,8 +141,9 @@ class Accountant:
             energy, source = max(0.0, e1 - e0), MEASURED
         elif item.energy_j is not None:
             energy, source = max(0.0, _finite(item.energy_j)), MODELLED
-        elif item.macs or item.bytes:  # = ops_energy_j(Work(macs, bytes), profile), inlined: per-item hot path
-            energy, source = max(0, item.macs) * self._j_per_mac + max(0, item.bytes) * self._j_per_byte, MODELLED
+        elif item.macs is not None or item.bytes is not None:  # = ops_energy_j(...), inlined: hot path
+            energy = max(0, item.macs or 0) * self._j_per_mac + max(0, item.bytes or 0) * self._j_per_byte
+            source = MODELLED
         elif self._profile.tdp_w is not None:
             energy, source = walltime_energy_j(busy_s, self._profile), MODELLED
         else:

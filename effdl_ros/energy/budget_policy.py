@@ -33,10 +33,11 @@ from effdl_ros.errors import ConfigError
 _log = logging.getLogger("effdl_ros.energy.budget_policy")
 
 MODES = ("fixed", "battery")
+REJECT_LOG_EVERY_S = 5.0
 UNBOUND_USE = 0.5  # a node spending under this share of its command is not limited by its budget
 HEADROOM = 0.1  # a saturated node keeps this share above its demand, so it can show it wants more
-_MAX_STEP = math.log(2.0)
-FORGET_AFTER_STALE = 10  # an unconfigured node silent for this many stale periods is dropped  # the most one report may change the correction (a factor of 2)
+_MAX_STEP = math.log(2.0)  # the most one report may change the correction (a factor of 2)
+FORGET_AFTER_STALE = 10  # an unconfigured node silent for this many stale periods is dropped
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class PolicyConfig:
     kappa_min: float = 0.1                # anti-windup clamp of the correction factor
     kappa_max: float = 10.0
     report_period_s: float = 1.0          # nodes' report period, for their first report's window (s)
+    only_configured: bool = False         # ignore reports from nodes not in priorities / min_shares
+    max_unconfigured: int = 32            # at most this many unconfigured nodes are taken in
 
     def validated(self) -> "PolicyConfig":
         """Raise ConfigError with the parameter's name and the reason where a value is invalid."""
@@ -189,6 +192,7 @@ class BudgetPolicy:
         """:param start: when the run began (s), for battery mode's run time left; default: the first step."""
         self.nodes: Dict[str, _NodeState] = {}
         self.rejected = 0
+        self._last_reject_log = -1e18
         self._battery: Optional[Tuple[float, float]] = None  # (energy left J, when)
         self._start: Optional[float] = start
         self._zero_total = False
@@ -233,21 +237,25 @@ class BudgetPolicy:
         elif not math.isfinite(report.stamp):
             bad = f"stamp={report.stamp!r}"
         if bad is not None:
-            self.rejected += 1
-            _log.warning("energy report from %r dropped: %s", report.node, bad)
+            self._reject(report.node, bad)
             return False
         if not (isinstance(f, (int, float)) and math.isfinite(f)):
             report = Report(report.node, report.stamp, p, 1.0, report.items_processed, report.measured)
         state = self.nodes.get(report.node)
         if state is None:
+            # Anyone on the network can publish a report: a flood of invented node names must not
+            # dilute the real nodes' shares (a fuzz of 1,000 fake nodes cut /ddi to 0.01 W).
+            unconfigured = sum(1 for st in self.nodes.values() if not st.configured)
+            if self.config.only_configured or unconfigured >= self.config.max_unconfigured:
+                self._reject(report.node, "not a configured node" if self.config.only_configured
+                             else f"already {unconfigured} unconfigured nodes")
+                return False
             _log.info("node %s reports without being configured: priority %.3g, no minimum share",
                       report.node, self.config.default_priority)
             state = self.nodes[report.node] = _NodeState(self.config.default_priority, 0.0, False)
         prev = state.last_report
         if prev is not None and report.stamp <= prev.stamp:
-            self.rejected += 1
-            _log.warning("energy report from %s dropped: stamp %.3f not after the last one %.3f",
-                         report.node, report.stamp, prev.stamp)
+            self._reject(report.node, f"stamp {report.stamp:.3f} not after the last one {prev.stamp:.3f}")
             return False
         window = (report.stamp - prev.stamp) if prev is not None else self.config.report_period_s
         if prev is not None and report.items_processed >= prev.items_processed and window > 0:
@@ -260,6 +268,16 @@ class BudgetPolicy:
         state.last_report = report
         state.reports += 1
         return True
+
+    def _reject(self, node: str, why: str) -> None:
+        """Count a dropped report; log at most one line per REJECT_LOG_EVERY_S (floods stay readable)."""
+        import time
+
+        self.rejected += 1
+        now = time.monotonic()
+        if now - self._last_reject_log >= REJECT_LOG_EVERY_S:
+            _log.warning("energy report from %r dropped: %s (%d dropped so far)", node, why, self.rejected)
+            self._last_reject_log = now
 
     # ------------------------------------------------------------------------------------------ loop
 

@@ -91,7 +91,7 @@ class EnergyMonitorNode(Node):
                             battery_reserve=v["battery_reserve"], priorities=dict(zip(nodes, prios)),
                             min_shares={n: s for n, s in zip(nodes, shares) if s > 0} if nodes else {},
                             default_priority=v["default_priority"], stale_after_s=v["stale_after_s"],
-                            kp=v["kp"], ki=v["ki"]).validated()
+                            kp=v["kp"], ki=v["ki"], only_configured=bool(nodes)).validated()
 
     def _open_meters(self):
         from effdl_ros.energy.meters import BatteryMeter, MeterError, detect_meter

@@ -92,9 +92,9 @@ class TrackerNode(Node):
         out = Detection2DArray(header=msg.header)
         with self.acct.item() as item:
             if self.pending_box is not None:
+                box, self.pending_box = self.pending_box, None  # a refused box is not retried
                 self.tracker.set_settings(settings)
-                self.tracker.init(rgb, self.pending_box)
-                self.pending_box = None
+                self.tracker.init(rgb, box)
                 self.track_id += 1
                 self.tracking = True
                 box, score, lost = self.tracker.last_box(), 1.0, False

@@ -49,19 +49,43 @@ else:
 
 
 def run_node(node_class: Callable[..., "Node"], args: Optional[List[str]] = None) -> int:
-    """Entry point of a node executable: init, spin until Ctrl-C / shutdown, clean up."""
+    """Entry point of a node executable: init, spin until Ctrl-C / shutdown, clean up.
+
+    A Ctrl-C in the terminal of `ros2 launch` reaches each node twice (from the terminal and
+    forwarded by launch): further SIGINTs are ignored while the node cleans up, so the second one
+    cannot interrupt destroy_node() with a KeyboardInterrupt traceback and exit code -2.
+    """
+    import signal
     import sys
+    import threading
 
     init(args=args if args is not None else sys.argv)
     node = None
     try:
         node = node_class()
         spin(node)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, *_external_shutdown()):
         pass
     finally:
-        if node is not None:
-            node.destroy_node()
-        if ok():
-            shutdown()
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            if node is not None:
+                node.destroy_node()
+            if ok():
+                shutdown()
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
     return 0
+
+
+def _external_shutdown() -> tuple:
+    """rclpy's spin() raises ExternalShutdownException when its SIGINT handler shut the context."""
+    if not uses_rclpy():
+        return ()
+    try:
+        from rclpy.executors import ExternalShutdownException
+    except ImportError:
+        return ()
+    return (ExternalShutdownException,)

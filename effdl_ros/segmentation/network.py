@@ -7,8 +7,6 @@ It is trained from scratch by this project's own commands (no pretrained weights
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -16,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from effdl_ros.atomic_io import atomic_torch_save, path_inside, safe_torch_load
 from effdl_ros.data.camvid import CLASSES
 from effdl_ros.errors import DataError
 
@@ -94,35 +93,10 @@ def save_checkpoint(path: Path, model: nn.Module, config: Dict[str, Any], *, hal
 
     :param half: store floating tensors as float16 (half the file; loading casts back to float32).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"state_dict": state, "config": config}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def resolve_inside(path, model_dir) -> Path:
-    """The resolved path, or a DataError when it lies outside model_dir (symlinks resolved)."""
-    root = Path(model_dir).resolve()
-    candidate = Path(path)
-    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    try:
-        resolved.relative_to(root)
-    except ValueError:
-        raise DataError(f"segmentation model {path} lies outside the model directory {root}; refused") from None
-    return resolved
+    atomic_torch_save({"state_dict": state, "config": config}, path)
 
 
 def load_checkpoint(path: Path, map_location: str = "cpu", *, model_dir: Optional[Path] = None
@@ -131,13 +105,8 @@ def load_checkpoint(path: Path, map_location: str = "cpu", *, model_dir: Optiona
 
     :param model_dir: when given, the file must lie inside it (a node refuses weights from elsewhere).
     """
-    path = resolve_inside(path, model_dir) if model_dir is not None else Path(path)
-    if not path.is_file():
-        raise DataError(f"segmentation model {path} does not exist")
-    try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - every failure becomes one sentence
-        raise DataError(f"segmentation model {path} is not a readable checkpoint ({type(err).__name__})") from None
+    path = path_inside(path, model_dir, what="segmentation model") if model_dir is not None else Path(path)
+    blob = safe_torch_load(path, map_location=map_location, what="segmentation model")
     if not isinstance(blob, dict) or "state_dict" not in blob or "config" not in blob:
         raise DataError(f"segmentation model {path} lacks 'state_dict' and 'config' entries")
     model = build(blob["config"])

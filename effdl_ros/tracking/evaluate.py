@@ -6,6 +6,7 @@ calls are timed with perf_counter. Results are plain JSON (pytracking's habit: r
 """
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence as Seq
 
 import numpy as np
 
+from effdl_ros.atomic_io import atomic_write_bytes
 from effdl_ros.data.sequences import Sequence
 from effdl_ros.errors import DataError
 from effdl_ros.tracking import metrics
@@ -103,8 +105,7 @@ def success_plot(result: Dict, out: Path, title: str = "OTB success plot (one-pa
     ax.legend(fontsize=8)
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=out.suffix.lstrip(".") or None)
     plt.close(fig)
-    tmp.replace(out)
+    atomic_write_bytes(out, buf.getvalue())

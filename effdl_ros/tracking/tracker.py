@@ -17,10 +17,15 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from effdl_ros.atomic_io import safe_torch_load
 from effdl_ros.errors import ConfigError, DataError
 from effdl_ros.tracking.meta_optimizer import LSTMOptimizer, MetaInitializer
 from effdl_ros.tracking.roam import (CONTEXT, RoamConfig, RoamNet, decode_deltas, filter_size,
                                      map_size, tracking_loss)
+
+
+#: the most elongated box the tracker accepts at init (width/height or height/width)
+MAX_INIT_ASPECT = 20.0
 
 
 @dataclass(frozen=True)
@@ -78,10 +83,8 @@ class RoamModel:
 def load_model(path) -> RoamModel:
     """A checkpoint written by `effdl-ros train roam` (torch.load(weights_only=True))."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"ROAM model {path} does not exist")
+    ck = safe_torch_load(path, what="ROAM model")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
         cfg = RoamConfig(**ck["config"])
         net = RoamNet(cfg)
         sd = ck["state_dict"]
@@ -183,6 +186,15 @@ class RoamTracker:
             raise ConfigError(f"tracker init box {box.tolist()} must be x, y, w, h with w, h > 0")
         if image.ndim != 3 or image.shape[2] != 3:
             raise DataError(f"tracker expects an RGB image [H, W, 3], got shape {image.shape}")
+        if max(box[2] / box[3], box[3] / box[2]) > MAX_INIT_ASPECT:
+            # a 1e6 x 1 px box made the filter ~1e6 wide and init ran for minutes (found by fuzzing)
+            raise ConfigError(f"tracker init box {box.tolist()} is more than {MAX_INIT_ASPECT:g} times "
+                              "wider than high (or the reverse)")
+        height, width = image.shape[:2]
+        if (box[0] >= width or box[1] >= height or box[0] + box[2] <= 0 or box[1] + box[3] <= 0
+                or box[2] > width or box[3] > height):
+            raise ConfigError(f"tracker init box {box.tolist()} must overlap the {width}x{height} image "
+                              "and fit inside it")
         s = self.settings.search_size
         self.centre = box[:2] + box[2:] / 2
         self.size = box[2:].copy()

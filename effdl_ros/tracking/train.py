@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Callable, Optional
 
 import torch
 
+from effdl_ros.atomic_io import atomic_torch_save
 from effdl_ros.tracking.meta_optimizer import (LSTMOptimizer, MetaInitializer,
                                                sample_filter_scales, store_scaled)
 from effdl_ros.tracking.roam import CONTEXT, RoamConfig, RoamNet, base_filter_for, filter_size, tracking_loss
@@ -207,14 +207,7 @@ class MetaTrainer:
 
 def save_atomic(obj: dict, path: Path) -> None:
     """Temp file in the same folder, fsync, rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_torch_save(obj, path)
 
 
 def default_image_paths(root: Optional[Path] = None) -> list:

@@ -1,0 +1,114 @@
+"""Crash-safe file writes and safe checkpoint loading, in one place.
+
+Why: a robot can lose power or be killed mid-write; a reader (a node hot-swapping weights, a user
+reading a report) must see the old file or the new one, never half of one. And a model path can
+arrive in a message, so loading must neither unpickle arbitrary objects nor read outside the model
+folder. Every writer and checkpoint loader in the package goes through these few functions.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Optional, Union
+
+from effdl_ros.errors import DataError
+
+PathLike = Union[str, Path]
+
+
+def _atomic_write(path: PathLike, write: Callable[[BinaryIO], None], mode: int) -> Path:
+    """Run ``write(fh)`` on a temp file beside ``path``, fsync, chmod, os.replace, fsync the folder.
+
+    The temp file sits in the same folder (os.replace is only atomic within one file system), is
+    fsynced before the rename, and the folder is fsynced after it so the rename itself survives a
+    power cut. On any failure, even KeyboardInterrupt, the temp file is removed; a SIGKILL can leave
+    one behind (named ``.<name>.*.tmp``), never a half-written ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename durable; some file systems refuse fsync on a folder, which is fine
+        dir_fd = os.open(str(path.parent), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, *, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never a mix.
+
+    ``mode`` defaults to 0644 because mkstemp makes 0600 and these files are meant to be read by
+    other users (a node, a person reading a report).
+    """
+    return _atomic_write(path, lambda fh: fh.write(data), mode)
+
+
+def atomic_write_text(path: PathLike, text: str, *, mode: int = 0o644) -> Path:
+    """atomic_write_bytes for text, UTF-8 (JSON, Markdown, JSON lines)."""
+    return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def atomic_torch_save(obj: Any, path: PathLike, *, mode: int = 0o644) -> Path:
+    """torch.save, atomically.
+
+    torch.save streams straight into the temp file rather than into memory first: a checkpoint is
+    not held twice in RAM, and the temp-file window covers the whole write, which is what the
+    reliability save-kill trial (effdl_ros.reliability.savekill) counts as a kill landing mid-write.
+    A save that fails part-way removes its temp file and leaves the old checkpoint untouched.
+    """
+    import torch
+
+    return _atomic_write(path, lambda fh: torch.save(obj, fh), mode)
+
+
+def path_inside(path: PathLike, model_dir: PathLike, *, what: str = "model file") -> Path:
+    """``path`` resolved (symlinks and ``..`` followed); DataError when it lies outside ``model_dir``.
+
+    A relative path is taken relative to ``model_dir``. Resolving before the check is what stops a
+    ``../`` escape or a symlink inside the folder that points elsewhere on the robot.
+    """
+    root = Path(model_dir).resolve()
+    candidate = Path(path)
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    try:
+        resolved.relative_to(root)
+    except ValueError:
+        raise DataError(f"{what} {path} lies outside the model directory {root}; refused") from None
+    return resolved
+
+
+def safe_torch_load(path: PathLike, *, model_dir: Optional[PathLike] = None, map_location: Any = "cpu",
+                    what: str = "model file") -> Any:
+    """torch.load(weights_only=True): tensors and plain containers only, never arbitrary objects.
+
+    With ``model_dir`` the path must lie inside it (see path_inside). A missing file, or one that is
+    truncated, corrupt or holds a refused type, is one DataError sentence naming the file, so a node
+    can report it and keep serving its old model.
+    """
+    import torch
+
+    p = path_inside(path, model_dir, what=what) if model_dir is not None else Path(path)
+    if not p.is_file():
+        raise DataError(f"{what} {p} does not exist")
+    try:
+        return torch.load(str(p), map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated zip, bad pickle, refused type: one problem
+        raise DataError(f"{what} {p} is truncated or corrupt ({type(err).__name__})") from None
