@@ -101,13 +101,13 @@ def test_model_update_hot_swaps_and_refuses_bad_files(graph, tmp_path):
     for version, path in ((1, "bad.pt"), (2, str(truncated)), (3, str(outside)), (4, "missing.pt")):
         peer.updates.publish(ModelUpdate(consumer_node="/ddi", model_path=path, version=version))
         g.step(0.05)
-    assert node.updates_rejected == 4 and node.engine is old
+    assert node.model_updates.rejected == 4 and node.engine is old
     peer.updates.publish(ModelUpdate(consumer_node="/other", model_path="b.pt", version=5))
     g.step(0.05)
     assert node.engine is old
     peer.updates.publish(ModelUpdate(consumer_node="/ddi", model_path="b.pt", version=6))
     g.step(0.05)
-    assert node.engine is not old and node.updates_accepted == 1 and node.model_version == 6
+    assert node.engine is not old and node.model_updates.accepted == 1 and node.model_updates.version == 6
     peer.send_image()
     g.step(0.05)
     assert len(peer.got) == 1

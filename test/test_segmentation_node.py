@@ -100,13 +100,13 @@ def test_model_update_hot_swaps_and_refuses_bad_files(graph, tmp_path):
     for version, path in ((1, "bad.pt"), (2, "trunc.pt"), (3, str(tmp_path / "outside.pt")), (4, "none.pt")):
         peer.updates.publish(ModelUpdate(consumer_node="/segmentation", model_path=path, version=version))
         g.step(0.05)
-    assert node.updates_rejected == 4 and node.model is old
+    assert node.model_updates.rejected == 4 and node.model is old
     peer.send_image()
     g.step(0.05)
     assert len(peer.labels) == 1  # the old model kept serving
     peer.updates.publish(ModelUpdate(consumer_node="/segmentation", model_path="b.pt", version=5))
     g.step(0.05)
-    assert node.model is not old and node.updates_accepted == 1 and node.model_version == 5
+    assert node.model is not old and node.model_updates.accepted == 1 and node.model_updates.version == 5
 
 
 def test_bad_image_is_dropped_and_the_node_keeps_running(graph):

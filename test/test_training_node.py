@@ -90,7 +90,7 @@ def test_trainer_publishes_an_update_that_the_ddi_node_loads(tmp_path):
         assert upd.consumer_node == "/ddi" and upd.version == trainer.updates_published
         load_checkpoint(upd.model_path, models)     # a complete, loadable file inside model_dir
         g.step(0.1)
-        assert ddi.model_version == upd.version and ddi.updates_accepted >= 1
+        assert ddi.model_updates.version == upd.version and ddi.model_updates.accepted >= 1
         assert trainer.acct.snapshot().items_processed == trainer.steps_executed
 
 

@@ -22,9 +22,10 @@ from effdl_ros.resources import resolve_path
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
-from effdl_ros.runtime.messages import Classification, ModelUpdate, ObjectHypothesis
-from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
-from effdl_ros.runtime.safety import guarded, record_drop
+from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
+from effdl_ros.runtime.messages import Classification, ObjectHypothesis
+from effdl_ros.runtime.qos import qos_profile_sensor_data
+from effdl_ros.runtime.safety import guarded
 
 
 class DdiNode(Node):
@@ -53,17 +54,14 @@ class DdiNode(Node):
         self.model_dir = resolve_path(model_dir) if model_dir else model_path.parent
         self.acct = Accountant(self.get_fully_qualified_name(), clock=node_clock_seconds(self),
                                profile=self.get_parameter("energy_profile").value)
-        self.model_version = 0
         self._install(model_path)          # a bad initial model is a startup error (DataError)
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
         self.items = 0
         self.skipped_for_budget = 0
-        self.updates_accepted = 0
-        self.updates_rejected = 0
         self.last = None                    # (DDIResult, ceiling) of the newest item
         self._pub = self.create_publisher(Classification, "ddi/classification", 10)
-        self.create_subscription(ModelUpdate, "trainer/model_update", guarded(self, self.on_model_update), latched(1))
+        self.model_updates = ModelUpdateSubscriber(self, self._install, self.model_dir)
         self.create_subscription(type(self)._image_type(), "image", guarded(self, self.on_image),
                                  qos_profile_sensor_data)
 
@@ -135,24 +133,6 @@ class DdiNode(Node):
         out = Classification(header=msg.header, results=[
             ObjectHypothesis(class_id=str(classes[int(i)]), score=float(s)) for s, i in zip(scores, idx)])
         self._pub.publish(out)
-
-    def on_model_update(self, msg) -> None:
-        if msg.consumer_node != self.get_fully_qualified_name():
-            return
-        if msg.version and msg.version <= self.model_version:
-            return                                   # an old update replayed (transient-local)
-        from effdl_ros.errors import DataError
-
-        try:
-            path = Path(msg.model_path)
-            self._install(path if path.is_absolute() else self.model_dir / path)
-        except DataError as err:
-            self.updates_rejected += 1
-            record_drop(self, "model_update_refused",  # counted in diagnostics, log rate-limited
-                        f"model update {msg.version} refused, keeping {self.model_path.name}: {err}")
-            return
-        self.model_version = int(msg.version)
-        self.updates_accepted += 1
 
 
 NODE_CLASS = DdiNode

@@ -26,9 +26,10 @@ from effdl_ros.resources import resolve_path
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import cv2_to_imgmsg, imgmsg_to_cv2
-from effdl_ros.runtime.messages import Header, Image, LabelInfo, ModelUpdate, VisionClass
+from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
+from effdl_ros.runtime.messages import Header, Image, LabelInfo, VisionClass
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
-from effdl_ros.runtime.safety import guarded, record_drop
+from effdl_ros.runtime.safety import guarded
 
 
 class SegmentationNode(Node):
@@ -63,10 +64,7 @@ class SegmentationNode(Node):
         self.model_dir = resolve_path(model_dir) if model_dir else model_path.parent
         self.acct = Accountant(name, clock=node_clock_seconds(self),
                                profile=self.get_parameter("energy_profile").value)
-        self.model_version = 0
         self.items = 0
-        self.updates_accepted = 0
-        self.updates_rejected = 0
         self.last_settings = None
         self._install(model_path)  # a bad initial model is a startup error (DataError)
         from effdl_ros.segmentation.settings import settings_for_budget
@@ -78,7 +76,8 @@ class SegmentationNode(Node):
         self._overlay_pub = self.create_publisher(Image, "segmentation/overlay", 5)
         self._info_pub = self.create_publisher(LabelInfo, "segmentation/label_info", latched(1))
         self._publish_label_info()
-        self.create_subscription(ModelUpdate, "trainer/model_update", guarded(self, self.on_model_update), latched(1))
+        self.model_updates = ModelUpdateSubscriber(self, self._install, self.model_dir,
+                                                   on_installed=self._publish_label_info)
         self.create_subscription(Image, "image", guarded(self, self.on_image), qos_profile_sensor_data)
 
 
@@ -135,24 +134,6 @@ class SegmentationNode(Node):
         if self.get_parameter("publish_overlay").value:
             alpha = float(self.get_parameter("overlay_alpha").value)
             self._overlay_pub.publish(cv2_to_imgmsg(overlay(rgb, labels, PALETTE, alpha), "rgb8", header=msg.header))
-
-    def on_model_update(self, msg) -> None:
-        if msg.consumer_node != self.get_fully_qualified_name():
-            return
-        if msg.version and msg.version <= self.model_version:
-            return  # an old update replayed (transient-local)
-        from effdl_ros.errors import DataError
-
-        try:
-            self._install(Path(msg.model_path))
-        except DataError as err:
-            self.updates_rejected += 1
-            record_drop(self, "model_update_refused",  # counted in diagnostics, log rate-limited
-                        f"model update {msg.version} refused, keeping {self.model_path.name}: {err}")
-            return
-        self.model_version = int(msg.version)
-        self.updates_accepted += 1
-        self._publish_label_info()
 
 
 NODE_CLASS = SegmentationNode
