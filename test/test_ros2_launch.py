@@ -194,7 +194,7 @@ def test_ros2_run_starts_each_node(node, tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=DOMAIN)
     env.pop("EFFDL_ROS_BACKEND", None)  # as a ROS user has it: rclpy imports, so rclpy is chosen
     with open(tmp_path / "run.log", "w+") as log:
-        proc = subprocess.Popen(["ros2", "run", "effdl_ros", node], env=env, stdout=log,
+        proc = subprocess.Popen(["ros2", "run", "effdl_ros", node], env=env, stdout=log, cwd=tmp_path,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             seen = _until(lambda: _ros2("node", "list", "--no-daemon", "--spin-time", "1"),
