@@ -87,8 +87,8 @@ def publish_drop_diagnostics(node: Any, force: bool = False) -> bool:
 def guarded(node: Any, callback: Callable[[Any], None]) -> Callable[[Any], None]:
     """Wrap a subscription callback: an exception drops that message, the node keeps running.
 
-    The kind counted is the exception's class, or for effdl_ros errors their own one-sentence text's
-    class; KeyboardInterrupt and SystemExit still stop the node.
+    The kind counted is "<callback>:<exception class>" (e.g. "on_image:ImageConversionError");
+    KeyboardInterrupt and SystemExit still stop the node.
     """
     _ensure_diagnostics(node)
 
