@@ -51,7 +51,7 @@ def resolve_path(spec: str) -> Path:
     (so `models/ddi_mnist.pt` and `samples/vtest` work from any directory). Not checked to exist."""
     path = Path(spec).expanduser()
     if path.exists() or path.is_absolute():
-        return path
+        return path.resolve()  # absolute: a model_dir derived from it must not stay relative
     try:
         shared = share_path(spec)
     except FileNotFoundError:

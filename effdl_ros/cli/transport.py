@@ -25,8 +25,9 @@ def register(cli) -> None:
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", action="append", choices=["dds", "inproc"], default=None,
-                   help="transport to measure; repeat for both (default: dds and inproc)")
+    p.add_argument("--backend", action="append", choices=["dds", "inproc", "rclpy"], default=None,
+                   help="transport to measure; repeat for several (default: dds and inproc); "
+                        "rclpy = two real rclpy nodes (needs a sourced ROS 2)")
     p.add_argument("--rates", default=",".join(RATES),
                    help="comma-separated publish rates in Hz, 'max' = as fast as possible "
                         "(default 30,100,max)")
@@ -268,6 +269,151 @@ def _bench_dds(rates, duration: float, qos_kind: str, pixels, domain: int) -> Li
     return results
 
 
+# -- rclpy: two real ROS 2 nodes, the same protocol as dds (needs a sourced ROS 2) ---------------
+def _rclpy_qos(kind: str):
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    reliability = ReliabilityPolicy.BEST_EFFORT if kind == "sensor" else ReliabilityPolicy.RELIABLE
+    return QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def _rclpy_sink_main(domain: int, qos_kind: str, conn) -> None:
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    import rclpy
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+
+    rclpy.init()
+    node = Node("bench_sink")
+    record = _Recorder()
+    node.create_subscription(Image, "bench/image", record, _rclpy_qos(qos_kind))
+    conn.send(("up",))
+    cpu0 = wall0 = 0.0
+    try:
+        while True:
+            rclpy.spin_once(node, timeout_sec=0.05)
+            if not conn.poll():
+                continue
+            cmd = conn.recv()
+            if cmd[0] == "warm?":
+                conn.send(("warm", any(s < 0 for s in record.seqs)))
+            elif cmd[0] == "start":
+                record.take()
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+            elif cmd[0] == "stop":
+                sent, drain_s = cmd[1], cmd[2]
+                end = time.perf_counter() + drain_s
+                while len(record.seqs) < sent and time.perf_counter() < end:
+                    rclpy.spin_once(node, timeout_sec=0.005)
+                share = (time.process_time() - cpu0) / max(1e-9, time.perf_counter() - wall0)
+                lat, seqs = record.take()
+                conn.send(("result", lat, seqs, share))
+            elif cmd[0] == "quit":
+                return
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
+def _bench_rclpy(rates, duration: float, qos_kind: str, pixels, domain: int) -> List[dict]:
+    """The dds protocol between two real rclpy nodes; run in a child process so that this process
+    never loads two Cyclone DDS libraries (rclpy's and the cyclonedds package's)."""
+    import multiprocessing as mp
+
+    from effdl_ros.errors import ConfigError
+
+    ctx = mp.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_rclpy_source_main, args=(rates, duration, qos_kind, pixels, domain,
+                                                        theirs))  # not daemonic: it has a child
+    child.start()
+    if not ours.poll(300):
+        child.terminate()
+        child.join(5)
+        raise ConfigError("the rclpy publisher process gave no result within 300 s")
+    status, payload = ours.recv()
+    child.join(10)
+    if status != "ok":
+        raise ConfigError(f"rclpy transport bench failed: {payload}")
+    return payload
+
+
+def _rclpy_source_main(rates, duration, qos_kind, pixels, domain, result_conn) -> None:
+    import array
+    import multiprocessing as mp
+
+    try:
+        import rclpy
+        from rclpy.node import Node
+        from sensor_msgs.msg import Image
+    except ImportError as err:
+        result_conn.send(("error", f"rclpy does not import ({err}): source a ROS 2 setup.bash"))
+        return
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    ctx = mp.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    sink = ctx.Process(target=_rclpy_sink_main, args=(domain, qos_kind, theirs), daemon=True)
+    sink.start()
+    rclpy.init()
+    node = Node("bench_source")
+    results = []
+    try:
+        if not ours.poll(120) or ours.recv()[0] != "up":
+            raise RuntimeError("the rclpy subscriber process did not start within 120 s")
+        pub = node.create_publisher(Image, "bench/image", _rclpy_qos(qos_kind))
+        data = array.array("B", pixels.tobytes())
+
+        def image(seq):
+            msg = Image(height=HEIGHT, width=WIDTH, encoding="rgb8", step=WIDTH * 3, data=data)
+            msg.header.frame_id = str(seq)
+            return msg
+
+        deadline = time.monotonic() + 60
+        while True:  # warm-up: until the subscriber has heard us
+            msg = image(0)
+            msg.header.frame_id = "warm"
+            _stamp(msg)
+            pub.publish(msg)
+            time.sleep(0.05)
+            ours.send(("warm?",))
+            if ours.recv()[1]:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no rclpy match on domain {domain} within 60 s")
+        for rate in rates:
+            period = 1.0 / rate if rate else None
+            ours.send(("start",))
+            time.sleep(0.05)
+            cpu0, start = time.process_time(), time.perf_counter()
+            sent = 0
+            while time.perf_counter() - start < duration:
+                _pace(start, sent, period, time.sleep)
+                msg = image(sent)
+                _stamp(msg)
+                pub.publish(msg)
+                sent += 1
+            wall = time.perf_counter() - start
+            pub_share = (time.process_time() - cpu0) / wall
+            ours.send(("stop", sent, 2.0))
+            _, lat, seqs, sink_share = ours.recv()
+            results.append(_summary(rate, sent, wall, lat, seqs,
+                                    {"publisher": pub_share, "subscriber": sink_share}))
+        result_conn.send(("ok", results))
+    except Exception as err:  # noqa: BLE001 - reported to the parent as one sentence
+        result_conn.send(("error", str(err)))
+    finally:
+        try:
+            ours.send(("quit",))
+        except (OSError, BrokenPipeError):
+            pass
+        sink.join(10)
+        if sink.is_alive():
+            sink.terminate()
+        node.destroy_node()
+        rclpy.shutdown()
+
+
 def _machine() -> str:
     import platform
 
@@ -327,6 +473,8 @@ def _run(args: argparse.Namespace) -> int:
     for backend in backends:
         if backend == "dds":
             results[backend] = _bench_dds(rates, args.duration, args.qos, pixels, domain)
+        elif backend == "rclpy":
+            results[backend] = _bench_rclpy(rates, args.duration, args.qos, pixels, domain)
         else:
             results[backend] = _bench_inproc(rates, args.duration, args.qos, pixels)
     machine = _machine()
@@ -344,12 +492,17 @@ def _run(args: argparse.Namespace) -> int:
 
 def _write_json(path: str, data) -> None:
     import json
+    import tempfile
     from pathlib import Path
 
-    from effdl_ros.atomic_io import atomic_write_text
     from effdl_ros.errors import DataError
 
     target = Path(path)
     if not target.parent.is_dir():
         raise DataError(f"{path}: the folder {target.parent} does not exist")
-    atomic_write_text(target, json.dumps(data, indent=2))
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".transport-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
