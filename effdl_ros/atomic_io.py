@@ -112,3 +112,34 @@ def safe_torch_load(path: PathLike, *, model_dir: Optional[PathLike] = None, map
         return torch.load(str(p), map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - truncated zip, bad pickle, refused type: one problem
         raise DataError(f"{what} {p} is truncated or corrupt ({type(err).__name__})") from None
+
+
+def _plain_json(obj: Any) -> Any:
+    """Valid JSON only: NaN becomes null, +-inf the strings "inf" / "-inf", numpy scalars numbers."""
+    import math
+
+    if isinstance(obj, float) or type(obj).__module__ == "numpy" and hasattr(obj, "item"):
+        value = obj.item() if hasattr(obj, "item") and not isinstance(obj, float) else obj
+        if isinstance(value, float) and not math.isfinite(value):
+            return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        if not isinstance(value, (list, dict)):
+            return value
+        obj = value
+    if isinstance(obj, dict):
+        return {str(k): _plain_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain_json(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: PathLike, data: Any, *, require_folder: bool = False) -> Path:
+    """Benchmark and report JSON, written atomically; other objects (paths, ...) become strings.
+
+    :param require_folder: refuse (DataError) rather than create a missing parent folder.
+    """
+    import json
+
+    target = Path(path)
+    if require_folder and not target.parent.is_dir():
+        raise DataError(f"folder {target.parent} for {target.name} does not exist")
+    return atomic_write_text(target, json.dumps(_plain_json(data), indent=1, default=str))

@@ -107,3 +107,28 @@ def test_safe_load_refuses_a_pickled_object_that_is_not_tensors(tmp_path):
 def test_safe_load_names_what_it_loads(tmp_path):
     with pytest.raises(DataError, match="^segmentation model .*nope.pt does not exist$"):
         safe_torch_load(tmp_path / "nope.pt", what="segmentation model")
+
+
+def test_json_is_valid_json_even_with_nan_inf_and_numpy(tmp_path):
+    import json
+    import math
+
+    import numpy as np
+
+    from effdl_ros.atomic_io import atomic_write_json
+
+    out = atomic_write_json(tmp_path / "r.json", {"a": math.nan, "b": [math.inf, -math.inf],
+                                                  "c": np.float32(1.5), "d": np.int64(3), 4: tmp_path})
+    text = out.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": ["inf", "-inf"], "c": 1.5, "d": 3, "4": str(tmp_path)}
+
+
+def test_json_refuses_a_missing_folder_when_asked(tmp_path):
+    import pytest
+
+    from effdl_ros.atomic_io import atomic_write_json
+    from effdl_ros.errors import DataError
+
+    with pytest.raises(DataError, match="does not exist"):
+        atomic_write_json(tmp_path / "no" / "r.json", {}, require_folder=True)

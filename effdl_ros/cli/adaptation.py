@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 from pathlib import Path
 
-from effdl_ros.atomic_io import atomic_write_text
+from effdl_ros.atomic_io import atomic_write_json
 
 
 def _positive(text: str) -> int:
@@ -54,9 +53,7 @@ def _config(args):
 
 
 def _write_json(path: str, data: dict) -> None:
-    """Atomic JSON write (temp file in the same folder, then rename)."""
-    atomic_write_text(path, json.dumps(data, indent=2))
-
+    atomic_write_json(path, data)
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", type=_names, required=True,

@@ -87,17 +87,9 @@ def _run_dlbench(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: str, data) -> None:
-    import json
-    from pathlib import Path
+    from effdl_ros.atomic_io import atomic_write_json
 
-    from effdl_ros.atomic_io import atomic_write_text
-    from effdl_ros.errors import DataError
-
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise DataError(f"folder {target.parent} for {target.name} does not exist")
-    atomic_write_text(target, json.dumps(data, indent=1))
-
+    atomic_write_json(path, data, require_folder=True)
 
 def _configure_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="baseline run (e.g. host.json)")

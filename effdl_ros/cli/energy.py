@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from effdl_ros.atomic_io import atomic_write_bytes, atomic_write_text
+from effdl_ros.atomic_io import atomic_write_bytes, atomic_write_json
 
 
 def register(cli) -> None:
@@ -24,10 +23,7 @@ def register(cli) -> None:
 
 
 def _write_json(path: str, data: Any) -> None:
-    """Atomically: temp file in the same folder, fsync, rename."""
-    atomic_write_text(path, json.dumps(
-        data, indent=2, default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o)))
-
+    atomic_write_json(path, data)
 
 def _fmt(v: float, unit: str = "") -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3g}{unit}"

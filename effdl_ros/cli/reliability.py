@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -24,26 +22,9 @@ def register(cli) -> None:
 
 
 def _write_json(path: str, data: Any) -> None:
-    """Atomically: temp file in the same folder, fsync, rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    from effdl_ros.atomic_io import atomic_write_json
 
-    def clean(o):
-        if isinstance(o, float) and not math.isfinite(o):
-            return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
-        if isinstance(o, dict):
-            return {str(k): clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        return o
-
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(clean(data), fh, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    print(f"wrote {target}")
+    print(f"wrote {atomic_write_json(path, data)}")
 
 
 def _f(v: float, digits: int = 3) -> str:

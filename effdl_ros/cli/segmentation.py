@@ -108,10 +108,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: Path, obj) -> None:
-    from effdl_ros.atomic_io import atomic_write_text
+    from effdl_ros.atomic_io import atomic_write_json
 
-    atomic_write_text(path, json.dumps(obj, indent=1))
-
+    atomic_write_json(path, obj)
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None, help="folder of madan_*.pt (default: the package's models/)")

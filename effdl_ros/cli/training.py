@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from effdl_ros.atomic_io import atomic_write_text
+from effdl_ros.atomic_io import atomic_write_json
 
 
 def _common(p: argparse.ArgumentParser, *, data_default: str = "sklearn") -> None:
@@ -26,9 +25,7 @@ def _set_threads(n: int) -> None:
 
 
 def _write_json(path: str, obj) -> None:
-    out = atomic_write_text(path, json.dumps(obj, indent=2, default=float))
-    print(f"wrote {out}")
-
+    print(f"wrote {atomic_write_json(path, obj)}")
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     from effdl_ros.errors import ConfigError

@@ -227,36 +227,9 @@ def _bench_dds(rates, duration: float, qos_kind: str, pixels, domain: int) -> Li
         with InprocGraph(backend="dds") as g:
             pub = g.add(lambda **kw: Node("bench_source", **kw)).create_publisher(
                 Image, "bench/image", _qos(qos_kind))
-            deadline = time.monotonic() + 30
-            while True:  # warm-up: until the subscriber has heard us (discovery both ways)
-                msg = _image(0, pixels)
-                msg.header.frame_id = "warm"
-                _stamp(msg)
-                pub.publish(msg)
-                time.sleep(0.05)
-                ours.send(("warm?",))
-                if ours.recv()[1]:
-                    break
-                if time.monotonic() > deadline:
-                    raise ConfigError(f"no dds match on domain {domain} within 30 s")
-            for rate in rates:
-                period = 1.0 / rate if rate else None
-                ours.send(("start",))
-                time.sleep(0.05)
-                cpu0, start = time.process_time(), time.perf_counter()
-                sent = 0
-                while time.perf_counter() - start < duration:
-                    _pace(start, sent, period, time.sleep)
-                    msg = _image(sent, pixels)
-                    _stamp(msg)
-                    pub.publish(msg)
-                    sent += 1
-                wall = time.perf_counter() - start
-                pub_share = (time.process_time() - cpu0) / wall
-                ours.send(("stop", sent, 2.0))
-                _, lat, seqs, sink_share = ours.recv()
-                results.append(_summary(rate, sent, wall, lat, seqs,
-                                        {"publisher": pub_share, "subscriber": sink_share}))
+            if not _warm_up(pub, lambda: _image(0, pixels), ours, 30):
+                raise ConfigError(f"no dds match on domain {domain} within 30 s")
+            results = _drive(pub, lambda seq: _image(seq, pixels), ours, rates, duration)
     finally:
         try:
             ours.send(("quit",))
@@ -268,6 +241,45 @@ def _bench_dds(rates, duration: float, qos_kind: str, pixels, domain: int) -> Li
             sink.join(5)
     return results
 
+
+
+def _warm_up(pub, make_msg, ours, timeout_s: float) -> bool:
+    """Publish until the subscriber process has heard us (discovery both ways); False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        msg = make_msg()
+        msg.header.frame_id = "warm"
+        _stamp(msg)
+        pub.publish(msg)
+        time.sleep(0.05)
+        ours.send(("warm?",))
+        if ours.recv()[1]:
+            return True
+        if time.monotonic() > deadline:
+            return False
+
+
+def _drive(pub, make_msg, ours, rates, duration: float) -> list:
+    """Each rate for `duration` s: publish paced frames, then ask the subscriber what arrived."""
+    results = []
+    for rate in rates:
+        period = 1.0 / rate if rate else None
+        ours.send(("start",))
+        time.sleep(0.05)
+        cpu0, start = time.process_time(), time.perf_counter()
+        sent = 0
+        while time.perf_counter() - start < duration:
+            _pace(start, sent, period, time.sleep)
+            msg = make_msg(sent)
+            _stamp(msg)
+            pub.publish(msg)
+            sent += 1
+        wall = time.perf_counter() - start
+        pub_share = (time.process_time() - cpu0) / wall
+        ours.send(("stop", sent, 2.0))
+        _, lat, seqs, sink_share = ours.recv()
+        results.append(_summary(rate, sent, wall, lat, seqs, {"publisher": pub_share, "subscriber": sink_share}))
+    return results
 
 # -- rclpy: two real ROS 2 nodes, the same protocol as dds (needs a sourced ROS 2) ---------------
 def _rclpy_qos(kind: str):
@@ -369,36 +381,9 @@ def _rclpy_source_main(rates, duration, qos_kind, pixels, domain, result_conn) -
             msg.header.frame_id = str(seq)
             return msg
 
-        deadline = time.monotonic() + 60
-        while True:  # warm-up: until the subscriber has heard us
-            msg = image(0)
-            msg.header.frame_id = "warm"
-            _stamp(msg)
-            pub.publish(msg)
-            time.sleep(0.05)
-            ours.send(("warm?",))
-            if ours.recv()[1]:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no rclpy match on domain {domain} within 60 s")
-        for rate in rates:
-            period = 1.0 / rate if rate else None
-            ours.send(("start",))
-            time.sleep(0.05)
-            cpu0, start = time.process_time(), time.perf_counter()
-            sent = 0
-            while time.perf_counter() - start < duration:
-                _pace(start, sent, period, time.sleep)
-                msg = image(sent)
-                _stamp(msg)
-                pub.publish(msg)
-                sent += 1
-            wall = time.perf_counter() - start
-            pub_share = (time.process_time() - cpu0) / wall
-            ours.send(("stop", sent, 2.0))
-            _, lat, seqs, sink_share = ours.recv()
-            results.append(_summary(rate, sent, wall, lat, seqs,
-                                    {"publisher": pub_share, "subscriber": sink_share}))
+        if not _warm_up(pub, lambda: image(0), ours, 60):
+            raise RuntimeError(f"no rclpy match on domain {domain} within 60 s")
+        results = _drive(pub, image, ours, rates, duration)
         result_conn.send(("ok", results))
     except Exception as err:  # noqa: BLE001 - reported to the parent as one sentence
         result_conn.send(("error", str(err)))
@@ -491,18 +476,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: str, data) -> None:
-    import json
-    import tempfile
-    from pathlib import Path
+    from effdl_ros.atomic_io import atomic_write_json
 
-    from effdl_ros.errors import DataError
-
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise DataError(f"{path}: the folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".transport-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    atomic_write_json(path, data, require_folder=True)
