@@ -170,6 +170,33 @@ def _bench_inproc(rates, duration: float, qos_kind: str, pixels) -> List[dict]:
     return results
 
 
+
+def _serve_sink(conn, record: "_Recorder", spin_once) -> None:
+    """The subscriber side of the protocol, whatever the middleware: spin_once(timeout_s) runs its
+    callbacks; the parent asks "warm?", "start", "stop" (sent, drain s) and "quit" over conn."""
+    conn.send(("up",))
+    cpu0 = wall0 = 0.0
+    while True:
+        spin_once(0.05)  # a frame wakes it at once; this only paces polls
+        if not conn.poll():
+            continue
+        cmd = conn.recv()
+        if cmd[0] == "warm?":
+            conn.send(("warm", any(s < 0 for s in record.seqs)))
+        elif cmd[0] == "start":
+            record.take()
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+        elif cmd[0] == "stop":
+            sent, drain_s = cmd[1], cmd[2]
+            end = time.perf_counter() + drain_s
+            while len(record.seqs) < sent and time.perf_counter() < end:
+                spin_once(0.005)
+            share = (time.process_time() - cpu0) / max(1e-9, time.perf_counter() - wall0)
+            lat, seqs = record.take()
+            conn.send(("result", lat, seqs, share))
+        elif cmd[0] == "quit":
+            return
+
 # -- dds: a subscriber process --------------------------------------------------------------------
 def _sink_main(domain: int, qos_kind: str, conn) -> None:
     os.environ["ROS_DOMAIN_ID"] = str(domain)
@@ -182,28 +209,7 @@ def _sink_main(domain: int, qos_kind: str, conn) -> None:
         record = _Recorder()
         g.add(lambda **kw: Node("bench_sink", **kw)).create_subscription(
             Image, "bench/image", record, _qos(qos_kind))
-        conn.send(("up",))
-        cpu0 = wall0 = 0.0
-        while True:
-            g.executor.spin_once(timeout_sec=0.05)  # a frame wakes it at once; this only paces polls
-            if not conn.poll():
-                continue
-            cmd = conn.recv()
-            if cmd[0] == "warm?":
-                conn.send(("warm", any(s < 0 for s in record.seqs)))
-            elif cmd[0] == "start":
-                record.take()
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-            elif cmd[0] == "stop":
-                sent, drain_s = cmd[1], cmd[2]
-                end = time.perf_counter() + drain_s
-                while len(record.seqs) < sent and time.perf_counter() < end:
-                    g.executor.spin_once(timeout_sec=0.005)
-                share = (time.process_time() - cpu0) / max(1e-9, time.perf_counter() - wall0)
-                lat, seqs = record.take()
-                conn.send(("result", lat, seqs, share))
-            elif cmd[0] == "quit":
-                return
+        _serve_sink(conn, record, lambda timeout: g.executor.spin_once(timeout_sec=timeout))
 
 
 def _bench_dds(rates, duration: float, qos_kind: str, pixels, domain: int) -> List[dict]:
@@ -300,29 +306,8 @@ def _rclpy_sink_main(domain: int, qos_kind: str, conn) -> None:
     node = Node("bench_sink")
     record = _Recorder()
     node.create_subscription(Image, "bench/image", record, _rclpy_qos(qos_kind))
-    conn.send(("up",))
-    cpu0 = wall0 = 0.0
     try:
-        while True:
-            rclpy.spin_once(node, timeout_sec=0.05)
-            if not conn.poll():
-                continue
-            cmd = conn.recv()
-            if cmd[0] == "warm?":
-                conn.send(("warm", any(s < 0 for s in record.seqs)))
-            elif cmd[0] == "start":
-                record.take()
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-            elif cmd[0] == "stop":
-                sent, drain_s = cmd[1], cmd[2]
-                end = time.perf_counter() + drain_s
-                while len(record.seqs) < sent and time.perf_counter() < end:
-                    rclpy.spin_once(node, timeout_sec=0.005)
-                share = (time.process_time() - cpu0) / max(1e-9, time.perf_counter() - wall0)
-                lat, seqs = record.take()
-                conn.send(("result", lat, seqs, share))
-            elif cmd[0] == "quit":
-                return
+        _serve_sink(conn, record, lambda timeout: rclpy.spin_once(node, timeout_sec=timeout))
     finally:
         node.destroy_node()
         rclpy.shutdown()
