@@ -126,12 +126,12 @@ def _run_prune(args: argparse.Namespace) -> int:
     import torch
 
     from effdl_ros.errors import ConfigError
-    from effdl_ros.training.checkpoint import load_checkpoint, save_checkpoint
+    from effdl_ros.training.checkpoint import load_gated_resnet, save_checkpoint
     from effdl_ros.training.e2train import E2TrainConfig, evaluate
     from effdl_ros.training.experiments import load_data, make_config, retrain_pruned, search_early_bird
     from effdl_ros.training.macs import inference_macs
     from effdl_ros.training.prune import prune_resnet, reinitialised
-    from effdl_ros.training.resnet import GatedResNet, ResNetConfig, count_parameters
+    from effdl_ros.training.resnet import GatedResNet, count_parameters
 
     if not 0.0 < args.ratio < 1.0:
         raise ConfigError(f"--ratio must be in (0, 1), got {args.ratio}")
@@ -141,15 +141,7 @@ def _run_prune(args: argparse.Namespace) -> int:
     if args.model.startswith("resnet") and not Path(args.model).exists():
         model = GatedResNet(make_config(args.model, data))
     else:
-        from effdl_ros.errors import DataError
-
-        payload = load_checkpoint(args.model)
-        try:
-            model = GatedResNet(ResNetConfig.from_dict(payload["config"]))
-            model.load_state_dict(payload["state_dict"])
-        except Exception as err:  # noqa: BLE001
-            raise DataError(f"model file {args.model} is not a GatedResNet checkpoint "
-                            f"({str(err).splitlines()[0]})") from None
+        model = load_gated_resnet(args.model)[0].train()
     cfg = E2TrainConfig(epochs=args.epochs, seed=args.seed, lr_drops=(0.5, 0.75))
     print(f"searching an Early-Bird ticket: ratio {args.ratio}, epsilon {args.epsilon}, "
           f"{args.epochs}-epoch schedule")

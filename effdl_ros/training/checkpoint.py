@@ -43,3 +43,17 @@ def load_checkpoint(path: PathLike, *, model_dir: Optional[PathLike] = None) -> 
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return {"format": "state_dict", "state_dict": obj, "config": {}, "meta": {}}
     raise DataError(f"model file {path} is not a checkpoint (no state_dict inside)")
+
+
+def load_gated_resnet(path: PathLike, *, model_dir: Optional[PathLike] = None):
+    """(GatedResNet in eval mode, meta) from a checkpoint; DataError if the file does not hold one."""
+    from effdl_ros.training.resnet import GatedResNet, ResNetConfig
+
+    payload = load_checkpoint(path, model_dir=model_dir)
+    try:
+        model = GatedResNet(ResNetConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"])
+    except Exception as err:  # noqa: BLE001 - any mismatch is the same user-facing problem
+        raise DataError(f"model file {path} is not a GatedResNet checkpoint "
+                        f"({str(err).splitlines()[0]})") from None
+    return model.eval(), dict(payload["meta"])

@@ -107,19 +107,9 @@ class ResNetConsumer(Consumer):
     supports_slu = True
 
     def load(self, path, model_dir):
-        from effdl_ros.training.checkpoint import load_checkpoint
-        from effdl_ros.training.resnet import GatedResNet, ResNetConfig
+        from effdl_ros.training.checkpoint import load_gated_resnet
 
-        payload = load_checkpoint(path, model_dir=model_dir)
-        from effdl_ros.errors import DataError
-
-        try:
-            model = GatedResNet(ResNetConfig.from_dict(payload["config"]))
-            model.load_state_dict(payload["state_dict"])
-        except Exception as err:  # noqa: BLE001
-            raise DataError(f"model file {path} does not match its architecture "
-                            f"({str(err).splitlines()[0]})") from None
-        return model.eval(), dict(payload["meta"])
+        return load_gated_resnet(path, model_dir=model_dir)
 
     def save(self, path, model, meta):
         from effdl_ros.training.checkpoint import save_checkpoint
