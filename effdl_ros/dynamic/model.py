@@ -14,7 +14,7 @@ and reproduces this module's eval outputs exactly.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -35,6 +35,7 @@ class DDIConfig:
     exit_channels: int = 32         # width of the conv in each intermediate exit head
     exits: bool = True              # False: only the final classifier
     stem_stride: int = 1            # 2 halves the resolution once, before the first stage
+    exit_pool: int = 1              # intermediate exits pool to exit_pool x exit_pool (1 = global average)
 
     @property
     def stem_size(self) -> int:
@@ -64,6 +65,8 @@ class DDIConfig:
             raise ConfigError(f"every width in {self.widths} must be divisible by groups={self.groups}")
         if any(b < 1 for b in self.blocks):
             raise ConfigError(f"every stage needs >= 1 block, got {self.blocks}")
+        if self.exit_pool < 1:
+            raise ConfigError(f"exit_pool must be >= 1, got {self.exit_pool}")
 
 
 def straight_through(logits: torch.Tensor) -> torch.Tensor:
@@ -98,8 +101,12 @@ class GatedBlock(nn.Module):
     def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.gate(x.mean(dim=(2, 3)))
 
-    def forward(self, x: torch.Tensor, force_on: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (output, layer gate [B], channel gates [B, G]) - all-ones gates when ungated."""
+    def forward(self, x: torch.Tensor, force_on: bool = False,
+                keep: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (output, layer gate [B], channel gates [B, G]) - all-ones gates when ungated.
+
+        keep [B] (0/1), layer-gated blocks only: 0 skips the block whatever its gate says, as the
+        engine's budget halting does (a force-skipped block)."""
         b = x.shape[0]
         if self.gated and not force_on:
             logits = self.gate_logits(x)
@@ -111,6 +118,8 @@ class GatedBlock(nn.Module):
         else:
             layer = torch.ones(b, device=x.device)
             channels = torch.ones(b, self.groups, device=x.device)
+        if keep is not None and self.layer_gated:
+            layer = layer * keep.to(layer.dtype)
         h = F.relu(self.bn1(self.conv1(x)))
         h = h * channels.repeat_interleave(self.cout // self.groups, dim=1)[:, :, None, None]
         h = self.bn2(self.conv2(h))
@@ -120,21 +129,26 @@ class GatedBlock(nn.Module):
 
 
 class ExitHead(nn.Module):
-    """Intermediate exit: conv3x3 stride 2 + BN + ReLU + pool + linear; the final exit is pool + linear."""
+    """Intermediate exit: conv3x3 stride 2 + BN + ReLU + average pool to pool x pool + linear; the final
+    exit is global average pool + linear. A pool grid > 1 keeps the coarse layout that an early, local
+    feature map needs (where strokes are), at pool^2 x the linear layer's MACs."""
 
-    def __init__(self, cin: int, num_classes: int, conv_channels: int) -> None:
+    def __init__(self, cin: int, num_classes: int, conv_channels: int, pool: int = 1) -> None:
         super().__init__()
         self.conv = None
+        self.pool = pool
         if conv_channels > 0:
             self.conv = nn.Sequential(nn.Conv2d(cin, conv_channels, 3, 2, 1, bias=False),
                                       nn.BatchNorm2d(conv_channels), nn.ReLU(inplace=True))
             cin = conv_channels
-        self.fc = nn.Linear(cin, num_classes)
+        self.fc = nn.Linear(cin * pool * pool, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv is not None:
             x = self.conv(x)
-        return self.fc(x.mean(dim=(2, 3)))
+        if self.pool == 1:
+            return self.fc(x.mean(dim=(2, 3)))
+        return self.fc(F.adaptive_avg_pool2d(x, self.pool).flatten(1))
 
 
 class DDINet(nn.Module):
@@ -161,7 +175,7 @@ class DDINet(nn.Module):
             if s == last:
                 heads.append(ExitHead(width, config.num_classes, 0))
             elif config.exits:
-                heads.append(ExitHead(width, config.num_classes, config.exit_channels))
+                heads.append(ExitHead(width, config.num_classes, config.exit_channels, config.exit_pool))
         self.heads = nn.ModuleList(heads)
 
     @property
@@ -173,17 +187,22 @@ class DDINet(nn.Module):
         n = len(self.config.widths)
         return list(range(n)) if self.config.exits else [n - 1]
 
-    def forward(self, x: torch.Tensor, force_on: bool = False) -> Dict[str, object]:
-        """All exits' logits plus the gates used, for training and the equivalence tests."""
+    def forward(self, x: torch.Tensor, force_on: bool = False,
+                keep: Optional[torch.Tensor] = None) -> Dict[str, object]:
+        """All exits' logits plus the gates used, for training and the equivalence tests.
+
+        keep [B, n_blocks] (0/1): force-skip layer-gated blocks where 0 (budget halting, see engine)."""
         x = self.stem(x)
         exits: List[torch.Tensor] = []
         layers: List[torch.Tensor] = []
         channels: List[torch.Tensor] = []
         exit_at = set(self.exit_stages())
         head = 0
+        j = 0
         for s, stage in enumerate(self.stages):
             for block in stage:
-                x, layer, ch = block(x, force_on=force_on)
+                x, layer, ch = block(x, force_on=force_on, keep=None if keep is None else keep[:, j])
+                j += 1
                 layers.append(layer)
                 channels.append(ch)
             if s in exit_at:

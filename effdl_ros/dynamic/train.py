@@ -4,6 +4,13 @@ Loss (DDI, arXiv 1907.04523, as in the same group's SLU design): the sum of ever
 plus cost_weight x (mean executed share of the gateable block MACs - target)^2, the share being
 differentiable through the straight-through gates. The first warmup epochs train with every gate on so
 that the backbone and exits learn before the gates start to skip.
+
+Two optional additions (ours, not in the paper's description): *budget truncation*, where a share of
+the items in each batch has every skippable block from a random point on force-skipped, as the
+engine's per-block budget halting does, so that the exits stay accurate under tight budgets (the
+cost term is taken over the other items only); and *distillation* from a trained static network
+(Hinton et al. 2015): each exit's loss is (1 - w) x cross entropy + w x T^2 x KL(teacher || exit) at
+temperature T.
 """
 from __future__ import annotations
 
@@ -33,6 +40,11 @@ class TrainSettings:
     seed: int = 0
     max_seconds: float = math.inf   # stop early (after the current epoch) past this wall time
     init_state: Optional[Dict] = None   # backbone weights to start from (a trained static network)
+    truncate_prob: float = 0.0      # share of items trained with a random budget truncation
+    teacher: Optional[torch.nn.Module] = None   # static network to distil from (final exit logits)
+    distill: float = 0.0            # weight w of the distillation term
+    temperature: float = 4.0
+    device: str = "cpu"
 
 
 @dataclass
@@ -46,11 +58,12 @@ class TrainResult:
 def evaluate(model: DDINet, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> Dict:
     """Per-exit accuracy and mean gated block share, batched (the masked graph; for speed only)."""
     model.eval()
+    device = next(model.parameters()).device
     correct = None
     cost = 0.0
     for i in range(0, len(x), batch_size):
-        xb = torch.from_numpy(x[i: i + batch_size])
-        yb = torch.from_numpy(y[i: i + batch_size])
+        xb = torch.from_numpy(x[i: i + batch_size]).to(device)
+        yb = torch.from_numpy(y[i: i + batch_size]).to(device)
         out = model(xb)
         hits = [int((e.argmax(1) == yb).sum()) for e in out["exits"]]
         correct = hits if correct is None else [a + b for a, b in zip(correct, hits)]
@@ -93,12 +106,23 @@ def recalibrate_bn(model: DDINet, x: np.ndarray, max_items: int = 2000, batch_si
         m.reset_running_stats()
         m.momentum = None                      # cumulative average
     model.train()
+    device = next(model.parameters()).device
     idx = np.linspace(0, len(x) - 1, min(max_items, len(x))).round().astype(int)
     for i in range(0, len(idx), batch_size):
-        model(torch.from_numpy(x[idx[i: i + batch_size]]))
+        model(torch.from_numpy(x[idx[i: i + batch_size]]).to(device))
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.eval()
+
+
+def truncation_mask(rng: np.random.Generator, items: int, n_blocks: int, prob: float):
+    """(keep [items, n_blocks] float 0/1, truncated [items] bool): each item is truncated with
+    probability prob, and then every block from a uniformly drawn index in [0, n_blocks) on is
+    force-skipped (keep 0; only layer-gated blocks obey it), as the engine's budget halting does."""
+    truncated = torch.from_numpy(rng.random(items) < prob)
+    cut = torch.from_numpy(rng.integers(0, n_blocks, items))
+    keep = torch.arange(n_blocks)[None, :] < torch.where(truncated, cut, torch.full_like(cut, n_blocks))[:, None]
+    return keep.float(), truncated
 
 
 def train(task: Task, config: DDIConfig, settings: TrainSettings,
@@ -108,6 +132,12 @@ def train(task: Task, config: DDIConfig, settings: TrainSettings,
     model = DDINet(config)
     if settings.init_state is not None:
         init_from(model, settings.init_state)
+    device = torch.device(settings.device)
+    model.to(device)
+    teacher = None
+    if settings.teacher is not None and settings.distill > 0:
+        teacher = settings.teacher.to(device).eval()
+    n_blocks = len(model.blocks())
     gate_params = [p for n, p in model.named_parameters() if ".gate." in n]
     other = [p for n, p in model.named_parameters() if ".gate." not in n]
     # gates get a 10x learning rate so that they can move within a few CPU epochs
@@ -132,10 +162,27 @@ def train(task: Task, config: DDIConfig, settings: TrainSettings,
                 flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
                 xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
             yb = torch.from_numpy(task.y_train[idx])
-            out = model(xb, force_on=force_on)
-            loss = sum(F.cross_entropy(e, yb) for e in out["exits"])
+            keep = truncated = None
+            if config.gated and settings.truncate_prob > 0:
+                keep, truncated = truncation_mask(rng, len(idx), n_blocks, settings.truncate_prob)
+                keep, truncated = keep.to(device), truncated.to(device)
+            xb, yb = xb.to(device), yb.to(device)
+            out = model(xb, force_on=force_on, keep=keep)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = F.log_softmax(teacher(xb)["exits"][-1] / settings.temperature, 1)
+                w, t = settings.distill, settings.temperature
+                loss = sum((1 - w) * F.cross_entropy(e, yb) + w * t * t * F.kl_div(
+                    F.log_softmax(e / t, 1), soft, log_target=True, reduction="batchmean") for e in out["exits"])
+            else:
+                loss = sum(F.cross_entropy(e, yb) for e in out["exits"])
             if config.gated and not force_on:
-                share = expected_cost_fraction(model, out).mean()
+                per_item = expected_cost_fraction(model, out)
+                if truncated is not None:
+                    full = (~truncated).float()
+                    share = (per_item * full).sum() / full.sum().clamp(min=1.0)
+                else:
+                    share = per_item.mean()
                 loss = loss + settings.cost_weight * (share - settings.target) ** 2
                 stats["share"] += float(share.detach()) * len(idx)
             opt.zero_grad(set_to_none=True)
@@ -155,5 +202,5 @@ def train(task: Task, config: DDIConfig, settings: TrainSettings,
         if time.perf_counter() - start > settings.max_seconds:
             break
     result.seconds = time.perf_counter() - start
-    model.eval()
+    model.cpu().eval()
     return result

@@ -123,7 +123,7 @@ class DdiNode(Node):
             self.skipped_for_budget += 1
             self.get_logger().warning(
                 f"budget of {ceiling:,.0f} MACs is below the cheapest exit "
-                f"({self.engine.costs.cumulative_worst[0]:,} MACs): item not classified",
+                f"({self.engine.min_macs:,} MACs): item not classified",
                 throttle_duration_sec=5.0)
             return
         probs = torch.softmax(result.logits, 0)
