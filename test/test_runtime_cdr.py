@@ -8,6 +8,7 @@ from effdl_ros.runtime.local.typesupport import deserialize, get_class, serializ
 from effdl_ros.runtime.messages import TYPES
 
 pytest.importorskip("cyclonedds")
+from effdl_ros.runtime.backends.dds import serialize_padded, tune_malloc  # noqa: E402
 from effdl_ros.runtime.backends.dds_types import dds_type_name, idl_type, to_idl  # noqa: E402
 
 _INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "char": (0, 255),
@@ -81,6 +82,11 @@ def test_cdr_bytes_equal_rosbags_and_round_trip(typename):
         assert same(idl_type(typename).deserialize(ours), to_idl(msg))
         back = deserialize(ours, typename)
         assert same(back, msg)
+        # what the dds writer puts on the wire: those bytes zero-padded to a multiple of 4, as
+        # rmw_cyclonedds does, and what the dds reader decodes (a memoryview of the taken sample)
+        wire = bytes(serialize_padded(msg, typename))
+        assert wire == ours + b"\0" * (-len(ours) % 4)
+        assert same(deserialize(memoryview(wire), typename), msg)
 
 
 def test_dds_type_names_follow_ros2():
@@ -103,3 +109,41 @@ def test_truncated_image_is_a_value_error():
                            data=np.arange(4, dtype=np.uint8)))
     with pytest.raises(ValueError):
         deserialize(data[:-6], "sensor_msgs/msg/Image")
+
+
+@pytest.mark.parametrize("frame_id", ["", "7", "42", "123", "1234"])  # every padding length 0..3
+def test_image_on_the_wire_padded_and_decoded_without_copying_the_pixels(frame_id):
+    from effdl_ros.runtime.messages import Image
+
+    pixels = np.random.default_rng(1).integers(0, 256, 64 * 48 * 3, dtype=np.uint8)
+    msg = Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=pixels)
+    msg.header.frame_id = frame_id
+    ours = serialize(msg)
+    wire = serialize_padded(msg, "sensor_msgs/msg/Image")
+    assert len(wire) % 4 == 0 and bytes(wire) == ours + b"\0" * (-len(ours) % 4)
+    sample = bytes(wire)  # what ddspy_take hands the reader
+    back = deserialize(memoryview(sample), "sensor_msgs/msg/Image")
+    assert back.header.frame_id == frame_id and np.array_equal(back.data, pixels)
+    assert np.shares_memory(back.data, np.frombuffer(sample, dtype=np.uint8))  # a view, no copy
+    assert not back.data.flags.writeable  # read-only, as the pixels of a received image were
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x00\x01\x00\x00\xff\xff\xff\x7f",
+                                 b"\x00\x01\x00\x00\x03\x00\x00\x00\xff\xfe\x00"])
+def test_garbage_memoryview_payload_is_a_value_error(bad):
+    with pytest.raises(ValueError):
+        deserialize(memoryview(bad), "std_msgs/msg/String")
+
+
+def test_malloc_tuning_applies_once_and_can_be_switched_off(monkeypatch):
+    import sys
+
+    import effdl_ros.runtime.backends.dds as dds
+
+    monkeypatch.setattr(dds, "_MALLOC_TUNED", False)
+    monkeypatch.setenv("EFFDL_ROS_DDS_MALLOC_TUNING", "0")
+    assert tune_malloc() is False and dds._MALLOC_TUNED is False
+    monkeypatch.delenv("EFFDL_ROS_DDS_MALLOC_TUNING")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mallopt is glibc's")
+    assert tune_malloc() is True  # glibc accepts both thresholds (mmap <= 32 MB)

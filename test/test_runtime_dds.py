@@ -446,3 +446,22 @@ if __name__ == "__main__":
         _peer_plain_reader(args[0], int(args[1]))
     elif mode == "raw_writer":
         _peer_raw_writer(args[0])
+
+
+def test_discovery_info_skips_an_endpoint_deleted_meanwhile(dds_graph):
+    """The announce timer may run while a node is being destroyed: its deleted writer is left out
+    (it used to make the whole announcement fail with DDS_RETCODE_BAD_PARAMETER)."""
+    from effdl_ros.runtime import Node
+    from effdl_ros.runtime.backends.dds import _delete
+    from effdl_ros.runtime.messages import String
+
+    make_graph, _ = dds_graph
+    g = make_graph()
+    node = g.add(lambda **kw: Node("going", **kw))
+    kept = node.create_publisher(String, "kept", 10)
+    gone = node.create_publisher(String, "gone", 10)
+    _delete(gone._handle._writer)  # as destroy_node does, one endpoint after the other
+    (info,) = [n for n in g.context.transport.discovery_info().node_entities_info_seq
+               if n.node_name == "going"]
+    expected = kept._handle._writer.get_guid().bytes
+    assert [bytes(w.data) for w in info.writer_gid_seq] == [expected]

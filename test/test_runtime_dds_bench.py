@@ -31,3 +31,19 @@ def test_bench_transport_rejects_bad_rates():
         _rates("fast")
     with pytest.raises(ConfigError):
         _rates("-5")
+
+
+def test_bench_transport_repeat_interleaves_and_summarises(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    assert main(["bench", "transport", "--backend", "inproc", "--rates", "100", "--duration", "0.1",
+                 "--repeat", "3", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    rows = data["results"]["inproc"]
+    assert [r["repetition"] for r in rows] == [1, 2, 3] and data["repeat"] == 3
+    (summary,) = data["medians"]["inproc"].values()
+    p99s = sorted(r["latency_ms"]["p99"] for r in rows)
+    assert summary["runs"] == 3 and summary["p99_median"] == p99s[1]
+    assert summary["p99_worst"] == p99s[2]
+    assert "median p99" in capsys.readouterr().out
+    assert main(["bench", "transport", "--backend", "inproc", "--repeat", "0"]) == 2
+    assert "--repeat" in capsys.readouterr().err

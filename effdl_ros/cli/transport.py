@@ -35,6 +35,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qos", choices=["sensor", "reliable"], default="sensor",
                    help="sensor = best effort keep-last 5, what image topics use (default); "
                         "reliable = reliable keep-last 5")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every backend this many times, interleaved (A B, B A, A B, ...) so "
+                        "that all see the same machine load; each run is a row (default 1)")
     p.add_argument("--domain", type=int, default=None,
                    help="ROS domain for dds (default: a random one in 100..200)")
     p.add_argument("--json", dest="json_out", default=None, help="write the results to this JSON file")
@@ -403,19 +406,39 @@ def _table(results: Dict[str, List[dict]], title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("backend", "rate", "sent/s", "recv/s", "loss", "p50 ms", "p99 ms", "max ms",
-                "CPU pub/sub"):
+    repeated = any(r.get("repetition", 1) > 1 for rows in results.values() for r in rows)
+    for col in ("backend",) + (("run",) if repeated else ()) + (
+            "rate", "sent/s", "recv/s", "loss", "p50 ms", "p99 ms", "max ms", "CPU pub/sub"):
         table.add_column(col, justify="right" if col != "backend" else "left")
     for backend, rows in results.items():
         for r in rows:
             lat = r["latency_ms"]
             rate = r["rate_hz"]
             cpu = "/".join(f"{v:.0%}" for v in r["cpu_share"].values())
-            table.add_row(backend, f"{rate:g} Hz" if rate != "max" else "max",
+            run = (f"{r.get('repetition', 1)}",) if repeated else ()
+            table.add_row(backend, *run, f"{rate:g} Hz" if rate != "max" else "max",
                           f"{r['sent_hz']:.1f}", f"{r['achieved_hz']:.1f}", f"{r['loss']:.1%}",
                           f"{lat.get('p50', float('nan')):.2f}", f"{lat.get('p99', float('nan')):.2f}",
                           f"{lat.get('max', float('nan')):.2f}", cpu)
     return table
+
+
+def _medians(results: Dict[str, List[dict]]) -> Dict[str, Dict[str, dict]]:
+    """Per backend and rate, over the repetitions: median p50 and p99, and the worst p99."""
+    import numpy as np
+
+    out: Dict[str, Dict[str, dict]] = {}
+    for backend, rows in results.items():
+        by_rate: Dict[str, List[dict]] = {}
+        for r in rows:
+            if r["latency_ms"]:
+                by_rate.setdefault(str(r["rate_hz"]), []).append(r["latency_ms"])
+        out[backend] = {rate: {"runs": len(lats),
+                               "p50_median": float(np.median([x["p50"] for x in lats])),
+                               "p99_median": float(np.median([x["p99"] for x in lats])),
+                               "p99_worst": float(max(x["p99"] for x in lats))}
+                        for rate, lats in by_rate.items()}
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -433,29 +456,46 @@ def _run(args: argparse.Namespace) -> int:
         raise DataError(f"{args.json_out}: the folder {os.path.dirname(args.json_out)} does not exist")
     if args.duration <= 0:
         raise ConfigError("--duration must be positive (seconds per rate)")
+    if not 1 <= args.repeat <= 100:
+        raise ConfigError("--repeat must be in 1..100")
     backends = args.backend or ["dds", "inproc"]
     domain = args.domain if args.domain is not None else random.randint(100, 200)
     if not 0 <= domain <= 232:
         raise ConfigError(f"--domain {domain} is outside 0..232")
     pixels = np.random.default_rng(0).integers(0, 256, WIDTH * HEIGHT * 3, dtype=np.uint8)
-    results: Dict[str, List[dict]] = {}
+    results: Dict[str, List[dict]] = {backend: [] for backend in backends}
     load_before = os.getloadavg()[0]
-    for backend in backends:
-        if backend == "dds":
-            results[backend] = _bench_dds(rates, args.duration, args.qos, pixels, domain)
-        elif backend == "rclpy":
-            results[backend] = _bench_rclpy(rates, args.duration, args.qos, pixels, domain)
-        else:
-            results[backend] = _bench_inproc(rates, args.duration, args.qos, pixels)
+    for repetition in range(1, args.repeat + 1):
+        # interleaved, the order reversed every other time: no backend always runs first
+        for backend in (backends if repetition % 2 else backends[::-1]):
+            if backend == "dds":
+                rows = _bench_dds(rates, args.duration, args.qos, pixels, domain)
+            elif backend == "rclpy":
+                rows = _bench_rclpy(rates, args.duration, args.qos, pixels, domain)
+            else:
+                rows = _bench_inproc(rates, args.duration, args.qos, pixels)
+            for row in rows:
+                row["repetition"] = repetition
+                row["load_average_1min"] = os.getloadavg()[0]
+            results[backend].extend(rows)
     machine = _machine()
     load = (load_before, os.getloadavg()[0])
     title = (f"transport: {WIDTH}x{HEIGHT} rgb8 Image, QoS {args.qos}, {args.duration:g} s per rate "
              f"- {machine}; load average {load[0]:.1f} -> {load[1]:.1f}")
-    Console(width=max(110, Console().width)).print(_table(results, title))
+    console = Console(width=max(110, Console().width))
+    console.print(_table(results, title))
+    medians = _medians(results)
+    if args.repeat > 1:
+        for backend, by_rate in medians.items():
+            for rate, m in by_rate.items():
+                console.print(f"{backend} {rate} Hz over {m['runs']} runs: median p50 "
+                              f"{m['p50_median']:.2f} ms, median p99 {m['p99_median']:.2f} ms, "
+                              f"worst p99 {m['p99_worst']:.2f} ms")
     if args.json_out:
         _write_json(args.json_out, {"machine": machine, "load_average_1min": load,
                                     "qos": args.qos, "duration_s": args.duration,
-                                    "image": f"{WIDTH}x{HEIGHT} rgb8", "results": results})
+                                    "repeat": args.repeat, "image": f"{WIDTH}x{HEIGHT} rgb8",
+                                    "results": results, "medians": medians})
         print(f"wrote {args.json_out}")
     return 0
 

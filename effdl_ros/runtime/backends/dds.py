@@ -11,6 +11,8 @@ history kind and depth). Cyclone's listener thread takes and decodes samples and
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -21,6 +23,57 @@ from effdl_ros.runtime.local.typesupport import deserialize, get_class, rihs01, 
 _TAKE_BATCH = 64
 DISCOVERY_TOPIC = "ros_discovery_info"  # no rt/ prefix (avoid_ros_namespace_conventions in rmw)
 ANNOUNCE_DELAY_SEC = 0.05
+
+
+def serialize_padded(msg: Any, typename: str) -> memoryview:
+    """rosbags' CDR of msg (the bytes of typesupport.serialize), zero-padded to a multiple of 4 as
+    rmw_cyclonedds writes it, serialised straight into a buffer of the padded size (no second copy
+    of an image to pad it). The buffer is fresh and zeroed: rosbags skips alignment gaps."""
+    store = typestore()
+    msgdef = store.get_msgdef(typename)
+    size = 4 + msgdef.getsize_cdr(0, msg, store)
+    raw = memoryview(bytearray(size + (-size % 4)))
+    raw[1] = 1 if sys.byteorder == "little" else 0  # encapsulation CDR_LE / CDR_BE, options 0
+    serialize = msgdef.serialize_cdr_le if sys.byteorder == "little" else msgdef.serialize_cdr_be
+    if serialize(raw[4:size], 0, msg, store) + 4 != size:
+        raise ValueError(f"{typename}: serialised size differs from the computed one")
+    return raw
+
+
+_MALLOC_TUNED = False
+_MMAP_THRESHOLD = 16 * 1024 * 1024  # smaller blocks come from the heap (1080p rgb8: 6.2 MB)
+_TRIM_THRESHOLD = 64 * 1024 * 1024  # free memory a heap keeps at its top before returning it
+
+
+def tune_malloc() -> bool:
+    """Keep large freed blocks in the heap for reuse (glibc), once per process; True if applied.
+
+    A 0.9 MB image passes through four or five fresh frame-sized buffers per hop (our CDR buffer,
+    Cyclone's serdata on each side, the taken sample, its Python bytes). With glibc's defaults those
+    come from fresh mmap() pages, and faulting in ~225 pages per buffer cost 0.2-0.4 ms each on the
+    development VM, more than the copies themselves (profiled; see docs/readme/02-transport.md).
+    Raising the mmap and trim thresholds lets malloc hand the same warm memory back. Process-wide,
+    so it is done only by the dds transport; EFFDL_ROS_DDS_MALLOC_TUNING=0 turns it off."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    if os.environ.get("EFFDL_ROS_DDS_MALLOC_TUNING", "1") == "0":
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False  # not glibc (e.g. musl): nothing to tune
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, _MMAP_THRESHOLD) == 1
+    ok = mallopt(m_trim_threshold, _TRIM_THRESHOLD) == 1 and ok
+    _MALLOC_TUNED = ok
+    return ok
 
 
 def typename_of(msg_type: type) -> str:
@@ -91,7 +144,7 @@ class _Writer:
                                   qos=dds_qos(qos, self.typename, writer=True), listener=listener)
 
     def publish(self, msg: Any) -> None:
-        self.write_raw(typestore().serialize_cdr(msg, self.typename))  # a memoryview: no extra copy
+        self.write_raw(serialize_padded(msg, self.typename))
 
     def write_raw(self, payload) -> None:
         """Write CDR bytes as they are (padded to 4, as rmw_cyclonedds does); tests use this."""
@@ -158,7 +211,9 @@ class _Reader:
             self._deliver(bytes(data))
             return
         try:
-            msg = deserialize(data, self.typename)
+            # a memoryview: rosbags then slices without copying and uint8[] fields (image pixels)
+            # become read-only numpy views of the taken sample, as they were of a copy before
+            msg = deserialize(memoryview(data), self.typename)
         except ValueError as err:
             self._on_error(err)
             return
@@ -188,6 +243,7 @@ class DdsTransport:
             raise ConfigError(f"the dds backend needs the cyclonedds package ({err}); "
                               "pip install cyclonedds, or choose --backend inproc") from None
         self.context = context
+        tune_malloc()
         self.domain_id = int(context.domain_id)
         if not 0 <= self.domain_id <= 232:
             raise ConfigError(f"ROS_DOMAIN_ID={self.domain_id} is outside 0..232")
@@ -290,18 +346,28 @@ class DdsTransport:
         NodeInfo = get_class("rmw_dds_common/msg/NodeEntitiesInfo")
         Info = get_class("rmw_dds_common/msg/ParticipantEntitiesInfo")
 
+        from cyclonedds.core import DDSException
+
         def gid(entity):
             return Gid(data=np.frombuffer(entity.get_guid().bytes, dtype=np.uint8).copy())
 
+        def gids(entities):
+            out = []
+            for entity in entities:
+                try:
+                    out.append(gid(entity))
+                except DDSException:
+                    pass  # deleted meanwhile (a node being destroyed): no longer announced
+            return out
+
         nodes = []
         for node in list(self.context.nodes):
-            readers = [s._handle._reader for s in node._subscriptions
+            readers = [s._handle._reader for s in list(node._subscriptions)
                        if isinstance(s._handle, _Reader)]
-            writers = [p._handle._writer for p in node._publishers
+            writers = [p._handle._writer for p in list(node._publishers)
                        if isinstance(p._handle, _Writer)]
             nodes.append(NodeInfo(node_namespace=node.get_namespace(), node_name=node.get_name(),
-                                  reader_gid_seq=[gid(r) for r in readers],
-                                  writer_gid_seq=[gid(w) for w in writers]))
+                                  reader_gid_seq=gids(readers), writer_gid_seq=gids(writers)))
         return Info(gid=gid(self.participant), node_entities_info_seq=nodes)
 
     def _announce(self) -> None:
