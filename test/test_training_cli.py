@@ -35,3 +35,16 @@ def test_bad_arguments_are_one_sentence(argv, words, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("effdl-ros: error:") and words in err and "Traceback" not in err
     assert len(err.splitlines()) == 1
+
+
+def test_validation_split_is_carved_from_the_training_split_only():
+    from effdl_ros.training.experiments import Data, validation_split
+
+    x = torch.arange(50, dtype=torch.float32).view(50, 1, 1, 1)
+    y = torch.arange(50)
+    data = Data("toy", 1, x[:40], y[:40], x[40:], y[40:])
+    val = validation_split(data)
+    assert val.x_test.shape[0] == 8 and val.x_train.shape[0] == 32
+    seen = set(val.y_train.tolist()) | set(val.y_test.tolist())
+    assert seen == set(range(40))  # every training sample once; no test sample
+    assert not set(val.y_train.tolist()) & set(val.y_test.tolist())

@@ -175,3 +175,104 @@ def test_gated_forward_equals_the_dense_net_when_every_gate_fires_and_skips_exac
     out = model(x)
     for i in range(x.shape[0]):
         assert torch.allclose(out[i:i + 1], model(x[i:i + 1]), atol=1e-5)
+
+
+def tiny_batch_gated(bias):
+    torch.manual_seed(0)
+    return build(ResNetConfig(blocks=(2, 2, 2), widths=(4, 8, 8), gates=True, gate_bias=bias,
+                              gate_unit="batch"))
+
+
+def test_batch_gates_skip_a_block_for_the_whole_batch_forward_and_backward():
+    model = tiny_batch_gated(0.0)
+    torch.nn.init.zeros_(model.gate_fc.weight)  # p = 0.5 exactly: some blocks run, some do not
+    calls = _block_calls(model)
+    x, y = batch(16)
+    model.train()
+    for seed in range(20):  # a draw where some gated blocks run and some do not (P = 15/16 each)
+        calls[:] = [0] * len(calls)
+        torch.manual_seed(seed)
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        if 0 in calls[1:] and 16 in calls[1:]:
+            break
+    assert calls[0] == 16 and set(calls[1:]) <= {0, 16} and 0 in calls[1:] and 16 in calls[1:]
+    assert model.last_block_rows == calls
+    for c, b in zip(calls[1:], model.blocks[1:]):
+        assert (b.conv1.weight.grad is None) == (c == 0)
+    masks = model.last_masks
+    assert masks.shape == (16, len(model.blocks) - 1)
+    assert torch.equal(masks, masks[:1].expand_as(masks))  # one decision per batch
+    assert masks[0].tolist() == [float(c > 0) for c in calls[1:]]
+
+
+def test_batch_gate_straight_through_gradient_equals_the_explicit_product():
+    from effdl_ros.training.resnet import _FiredStraightThrough
+
+    g = torch.Generator().manual_seed(0)
+    out0, res0 = torch.randn(4, 3, 5, 5, generator=g), torch.randn(4, 3, 5, 5, generator=g)
+    w = torch.randn(4, 3, 5, 5, generator=g)
+    grads = []
+    for explicit in (True, False):
+        out, res = out0.clone().requires_grad_(), res0.clone().requires_grad_()
+        p = torch.tensor([0.3], requires_grad=True)
+        if explicit:
+            m = 1.0 - p.detach() + p
+            h = res + m * (out - res)
+        else:
+            h = _FiredStraightThrough.apply(out, res, p)
+        assert torch.allclose(h, out0)
+        (h * w).sum().backward()
+        grads.append((out.grad, res.grad if res.grad is not None else torch.zeros_like(res0), p.grad))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_batch_gated_net_with_open_gates_equals_the_dense_net():
+    model = tiny_batch_gated(30.0).eval()
+    dense = model.__class__(model.config)
+    dense.load_state_dict(model.state_dict())
+    dense.force_full = True
+    dense.eval()
+    x, _ = batch()
+    assert torch.allclose(model(x), dense(x), atol=1e-5)
+
+
+def test_interleaved_training_gives_each_variant_the_same_run_as_alone():
+    from effdl_ros.training.experiments import Data, interleaved_fit
+
+    g = torch.Generator().manual_seed(0)
+    xs, ys = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)
+    data = Data("toy", 8, xs, ys, xs, ys)
+    cfgs = {"full": E2TrainConfig(epochs=2, batch_size=16, lr=0.05),
+            "SMD": E2TrainConfig(epochs=2, batch_size=16, lr=0.05, smd_rate=0.5)}
+    alone = {}
+    for k, c in cfgs.items():
+        t = E2Trainer(tiny(), c)
+        t.fit(xs, ys)
+        alone[k] = (t.model.state_dict(), t.stats.executed_iterations, t.counter.tally.total)
+    trainers = {k: E2Trainer(tiny(), c) for k, c in cfgs.items()}
+    wall = interleaved_fit(trainers, data)
+    for k, t in trainers.items():
+        sd, n_exec, macs = alone[k]
+        assert wall[k] > 0 and t.stats.executed_iterations == n_exec and t.counter.tally.total == macs
+        assert all(torch.equal(sd[n], v) for n, v in t.model.state_dict().items())
+    assert trainers["SMD"].counter.tally.total < trainers["full"].counter.tally.total
+
+
+def test_logit_regulariser_revives_dead_batch_gates_where_the_prob_regulariser_cannot():
+    g = torch.Generator().manual_seed(0)
+    xs, ys = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)
+    final = {}
+    for reg in ("logit", "prob"):
+        model = tiny_batch_gated(-8.0)  # p ~ 3e-4: every gate practically dead
+        cfg = E2TrainConfig(slu=True, slu_target=0.5, slu_beta=1.0, slu_reg=reg, lr=0.1,
+                            batch_size=16, epochs=10)
+        trainer = E2Trainer(model, cfg)
+        torch.manual_seed(0)
+        trainer.fit(xs, ys)
+        model.train()
+        model(xs)
+        final[reg] = float(model.last_probs.detach().mean())
+    assert final["logit"] > 0.2       # pushed back up to the target
+    assert final["prob"] < 0.01       # the push through sigmoid vanished: gates stay dead

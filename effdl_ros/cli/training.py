@@ -40,11 +40,20 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="resnet32:8", help="resnetD[:W], D = 6n+2 (default resnet32:8)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--smd", type=float, default=0.5, help="SMD drop rate (0 = off; paper 0.5)")
-    p.add_argument("--slu-target", type=float, default=0.3,
+    p.add_argument("--slu-target", type=float, default=0.25,
                    help="SLU target share of gated blocks that run (1 or --no-slu = off)")
     p.add_argument("--no-slu", action="store_true", help="train without SLU gates")
-    p.add_argument("--slu-beta", type=float, default=0.1)
+    p.add_argument("--slu-beta", type=float, default=0.2, help="weight of SLU's compute regulariser")
+    p.add_argument("--slu-unit", choices=("batch", "sample"), default="batch",
+                   help="one gate decision per mini-batch (whole-batch skips, default) or per sample")
+    p.add_argument("--slu-anneal", type=float, default=0.0,
+                   help="share of the run over which the SLU target falls linearly from 1 (default 0)")
+    p.add_argument("--slu-reg", choices=("logit", "prob"), default="logit",
+                   help="SLU regulariser on the gates' logits (default) or E2-Train's sum of masks")
     p.add_argument("--psg", action="store_true", help="predictive sign gradients (modelled saving)")
+    p.add_argument("--validation", action="store_true",
+                   help="train on 80 %% of the training split and score on the other 20 %% (seed 123), "
+                        "never on the test split: for choosing settings")
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch (E2-Train: 128)")
     p.add_argument("--out", default=None, help="checkpoint to write (atomically), e.g. models/x.pt")
@@ -59,7 +68,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from effdl_ros.errors import ConfigError
     from effdl_ros.training.checkpoint import save_checkpoint
     from effdl_ros.training.e2train import E2TrainConfig, modelled_energy_j
-    from effdl_ros.training.experiments import load_data, run_e2train
+    from effdl_ros.training.experiments import load_data, run_e2train, validation_split
 
     if not 0.0 <= args.smd < 1.0:
         raise ConfigError(f"--smd must be in [0, 1), got {args.smd}")
@@ -67,10 +76,13 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--slu-target must be in (0, 1], got {args.slu_target}")
     _positive("--epochs", args.epochs)
     data = load_data(args.data)
+    if args.validation:
+        data = validation_split(data)
     slu = not args.no_slu and args.slu_target < 1.0
     _positive("--batch-size", args.batch_size)
     cfg = E2TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, smd_rate=args.smd, slu=slu,
-                        slu_target=args.slu_target, slu_beta=args.slu_beta, psg=args.psg, seed=args.seed)
+                        slu_target=args.slu_target, slu_beta=args.slu_beta, slu_unit=args.slu_unit,
+                        slu_anneal=args.slu_anneal, slu_reg=args.slu_reg, psg=args.psg, seed=args.seed)
     bar = tqdm(total=1, desc="e2train", unit="it", dynamic_ncols=True)
 
     def on_iteration(it, total, res, trainer, dense_per_sample):
@@ -88,7 +100,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     model, result = run_e2train(data, args.model, cfg, gate_bias=3.0, on_iteration=on_iteration)
     bar.close()
-    print(f"{args.data}: top-1 {result['accuracy']:.4f} (all blocks {result['accuracy_all_blocks']:.4f}), "
+    print(f"{args.data}: {'validation' if args.validation else 'test'} top-1 {result['accuracy']:.4f} (all blocks {result['accuracy_all_blocks']:.4f}), "
           f"executed training MACs {result['executed_train_macs'] / 1e9:.2f} G = "
           f"{result['executed_train_macs'] / result['dense_train_macs']:.1%} of dense, wall "
           f"{result['wall_s']:.1f} s (measured), energy {result['modelled_energy_j']:.3f} J (modelled)")
@@ -184,10 +196,19 @@ def _run_prune(args: argparse.Namespace) -> int:
 def _configure_bench_e2(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k,sklearn", help="comma-separated data sets")
     p.add_argument("--model", default="resnet32:8")
-    p.add_argument("--epochs", default="mnist5k=8,sklearn=24",
-                   help="epochs per data set, e.g. mnist5k=8,sklearn=20")
-    p.add_argument("--slu-target", type=float, default=0.3)
-    p.add_argument("--slu-beta", type=float, default=0.1)
+    p.add_argument("--epochs", default="mnist5k=60,sklearn=96",
+                   help="epochs per data set, the same for every variant, e.g. mnist5k=60,sklearn=96")
+    p.add_argument("--slu-target", type=float, default=0.25)
+    p.add_argument("--slu-beta", type=float, default=0.2)
+    p.add_argument("--slu-unit", choices=("batch", "sample"), default="batch",
+                   help="SLU gate decision per mini-batch (default) or per sample")
+    p.add_argument("--slu-anneal", type=float, default=0.0,
+                   help="share of the run over which the SLU target falls linearly from 1")
+    p.add_argument("--slu-reg", choices=("logit", "prob"), default="logit",
+                   help="SLU regulariser on the gates' logits (default) or E2-Train's sum of masks")
+    p.add_argument("--sequential", action="store_true",
+                   help="train the variants one after the other (default: interleaved, one "
+                        "iteration each in turn, so that they share the machine's load)")
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch (E2-Train: 128)")
     p.add_argument("--json", default=None)
     _common(p)
@@ -216,6 +237,8 @@ def _run_bench_e2(args: argparse.Namespace) -> int:
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
     res = bench_e2train(datasets, arch=args.model, epochs=_epochs(args.epochs, datasets),
                         seed=args.seed, slu_target=args.slu_target, slu_beta=args.slu_beta,
+                        slu_unit=args.slu_unit, slu_anneal=args.slu_anneal, slu_reg=args.slu_reg,
+                        interleave=not args.sequential,
                         batch_size=args.batch_size, progress=lambda s: print(f"  running {s} ...", flush=True))
     head = (f"{'data':8} {'variant':12} {'top-1':>6} {'drop pt':>7} {'train GMAC':>10} {'MACs saved':>10} "
             f"{'wall s':>7} {'wall saved':>10} {'energy J*':>9} {'E saved*':>8}")
@@ -236,7 +259,8 @@ def _run_bench_e2(args: argparse.Namespace) -> int:
 def _configure_bench_eb(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k,sklearn")
     p.add_argument("--model", default="resnet20:8")
-    p.add_argument("--epochs", default="mnist5k=20,sklearn=32")
+    p.add_argument("--epochs", default="mnist5k=40,sklearn=32",
+                   help="length of the schedule per data set (dense and EB rows alike)")
     p.add_argument("--ratio", type=float, default=0.5)
     p.add_argument("--epsilon", type=float, default=0.1)
     p.add_argument("--json", default=None)

@@ -4,10 +4,11 @@ Three switchable parts (REFERENCES.md section 1):
 - SMD, stochastic mini-batch dropping: u ~ U(0,1) per iteration; with probability ``smd_rate`` the batch
   is skipped before any forward or backward (the iteration still advances the learning-rate schedule,
   as in the paper). A dropped batch costs nothing.
-- SLU, selective layer update: gates in GatedResNet decide per sample which blocks run; the block is
-  computed only on the samples whose gate fired (resnet.py). Loss = CE + reg * beta * mean_b sum_g m_bg,
-  reg = -1 while the fired share <= target, else +1 (we set the target; the original default 100 %
-  always rewarded more compute).
+- SLU, selective layer update: gates in GatedResNet decide per sample (or, ``slu_unit="batch"``, per
+  mini-batch) which blocks run; a block is computed only where its gate fired (resnet.py). Loss =
+  CE + reg * beta * R, reg = -1 while the fired share <= target, else +1 (we set the target; the
+  original default 100 % always rewarded more compute); R = mean gate logit (``slu_reg="logit"``) or
+  E2-Train's sum of masks (``"prob"``).
 - PSG, predictive sign gradients (psg.py): conv weight gradients are predicted signs; their saving is
   MODELLED (no low-bit kernels on a CPU), see ``modelled_energy_j``.
 Executed MACs are counted from what ran (macs.py); wall time is measured by the callers.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -43,6 +44,12 @@ class E2TrainConfig:
     slu: bool = False
     slu_target: float = 0.5
     slu_beta: float = 1e-2              # E2-Train's beta is 1e-5 over 35 gates and 64k iterations
+    slu_unit: str = "batch"             # gate decision per "batch" (whole-batch skips) or "sample"
+    slu_anneal: float = 0.0             # share of the run over which the target falls from 1 to slu_target
+    #: "logit": the regulariser reg * beta * mean of the gates' logits (its push on a gate does not
+    #: vanish when the gate saturates); "prob": E2-Train's reg * beta * sum of the masks (gradient
+    #: through p = sigmoid(z), which vanishes as p -> 0: measured, MNIST-5k's batch gates died)
+    slu_reg: str = "logit"
     psg: bool = False
     psg_threshold: float = 5e-5
     psg_lr: float = 2e-3                # lr of the sign-updated conv weights (a sign has magnitude 1)
@@ -109,6 +116,8 @@ class E2Trainer:
             lambda m, x, y: F.cross_entropy(m(x), y))
         #: called after backward, before the optimiser step (Early-Bird's slimming L1 goes here)
         self.grad_hook: Optional[Callable[[nn.Module], None]] = None
+        #: SLU target of the current iteration while ``fit`` anneals it (None: the knob's target)
+        self.current_target: Optional[float] = None
 
     # -- knobs ----------------------------------------------------------------------------------
     def set_knobs(self, knobs: TrainerKnobs) -> None:
@@ -157,10 +166,15 @@ class E2Trainer:
         total = loss
         if use_slu and model.last_masks is not None:
             fired = float(model.last_masks.mean())
-            reg = -1.0 if fired <= self.knobs.slu_target else 1.0
-            # reg * beta * sum of straight-through masks: its gradient w.r.t. each p is reg * beta,
-            # the same as that of sum(p), which is what we add (the value is not used)
-            total = loss + reg * self.config.slu_beta * model.last_probs.sum(1).mean()
+            target = self.knobs.slu_target if self.current_target is None else self.current_target
+            reg = -1.0 if fired <= target else 1.0
+            if self.config.slu_reg == "logit":
+                # constant push reg * beta / n_gates on every gate's logit, also at saturation
+                total = loss + reg * self.config.slu_beta * model.last_logits.mean()
+            else:
+                # reg * beta * sum of straight-through masks: its gradient w.r.t. each p is
+                # reg * beta, the same as that of sum(p), which is what we add
+                total = loss + reg * self.config.slu_beta * model.last_probs.sum(1).mean()
         total.backward()
         if self.grad_hook is not None:
             self.grad_hook(model)
@@ -182,6 +196,19 @@ class E2Trainer:
 
         ``on_epoch_end(epoch)`` returning True stops the run early.
         """
+        t0 = time.perf_counter()
+        for _ in self.iter_fit(images, labels, start_epoch=start_epoch, stop_epoch=stop_epoch,
+                               on_iteration=on_iteration, on_epoch_end=on_epoch_end):
+            pass
+        self.stats.wall_s += time.perf_counter() - t0
+        return self.stats
+
+    def iter_fit(self, images: torch.Tensor, labels: torch.Tensor, *, start_epoch: int = 0,
+                 stop_epoch: Optional[int] = None,
+                 on_iteration: Optional[Callable[[int, int, StepResult], None]] = None,
+                 on_epoch_end: Optional[Callable[[int], bool]] = None) -> Iterator[StepResult]:
+        """``fit`` one iteration at a time (yields each iteration's result), so that a benchmark can
+        interleave several trainers' iterations and time each one under the same machine load."""
         cfg = self.config
         stop_epoch = cfg.epochs if stop_epoch is None else stop_epoch
         n = images.shape[0]
@@ -189,11 +216,13 @@ class E2Trainer:
         total = per_epoch * cfg.epochs
         gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
         it = start_epoch * per_epoch
-        t0 = time.perf_counter()
         for epoch in range(start_epoch, stop_epoch):
             order = torch.randperm(n, generator=gen)
             for b in range(per_epoch):
                 self.set_lr_scale(0.1 ** sum(it >= d * total for d in cfg.lr_drops))
+                if cfg.slu and cfg.slu_anneal > 0:  # target: 1 -> slu_target, linearly
+                    share = min(1.0, it / (cfg.slu_anneal * total))
+                    self.current_target = 1.0 - (1.0 - self.knobs.slu_target) * share
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 if self.drop():  # dropped: not even the batch is gathered
                     res = StepResult(executed=False)
@@ -202,11 +231,11 @@ class E2Trainer:
                 it += 1
                 if on_iteration is not None:
                     on_iteration(it, total, res)
+                self.stats.macs = self.counter.tally
+                yield res
             if on_epoch_end is not None and on_epoch_end(epoch):
                 break
-        self.stats.wall_s += time.perf_counter() - t0
         self.stats.macs = self.counter.tally
-        return self.stats
 
     def close(self) -> None:
         self.counter.remove()

@@ -48,6 +48,17 @@ def load_data(name: str, size: Optional[int] = None, *, test_fraction: float = 0
     return Data(name, size, x_tr, y_tr, x_te, y_te)
 
 
+def validation_split(data: Data, fraction: float = 0.2, seed: int = 123) -> Data:
+    """Hold out ``fraction`` of the TRAINING split as the evaluation set (the test split is dropped):
+    for choosing settings without looking at the test split."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(data.x_train.shape[0], generator=g)
+    n_val = int(data.x_train.shape[0] * fraction)
+    val, train = perm[:n_val], perm[n_val:]
+    return Data(data.name, data.size, data.x_train[train], data.y_train[train],
+                data.x_train[val], data.y_train[val])
+
+
 def parse_arch(spec: str) -> Tuple[int, int]:
     """'resnet20' -> 3 blocks per stage (depth = 6n + 2); optional ':W' base width, e.g. resnet32:8."""
     name, _, width = spec.partition(":")
@@ -63,11 +74,12 @@ def parse_arch(spec: str) -> Tuple[int, int]:
     return (depth - 2) // 6, w
 
 
-def make_config(arch: str, data: Data, *, gates: bool = False, gate_bias: float = 2.0) -> ResNetConfig:
+def make_config(arch: str, data: Data, *, gates: bool = False, gate_bias: float = 2.0,
+                gate_unit: str = "sample") -> ResNetConfig:
     n, w = parse_arch(arch)
     return ResNetConfig(blocks=(n, n, n), widths=(w, 2 * w, 4 * w), in_channels=1, num_classes=10,
                         stem_stride=DATA_DEFAULTS[data.name]["stem_stride"], gates=gates,
-                        gate_bias=gate_bias)
+                        gate_bias=gate_bias, gate_unit=gate_unit)
 
 
 def dense_train_macs_per_sample(model: GatedResNet, sample: torch.Tensor) -> int:
@@ -90,21 +102,20 @@ VARIANTS: Dict[str, dict] = {
 }
 
 
-def run_e2train(data: Data, arch: str, config: E2TrainConfig, *, gate_bias: float = 2.0,
-                on_iteration: Optional[Callable[[int, int, StepResult, E2Trainer, int], None]] = None
-                ) -> Tuple[GatedResNet, dict]:
-    """Train one variant from a seeded initialisation; returns the model and its measured figures."""
+def prepare_e2train(data: Data, arch: str, config: E2TrainConfig, *, gate_bias: float = 2.0
+                    ) -> Tuple[GatedResNet, E2Trainer, int]:
+    """A seeded model and its trainer; also the dense training MACs of one sample (for shares)."""
     torch.manual_seed(config.seed)
-    model = build(make_config(arch, data, gates=config.slu, gate_bias=gate_bias))
+    model = build(make_config(arch, data, gates=config.slu, gate_bias=gate_bias,
+                              gate_unit=config.slu_unit))
     dense_per_sample = dense_train_macs_per_sample(model, data.x_train)
-    trainer = E2Trainer(model, config)
-    cb = None
-    if on_iteration is not None:
-        def cb(it, total, res):
-            on_iteration(it, total, res, trainer, dense_per_sample)
-    t0 = time.perf_counter()
-    stats = trainer.fit(data.x_train, data.y_train, on_iteration=cb)
-    wall = time.perf_counter() - t0
+    return model, E2Trainer(model, config), dense_per_sample
+
+
+def e2train_result(model: GatedResNet, trainer: E2Trainer, data: Data, config: E2TrainConfig,
+                   dense_per_sample: int, wall: float) -> dict:
+    """Score a trained variant; the measured and modelled figures of one run."""
+    stats = trainer.stats
     trainer.close()
     # E2-Train saves TRAINING energy; the trained net is scored with every block scaled by its gate
     # probability (stochastic depth's test rule). Hard gating (p > 0.5) and sampled gating, which
@@ -117,7 +128,7 @@ def run_e2train(data: Data, arch: str, config: E2TrainConfig, *, gate_bias: floa
     predicted = trainer.psg_stats.predicted_fraction if trainer.psg_stats else 0.0
     per_epoch = data.x_train.shape[0] // config.batch_size
     dense_total = dense_per_sample * per_epoch * config.batch_size * config.epochs
-    result = {
+    return {
         "accuracy": acc,                                   # measured; gated nets: expected gates
         "accuracy_hard_gates": acc_hard,                   # measured, gates p > 0.5 (skips blocks)
         "accuracy_sampled_gates": acc_sample,              # measured, Bernoulli(p) gates (skips)
@@ -125,6 +136,7 @@ def run_e2train(data: Data, arch: str, config: E2TrainConfig, *, gate_bias: floa
         "eval_fired_fraction": fired,                      # share of gated blocks run, hard gates
         "eval_fired_fraction_sampled": fired_sample,
         "train_fired_fraction": stats.mean_fired,
+        "gate_unit": model.config.gate_unit if gated else None,
         "iterations": stats.iterations,
         "executed_iterations": stats.executed_iterations,
         "executed_train_macs": stats.macs.total,           # measured count of what ran
@@ -136,27 +148,78 @@ def run_e2train(data: Data, arch: str, config: E2TrainConfig, *, gate_bias: floa
         "inference_macs": inference_macs(model, data.x_test[:64]),
         "final_loss": stats.mean_loss,
     }
-    return model, result
+
+
+def run_e2train(data: Data, arch: str, config: E2TrainConfig, *, gate_bias: float = 2.0,
+                on_iteration: Optional[Callable[[int, int, StepResult, E2Trainer, int], None]] = None
+                ) -> Tuple[GatedResNet, dict]:
+    """Train one variant from a seeded initialisation; returns the model and its measured figures."""
+    model, trainer, dense_per_sample = prepare_e2train(data, arch, config, gate_bias=gate_bias)
+    cb = None
+    if on_iteration is not None:
+        def cb(it, total, res):
+            on_iteration(it, total, res, trainer, dense_per_sample)
+    t0 = time.perf_counter()
+    trainer.fit(data.x_train, data.y_train, on_iteration=cb)
+    wall = time.perf_counter() - t0
+    return model, e2train_result(model, trainer, data, config, dense_per_sample, wall)
+
+
+def interleaved_fit(trainers: Dict[str, E2Trainer], data: Data) -> Dict[str, float]:
+    """Train several variants in turns, one iteration each, timing each variant's own iterations.
+
+    All variants then see the same machine load (the load on this shared machine drifts over
+    minutes), so their wall-time ratio is a fair comparison. Returns the wall seconds per variant.
+    """
+    runs = {k: t.iter_fit(data.x_train, data.y_train) for k, t in trainers.items()}
+    wall = {k: 0.0 for k in trainers}
+    while runs:
+        for k in list(runs):
+            t0 = time.perf_counter()
+            try:
+                next(runs[k])
+            except StopIteration:
+                del runs[k]
+            wall[k] += time.perf_counter() - t0
+    return wall
 
 
 def bench_e2train(datasets: Sequence[str], *, arch: str, epochs: Dict[str, int], seed: int = 0,
-                  slu_target: float = 0.3, slu_beta: float = 0.1, gate_bias: float = 3.0,
-                  batch_size: int = 128,
+                  slu_target: float = 0.25, slu_beta: float = 0.2, gate_bias: float = 3.0,
+                  batch_size: int = 128, slu_unit: str = "batch", slu_anneal: float = 0.0,
+                  slu_reg: str = "logit",
+                  interleave: bool = True,
                   variants: Sequence[str] = tuple(VARIANTS),
                   progress: Optional[Callable[[str], None]] = None) -> dict:
-    """Every variant on every data set, same seed, same data, one after the other in one process."""
+    """Every variant on every data set, same seed, same data, in one process.
+
+    ``interleave``: the variants train in turns, one iteration each (see interleaved_fit); otherwise
+    one after the other.
+    """
     out = {"arch": arch, "seed": seed, "slu_target": slu_target, "slu_beta": slu_beta,
-           "batch_size": batch_size, "smd_rate": 0.5,
+           "slu_unit": slu_unit, "slu_anneal": slu_anneal, "gate_bias": gate_bias,
+           "slu_reg": slu_reg,
+           "batch_size": batch_size, "smd_rate": 0.5, "interleaved": interleave,
            "torch_threads": torch.get_num_threads(), "results": {}}
     for name in datasets:
         data = load_data(name)
         rows = {}
-        for variant in variants:
+        cfgs = {v: E2TrainConfig(epochs=epochs[name], seed=seed, slu_target=slu_target,
+                                 slu_beta=slu_beta, batch_size=batch_size, slu_unit=slu_unit,
+                                 slu_anneal=slu_anneal, slu_reg=slu_reg, **VARIANTS[v])
+                for v in variants}
+        if interleave:
             if progress:
-                progress(f"{name}: {variant}")
-            cfg = E2TrainConfig(epochs=epochs[name], seed=seed, slu_target=slu_target,
-                                slu_beta=slu_beta, batch_size=batch_size, **VARIANTS[variant])
-            _, rows[variant] = run_e2train(data, arch, cfg, gate_bias=gate_bias)
+                progress(f"{name}: {', '.join(variants)} (interleaved)")
+            prepared = {v: prepare_e2train(data, arch, cfgs[v], gate_bias=gate_bias) for v in variants}
+            walls = interleaved_fit({v: p[1] for v, p in prepared.items()}, data)
+            for v, (model, trainer, dense) in prepared.items():
+                rows[v] = e2train_result(model, trainer, data, cfgs[v], dense, walls[v])
+        else:
+            for variant in variants:
+                if progress:
+                    progress(f"{name}: {variant}")
+                _, rows[variant] = run_e2train(data, arch, cfgs[variant], gate_bias=gate_bias)
         base = rows.get("full")
         if base:
             for r in rows.values():

@@ -12,7 +12,9 @@ is Bernoulli(p) with a straight-through estimator. Unlike the original, which co
 multiplies by the mask, a gated-off block is really not computed for that sample, forward or backward:
 the block runs only on the sub-batch of samples whose gate fired. Consequence (documented): the
 task-loss gradient of a gate exists only where its block ran (it needs block(x) - shortcut(x));
-skipped samples' gates get the compute regulariser's gradient only.
+skipped samples' gates get the compute regulariser's gradient only. With ``gate_unit="batch"`` (our
+departure, used by the benchmarks) each gate makes ONE decision per mini-batch from the batch's pooled
+features, so a skipped block is skipped for the whole batch with no gather/scatter (see _gated_batch).
 
 Pruned blocks (Early-Bird) keep a subset of conv1's outputs (``mid``) and of conv2's outputs
 (``out_index``: which trunk channels conv2 still writes; the rest carry the shortcut alone).
@@ -39,6 +41,8 @@ class ResNetConfig:
     gates: bool = False                    # SLU gates present
     gate_dim: int = 10                     # embedding / LSTM hidden size (10 in E2-Train)
     gate_bias: float = 2.0                 # initial logit: gates start mostly open (p ~ 0.88)
+    gate_unit: str = "sample"              # "sample": one decision per sample (sub-batches);
+                                           # "batch": one decision per mini-batch (whole-batch skips)
     mids: Optional[List[int]] = None       # per-block conv1 widths after pruning
     out_index: Optional[List[Optional[List[int]]]] = None  # per-block conv2 kept trunk channels
 
@@ -106,6 +110,33 @@ class Gate(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.embed(h.mean(dim=(2, 3)))
 
+    def forward_batch(self, h: torch.Tensor) -> torch.Tensor:
+        """The mini-batch's pooled features (mean over samples and space) -> one embedding [1, dim]."""
+        return self.embed(h.mean(dim=(0, 2, 3)).unsqueeze(0))
+
+
+class _FiredStraightThrough(torch.autograd.Function):
+    """Value ``out`` (m = 1 where the gate fired); gradients as for m * out + (1 - m) * res with
+    m = 1 - p.detach() + p: d/d out = g, d/d res = 0, d/d p = sum(g * (out - res)).
+
+    Same gradients as writing the straight-through product out, without its three full-size
+    element-wise operations in the forward and the graph through ``res``.
+    """
+
+    @staticmethod
+    def forward(ctx, out: torch.Tensor, res: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(out, res)
+        ctx.p_shape = p.shape
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        out, res = ctx.saved_tensors
+        grad_p = None
+        if ctx.needs_input_grad[2]:
+            grad_p = torch.dot(g.reshape(-1), (out - res).reshape(-1)).reshape(ctx.p_shape)
+        return g, None, grad_p
+
 
 class GatedResNet(nn.Module):
     """CIFAR ResNet; with ``config.gates`` each block after the first runs only where its gate fires."""
@@ -144,6 +175,7 @@ class GatedResNet(nn.Module):
         #: (the regulariser's gradient flows through p: d m / d p = 1 under straight-through)
         self.last_masks: Optional[torch.Tensor] = None
         self.last_probs: Optional[torch.Tensor] = None
+        self.last_logits: Optional[torch.Tensor] = None   # the gates' logits z, p = sigmoid(z)
         self.last_block_rows: List[int] = []
         self.force_full = False  # evaluate the dense network even when gates exist
         #: gate rule outside training: "hard" (p > 0.5, as E2-Train/SkipNet; skips work),
@@ -171,14 +203,20 @@ class GatedResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
 
     def _gated(self, h: torch.Tensor, rows: List[int]):
+        if self.config.gate_unit == "batch":
+            return self._gated_batch(h, rows)
+        if self.config.gate_unit != "sample":
+            raise ValueError(f"gate_unit must be 'sample' or 'batch', got {self.config.gate_unit!r}")
         batch = h.shape[0]
         state = None  # LSTM state reset every forward (as in E2-Train)
-        probs, fired = [], []
+        probs, fired, logits = [], [], []
         expected = not self.training and self.eval_gates == "expected"
         for i, block in enumerate(self.blocks[1:]):
             state = self.lstm(self.gates[i](h), state)
-            p = torch.sigmoid(self.gate_fc(state[0])).squeeze(1)
+            z = self.gate_fc(state[0]).squeeze(1)
+            p = torch.sigmoid(z)
             probs.append(p)
+            logits.append(z)
             res = block.shortcut(h)
             if expected:  # stochastic-depth test rule: E[m] * block + (1 - E[m]) * shortcut
                 out = block(h)
@@ -211,6 +249,45 @@ class GatedResNet(nn.Module):
             # than index_copy's (no masked copy of the incoming gradient)
             h = res.index_add(0, idx, m * (out - res_on))
         self.last_probs = torch.stack(probs, 1)
+        self.last_logits = torch.stack(logits, 1)
+        return h, torch.stack(fired, 1), rows
+
+    def _gated_batch(self, h: torch.Tensor, rows: List[int]):
+        """One gate decision per mini-batch: a block runs for the whole batch or not at all.
+
+        The gate sees the batch's pooled features (mean over samples) through the same shared LSTM;
+        a skipped block costs nothing (no gather / scatter of a sub-batch), forward or backward.
+        """
+        batch = h.shape[0]
+        state = None
+        probs, fired, logits = [], [], []
+        expected = not self.training and self.eval_gates == "expected"
+        for i, block in enumerate(self.blocks[1:]):
+            state = self.lstm(self.gates[i].forward_batch(h), state)
+            z = self.gate_fc(state[0]).reshape(1)
+            p = torch.sigmoid(z)
+            probs.append(p.expand(batch))
+            logits.append(z.expand(batch))
+            res = block.shortcut(h)
+            if expected:
+                out = block(h)
+                h = res + p.view(1, 1, 1, 1) * (out - res)
+                fired.append(torch.ones(batch, dtype=p.dtype))
+                rows.append(batch)
+                continue
+            if self.training or self.eval_gates == "sample":
+                fire = bool(p.detach() > torch.rand(1))
+            else:
+                fire = bool(p.detach() > 0.5)
+            fired.append(torch.full((batch,), float(fire), dtype=p.dtype))
+            rows.append(batch if fire else 0)
+            if not fire:
+                h = res
+                continue
+            out = block(h)
+            h = _FiredStraightThrough.apply(out, res, p) if p.requires_grad else out
+        self.last_probs = torch.stack(probs, 1)
+        self.last_logits = torch.stack(logits, 1)
         return h, torch.stack(fired, 1), rows
 
 
