@@ -63,3 +63,35 @@ def test_warm_up_runs_every_loop_once_without_training_anything_kept():
     took = warm_up([("sunny", *s1), ("dusk", *s2)], _data("dusk", 2, seed=2)[0], plan, device="cpu", seed=0,
                    log=logs.append)
     assert took > 0 and logs and logs[0].startswith("warm-up")
+
+
+def test_networks_give_each_sample_the_same_output_in_one_batched_call():
+    # The pixel-level loop feeds every input of a network in ONE call (fewer kernel launches); that is
+    # exact only while no layer mixes samples (instance norm, eval-mode batch norm).
+    from effdl_ros.segmentation import madan as M
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 3, 32, 48), torch.randn(3, 3, 32, 48)
+    for net in (M.ResnetGenerator(8, 1), M.PatchDiscriminator(8), TinySegNet(11, 0.25).eval()):
+        with torch.no_grad():
+            together = net(torch.cat([a, b]))
+            apart = torch.cat([net(a), net(b)])
+        assert torch.allclose(together, apart, atol=1e-5), type(net).__name__
+
+
+def test_parallel_run_checks_its_arguments_and_round_trips_the_plan(tmp_path):
+    import json
+    import math
+
+    import pytest
+
+    from effdl_ros.errors import ConfigError
+    from effdl_ros.segmentation.parallel import _plan_from, train_all_parallel
+    plan = PRESETS["gpu-fast"]
+    with pytest.raises(ConfigError, match="variant"):
+        train_all_parallel(["sunny", "dusk"], tmp_path, tmp_path, plan, device="cpu", variants=["nosuch"])
+    with pytest.raises(ConfigError, match="two sources"):
+        train_all_parallel(["sunny"], tmp_path, tmp_path, plan, device="cpu")
+    from dataclasses import asdict
+    d = json.loads(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                               for k, v in asdict(plan).items()}))
+    assert _plan_from(d) == plan and math.isinf(_plan_from(d).seconds)

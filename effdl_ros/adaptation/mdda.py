@@ -45,7 +45,7 @@ class MddaConfig:
     pretrain_iters: int = 500
     pretrain_lr: float = 0.01
     # stage 2 (paper: Adam(0.5, 0.9), critic lr 1e-5, encoder lr 1e-7, 5500 it)
-    adapt_iters: int = 800
+    adapt_iters: int = 1600  # was 800 until the critic W analysis of 2026-11-26 (docs/readme/06-adaptation.md)
     critic_lr: float = 1e-4
     encoder_lr: float = 2e-5
     critic_steps: int = 5

@@ -28,7 +28,7 @@ def _add_mdda_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrain-iters", type=_positive, default=None,
                    help="stage 1 iterations per source (default 500; paper 3000)")
     p.add_argument("--adapt-iters", type=_positive, default=None,
-                   help="stage 2 WGAN-GP iterations per source (default 800; paper 5500)")
+                   help="stage 2 WGAN-GP iterations per source (default 1600; paper 5500)")
     p.add_argument("--paper-sizes", action="store_true",
                    help="the paper's network widths (64/64/128, FC 3072/2048, critic 3000-2000-1000): slow on CPU")
     p.add_argument("--max-per-domain", type=_positive, default=None,

@@ -21,7 +21,18 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", action="store_true",
                    help="also train the comparison checkpoints (source-only x each + merged, single-source "
                         "adaptation x each, oracle) into the --out folder")
-    p.add_argument("--preset", default="gpu", choices=["gpu", "gpu-gan", "tiny"], help="sizes and iteration counts")
+    p.add_argument("--preset", default="gpu", choices=["gpu", "gpu-gan", "gpu-fast", "tiny"],
+                   help="sizes and iteration counts (gpu-fast: bf16 autocast, GAN batch 16, identity term)")
+    p.add_argument("--parallel", action="store_true",
+                   help="run independent stages as parallel processes on the device (needs --baselines); "
+                        "--time-budget is then the wall time of the whole run")
+    p.add_argument("--seg-seconds", type=float, default=60.0,
+                   help="with --parallel: cap on each segmenter's training time (it stops earlier at its iterations)")
+    p.add_argument("--variants", default="",
+                   help="with --parallel: also train these MADAN ablations beside it (comma-separated; 'noidt' = "
+                        "without the identity term), written next to --out as <stem>_<variant>.pt")
+    p.add_argument("--quick-eval", default=None,
+                   help="afterwards write mIoU on CamVid val at the training resolution (a fast check) as JSON")
     p.add_argument("--time-budget", type=float, default=float("inf"),
                    help="seconds for the whole run, split over the stages (each stops at its iterations or "
                         "its share, whichever comes first)")
@@ -67,11 +78,33 @@ def _run_train(args: argparse.Namespace) -> int:
 
         plan = replace(plan, seconds=float(args.time_budget))
     out = Path(args.out)
-    res = train_all(sources, root, out.parent, plan, device=args.device, seed=args.seed, madan_out=out,
-                    baselines=args.baselines, samples_png=Path(args.samples) if args.samples else None,
-                    workers=args.workers, log=lambda m: print(m, flush=True))
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if args.parallel:
+        from effdl_ros.segmentation.parallel import train_all_parallel
+
+        if not args.baselines:
+            raise ConfigError("--parallel trains the whole comparison: add --baselines")
+        if not math.isfinite(args.time_budget):
+            raise ConfigError("--parallel needs --time-budget SECONDS (the wall time of the whole run)")
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        res = train_all_parallel(sources, root, out.parent, plan, device=args.device, seed=args.seed, madan_out=out,
+                                 workers=args.workers, seconds=args.time_budget, seg_seconds=args.seg_seconds,
+                                 variants=variants, samples_png=Path(args.samples) if args.samples else None,
+                                 log=log)
+    else:
+        res = train_all(sources, root, out.parent, plan, device=args.device, seed=args.seed, madan_out=out,
+                        baselines=args.baselines, samples_png=Path(args.samples) if args.samples else None,
+                        workers=args.workers, log=log)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    if args.quick_eval:
+        from effdl_ros.segmentation.parallel import quick_eval
+
+        paths = sorted(out.parent.glob("madan_*.pt"))
+        ev = quick_eval(paths, root, device=args.device, height=plan.height, width=plan.width)
+        for k, v in ev.items():
+            print(f"quick eval (val at {plan.height}x{plan.width}) {k}: mIoU {100 * v['miou']:.1f}", flush=True)
+        _write_json(Path(args.quick_eval), ev)
     return 0
 
 

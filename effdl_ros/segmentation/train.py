@@ -60,6 +60,11 @@ class Plan:
     share_seg: float = 0.05      # each of source x2, merged, oracle, adapted x3 (7 runs)
     share_gan_single: float = 0.12   # each single-source pixel-level run (2 runs)
     share_gan_madan: float = 0.28    # more time: each iteration updates two generator pairs and SAD/CCD
+    # Speed and semantics (second GPU run): bfloat16 autocast on CUDA for every forward pass (weights,
+    # optimiser states and losses stay float32); CycleGAN's identity term |G(y) - y| + |F(x) - x|,
+    # weighted idt_weight x cycle_weight (CycleGAN's own default 0.5; 0 = off, as in the first run).
+    amp: bool = False
+    idt_weight: float = 0.0
 
 
 PRESETS: Dict[str, Plan] = {
@@ -67,8 +72,11 @@ PRESETS: Dict[str, Plan] = {
     # More of the budget to the pixel-level (GAN) stages, which were the bottleneck on an H200 in the
     # first run (segmenters reached ~1,100 iterations, generators only 240-590).
     "gpu-gan": Plan(share_seg=0.03, share_gan_single=0.16, share_gan_madan=0.42),
+    # The second GPU run: fast loops (bf16 autocast, bigger GAN batches, no per-step host syncs),
+    # identity term on, more rendered scenes; stages run in parallel processes (parallel.py).
+    "gpu-fast": Plan(n_source=2000, seg_iters=3000, gan_iters=100000, gan_batch=16, amp=True, idt_weight=0.5),
     "tiny": Plan(height=48, width=64, n_source=24, seg_width=0.5, seg_iters=6, seg_batch=4, gan_iters=4,
-                 gan_batch=2, ngf=8, n_blocks=1, ndf=8, dynamic_iters=2),
+                 gan_batch=2, ngf=8, n_blocks=1, ndf=8, dynamic_iters=2, idt_weight=0.5),
 }
 
 
@@ -104,8 +112,25 @@ def _augment(x: torch.Tensor, y: Optional[torch.Tensor], gen: torch.Generator) -
     return x, y
 
 
+def _device_generator(device, seed: int) -> torch.Generator:
+    """A generator on ``device``: batch indices drawn there need no host-to-device copy (a hidden sync)."""
+    return torch.Generator(device=torch.device(device)).manual_seed(seed)
+
+
+def _autocast(plan: Plan, device) -> "torch.autocast":
+    """bfloat16 autocast on CUDA when ``plan.amp``; a no-op context otherwise."""
+    on = bool(plan.amp) and str(device).startswith("cuda")
+    return torch.autocast("cuda" if on else "cpu", dtype=torch.bfloat16, enabled=on)
+
+
+def _adam(params, device, **kw) -> torch.optim.Optimizer:
+    """Adam, fused into few kernels on CUDA (the GAN loops are bound by kernel launches)."""
+    return torch.optim.Adam(params, fused=True, **kw) if str(device).startswith("cuda") else torch.optim.Adam(params, **kw)
+
+
 def _batch(images: torch.Tensor, n: int, gen: torch.Generator, labels: Optional[torch.Tensor] = None):
-    idx = torch.randint(0, images.shape[0], (n,), generator=gen).to(images.device)
+    """A random mini-batch; ``gen`` should live on the images' device (else indices are copied over)."""
+    idx = torch.randint(0, images.shape[0], (n,), generator=gen, device=gen.device).to(images.device)
     x = to_input(images[idx]) if images.dtype == torch.uint8 else images[idx]
     return x, (labels[idx].long() if labels is not None else None)
 
@@ -121,16 +146,21 @@ def train_segmenter(images: torch.Tensor, labels: torch.Tensor, plan: Plan, *, d
     """
     iters = plan.seg_iters if iters is None else iters
     gen = torch.Generator().manual_seed(seed)
+    dgen = _device_generator(images.device, seed)
     torch.manual_seed(seed)
     model = copy.deepcopy(init) if init is not None else TinySegNet(len(CLASSES), plan.seg_width)
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=plan.seg_lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=plan.seg_lr, weight_decay=1e-4,
+                            **({"fused": True} if str(device).startswith("cuda") else {}))
     weights = class_weights(labels, len(CLASSES)).to(device)
     disc = acc = opt_d = None
     if target_images is not None:
         disc = M.ScoreDiscriminator(len(CLASSES)).to(device)
-        opt_d = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.9, 0.99))
-        acc = M.RunningAccuracy()
+        opt_d = _adam(disc.parameters(), device, lr=1e-4, betas=(0.9, 0.99))
+        # M.RunningAccuracy's rule, kept on the device: reading it every step would stall the GPU.
+        ref = M.RunningAccuracy()
+        acc = torch.tensor(ref.value, device=device)
+        gated_t = torch.zeros((), device=device)
     t0, it, gated, losses = time.perf_counter(), 0, 0, []
     while True:
         prog = _progress(it, iters, t0, seconds)
@@ -138,30 +168,33 @@ def train_segmenter(images: torch.Tensor, labels: torch.Tensor, plan: Plan, *, d
             break
         for g in opt.param_groups:
             g["lr"] = plan.seg_lr * 0.5 * (1.0 + math.cos(math.pi * prog))
-        x, y = _batch(images, plan.seg_batch, gen, labels)
+        x, y = _batch(images, plan.seg_batch, dgen, labels)
         x, y = _augment(x, y, gen)
         fa = disc is not None and prog >= plan.fa_start
+        with _autocast(plan, device):
+            if fa:
+                xt, _ = _augment(_batch(target_images, plan.seg_batch, dgen)[0], None, gen)
+                feats = model.features(torch.cat([x, xt], 0))
+                fs, ft = feats[: x.shape[0]], feats[x.shape[0]:]
+                out = F.interpolate(fs, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            else:
+                out = model(x)
+            loss = F.cross_entropy(out.float(), y, weight=weights, ignore_index=IGNORE_INDEX)
+            if fa:
+                ps, pt = F.softmax(fs.float(), 1), F.softmax(ft.float(), 1)
+                ls, lt = disc(ps.detach()), disc(pt.detach())
+                d_loss = 0.5 * (M.domain_ce(ls.float(), 0) + M.domain_ce(lt.float(), 1))
         if fa:
-            xt, _ = _augment(_batch(target_images, plan.seg_batch, gen)[0], None, gen)
-            feats = model.features(torch.cat([x, xt], 0))
-            fs, ft = feats[: x.shape[0]], feats[x.shape[0]:]
-            out = F.interpolate(fs, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        else:
-            out = model(x)
-        loss = F.cross_entropy(out, y, weight=weights, ignore_index=IGNORE_INDEX)
-        if fa:
-            ps, pt = F.softmax(fs, 1), F.softmax(ft, 1)
-            ls, lt = disc(ps.detach()), disc(pt.detach())
-            d_loss = 0.5 * (M.domain_ce(ls, 0) + M.domain_ce(lt, 1))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
             with torch.no_grad():
                 batch_acc = 0.5 * ((ls.argmax(1) == 0).float().mean() + (lt.argmax(1) == 1).float().mean())
-            acc.update(float(batch_acc))
-            if acc.gate_open:
-                loss = loss + plan.fa_weight * M.domain_ce(disc(pt), 0)
-                gated += 1
+                acc.mul_(ref.momentum).add_((1.0 - ref.momentum) * batch_acc)
+                gate = (acc > ref.threshold).float()  # the adversarial term acts only while D is > 60 % right
+                gated_t += gate
+            with _autocast(plan, device):
+                loss = loss + plan.fa_weight * gate * M.domain_ce(disc(pt).float(), 0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -171,7 +204,8 @@ def train_segmenter(images: torch.Tensor, labels: torch.Tensor, plan: Plan, *, d
     info = {"iterations": it, "seconds": round(time.perf_counter() - t0, 1), "final_loss": round(losses[-1], 4)
             if losses else None}
     if disc is not None:
-        info.update(fa_iterations_gated=gated, fa_disc_accuracy=round(acc.value, 3))
+        gated = int(gated_t.item())
+        info.update(fa_iterations_gated=gated, fa_disc_accuracy=round(float(acc), 3))
     log(f"[{name}] {info}")
     return model, info
 
@@ -199,7 +233,7 @@ def train_pixel_level(sources: Sequence[Tuple[str, torch.Tensor, torch.Tensor]],
     if madan and len(sources) < 2:
         raise ConfigError("MADAN needs at least two source domains")
     iters = plan.gan_iters if iters is None else iters
-    gen = torch.Generator().manual_seed(seed)
+    gen = _device_generator(target_images.device, seed)
     torch.manual_seed(seed)
     k = len(sources)
     G = [M.ResnetGenerator(plan.ngf, plan.n_blocks).to(device) for _ in range(k)]   # source -> target
@@ -218,8 +252,8 @@ def train_pixel_level(sources: Sequence[Tuple[str, torch.Tensor, torch.Tensor]],
         s.requires_grad_(False)
     g_params = [p for net in G + Fb for p in net.parameters()]
     d_params = [p for net in DT + DS + list(extra.values()) for p in net.parameters()]
-    opt_g = torch.optim.Adam(g_params, lr=plan.gan_lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d_params, lr=plan.gan_lr, betas=(0.5, 0.999))
+    opt_g = _adam(g_params, device, lr=plan.gan_lr, betas=(0.5, 0.999))
+    opt_d = _adam(d_params, device, lr=plan.gan_lr, betas=(0.5, 0.999))
     pools_t = [M.ImagePool(50, seed + i) for i in range(k)]
     pools_s = [M.ImagePool(50, seed + 10 + i) for i in range(k)]
     t0, it, dynamic_done, hist = time.perf_counter(), 0, False, []
@@ -247,54 +281,86 @@ def train_pixel_level(sources: Sequence[Tuple[str, torch.Tensor, torch.Tensor]],
         for _sname, simgs, _ in sources:
             xs.append(_batch(simgs, plan.gan_batch, gen)[0])
         xt = _batch(target_images, plan.gan_batch, gen)[0]
+        # Every network takes all of its inputs of one step in ONE call (the loop is bound by kernel
+        # launches, ~5,000 ops per MADAN step before this): the generators and discriminators use
+        # instance norm and the DSC segmenters are in eval mode, so each sample's output is the same
+        # as in separate calls.
+        b = xt.shape[0]
+        idt_on = plan.idt_weight > 0
+        terms = {"gan": 0.0, "cyc": 0.0, "dsc": 0.0, "idt": 0.0, "sad": 0.0, "ccd": 0.0}
+        cross: Dict[str, torch.Tensor] = {}
         # ---- generators
-        fake_t = [G[i](xs[i]) for i in range(k)]
-        fake_s = [Fb[i](xt) for i in range(k)]
-        terms = {"gan": 0.0, "cyc": 0.0, "dsc": 0.0, "sad": 0.0, "ccd": 0.0}
-        loss_g = 0.0
-        for i in range(k):
-            dt = DT[0] if madan else DT[i]
-            gan = M.lsgan_loss(dt(fake_t[i]), True) + M.lsgan_loss(DS[i](fake_s[i]), True)
-            cyc = M.cycle_loss(Fb[i](fake_t[i]), xs[i]) + M.cycle_loss(G[i](fake_s[i]), xt)
-            dsc = M.dsc_loss(segs[i](xs[i]), segs[i](fake_t[i]))
-            loss_g = loss_g + gan + plan.cycle_weight * cyc + plan.dsc_weight * dsc
-            if it % 100 == 0:  # reading a value synchronises the GPU: only now and then
-                terms["gan"] += float(gan.detach())
-                terms["cyc"] += float(cyc.detach())
-                terms["dsc"] += float(dsc.detach())
-        cross = {}
-        if sad_on:  # adapted source i should be indistinguishable from the other adapted sources
-            sad = 0.0
+        with _autocast(plan, device):
+            fake_t, fake_s, idt_t, idt_s = [], [], [], []
             for i in range(k):
-                sad = sad + M.lsgan_loss(extra["sad"](fake_t[i]), i != 0)  # the flipped label
-            loss_g = loss_g + plan.sad_weight * sad
-            terms["sad"] = float(sad.detach()) if it % 100 == 0 else 0.0
-        if ccd_on:
-            ccd = 0.0
-            for key in (kk for kk in extra if kk.startswith("ccd")):
-                j, i = int(key[3]), int(key[4])
-                cross[key] = Fb[j](fake_t[i])
-                ccd = ccd + M.lsgan_loss(extra[key](cross[key]), True)
-            loss_g = loss_g + plan.ccd_weight * ccd
-            terms["ccd"] = float(ccd.detach()) if it % 100 == 0 else 0.0
+                out = G[i](torch.cat([xs[i], xt]) if idt_on else xs[i])
+                fake_t.append(out[:b])
+                idt_t.append(out[b:])
+                out = Fb[i](torch.cat([xt, xs[i]]) if idt_on else xt)
+                fake_s.append(out[:b])
+                idt_s.append(out[b:])
+            rec_s = []
+            for j in range(k):  # F_j on G_j(x_j) (cycle) and, with CCD on, on G_i(x_i) for i != j
+                others = [i for i in range(k) if i != j] if ccd_on else []
+                out = Fb[j](torch.cat([fake_t[j]] + [fake_t[i] for i in others]))
+                rec_s.append(out[:b])
+                for n, i in enumerate(others):
+                    cross[f"ccd{j}{i}"] = out[(n + 1) * b:(n + 2) * b]
+            if madan:
+                d_fake = torch.split(DT[0](torch.cat(fake_t)).float(), b)
+            else:
+                d_fake = [DT[i](fake_t[i]).float() for i in range(k)]
+            loss_g = 0.0
+            for i in range(k):
+                gan = M.lsgan_loss(d_fake[i], True) + M.lsgan_loss(DS[i](fake_s[i]).float(), True)
+                cyc = M.cycle_loss(rec_s[i].float(), xs[i]) + M.cycle_loss(G[i](fake_s[i]).float(), xt)
+                seg_src, seg_ad = torch.split(segs[i](torch.cat([xs[i], fake_t[i]])).float(), b)
+                dsc = M.dsc_loss(seg_src, seg_ad)
+                loss_g = loss_g + gan + plan.cycle_weight * cyc + plan.dsc_weight * dsc
+                if idt_on:  # CycleGAN's identity term: a target image through G_i stays itself (and F_i)
+                    idt = M.cycle_loss(idt_t[i].float(), xt) + M.cycle_loss(idt_s[i].float(), xs[i])
+                    loss_g = loss_g + plan.idt_weight * plan.cycle_weight * idt
+                    if it % 100 == 0:
+                        terms["idt"] += float(idt.detach())
+                if it % 100 == 0:  # reading a value synchronises the GPU: only now and then
+                    terms["gan"] += float(gan.detach())
+                    terms["cyc"] += float(cyc.detach())
+                    terms["dsc"] += float(dsc.detach())
+            if sad_on:  # adapted source i should be indistinguishable from the other adapted sources
+                d_sad = torch.split(extra["sad"](torch.cat(fake_t)).float(), b)
+                sad = sum(M.lsgan_loss(d_sad[i], i != 0) for i in range(k))  # the flipped label
+                loss_g = loss_g + plan.sad_weight * sad
+                terms["sad"] = float(sad.detach()) if it % 100 == 0 else 0.0
+            if ccd_on:
+                ccd = sum(M.lsgan_loss(extra[key](img).float(), True) for key, img in cross.items())
+                loss_g = loss_g + plan.ccd_weight * ccd
+                terms["ccd"] = float(ccd.detach()) if it % 100 == 0 else 0.0
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
         # ---- discriminators
-        loss_d = 0.0
-        for i in range(k):
-            dt = DT[0] if madan else DT[i]
-            loss_d = loss_d + 0.5 * (M.lsgan_loss(dt(xt), True) + M.lsgan_loss(dt(pools_t[i].query(fake_t[i])), False))
-            loss_d = loss_d + 0.5 * (M.lsgan_loss(DS[i](xs[i]), True)
-                                     + M.lsgan_loss(DS[i](pools_s[i].query(fake_s[i])), False))
-        if sad_on:  # SAD learns which source an adapted image came from: source 0 -> 1, others -> 0
+        with _autocast(plan, device):
+            loss_d = 0.0
+            pooled_t = [pools_t[i].query(fake_t[i]) for i in range(k)]
+            if madan:  # the shared target discriminator: real target once, each source's fakes
+                d_out = torch.split(DT[0](torch.cat([xt] + pooled_t)).float(), b)
+                for i in range(k):
+                    loss_d = loss_d + 0.5 * (M.lsgan_loss(d_out[0], True) + M.lsgan_loss(d_out[1 + i], False))
+            else:
+                for i in range(k):
+                    d_real, d_fk = torch.split(DT[i](torch.cat([xt, pooled_t[i]])).float(), b)
+                    loss_d = loss_d + 0.5 * (M.lsgan_loss(d_real, True) + M.lsgan_loss(d_fk, False))
             for i in range(k):
-                loss_d = loss_d + 0.5 * M.lsgan_loss(extra["sad"](fake_t[i].detach()), i == 0)
-        if ccd_on:
+                d_real, d_fk = torch.split(DS[i](torch.cat([xs[i], pools_s[i].query(fake_s[i])])).float(), b)
+                loss_d = loss_d + 0.5 * (M.lsgan_loss(d_real, True) + M.lsgan_loss(d_fk, False))
+            if sad_on:  # SAD learns which source an adapted image came from: source 0 -> 1, others -> 0
+                d_sad = torch.split(extra["sad"](torch.cat(fake_t).detach()).float(), b)
+                for i in range(k):
+                    loss_d = loss_d + 0.5 * M.lsgan_loss(d_sad[i], i == 0)
             for key, img in cross.items():
                 j = int(key[3])
-                loss_d = loss_d + 0.5 * (M.lsgan_loss(extra[key](xs[j]), True)
-                                         + M.lsgan_loss(extra[key](img.detach()), False))
+                d_real, d_fk = torch.split(extra[key](torch.cat([xs[j], img.detach()])).float(), b)
+                loss_d = loss_d + 0.5 * (M.lsgan_loss(d_real, True) + M.lsgan_loss(d_fk, False))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
@@ -346,6 +412,17 @@ def warm_up(src, target: torch.Tensor, plan: Plan, *, device: str, seed: int, ba
     return took
 
 
+def save_role_checkpoint(path: Path, model: TinySegNet, info: Dict, *, role: str, plan: Plan,
+                         sources: Sequence[str], seed: int) -> None:
+    """One benchmark checkpoint (float16 storage) with the plan and what training did in its config."""
+    cfg = config_for(len(CLASSES), plan.seg_width, (plan.height, plan.width), role=role, sources=list(sources),
+                     seed=seed,
+                     train={k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in info.items()},
+                     plan={k: v for k, v in asdict(plan).items() if not isinstance(v, float) or math.isfinite(v)})
+    cfg["storage"] = "float16 (trained in float32" + (", bfloat16 autocast)" if plan.amp else ")")
+    save_checkpoint(Path(path), model, cfg, half=True)
+
+
 #: Checkpoint names the benchmark looks for, per role.
 def checkpoint_names(sources: Sequence[str]) -> Dict[str, str]:
     names = {f"source:{s}": f"madan_source_{s}.pt" for s in sources}
@@ -386,12 +463,8 @@ def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Pl
     results: Dict[str, Dict] = {}
 
     def save(role: str, model: TinySegNet, info: Dict, path: Optional[Path] = None) -> None:
-        cfg = config_for(len(CLASSES), plan.seg_width, (H, W), role=role, sources=list(sources), seed=seed,
-                         train={k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in info.items()},
-                         plan={k: v for k, v in asdict(plan).items() if math.isfinite(v) or not isinstance(v, float)})
-        cfg["storage"] = "float16 (trained in float32)"
         p = path or out_dir / names[role]
-        save_checkpoint(p, model, cfg, half=True)
+        save_role_checkpoint(p, model, info, role=role, plan=plan, sources=sources, seed=seed)
         results[role] = {"path": str(p), **info}
 
     seg_s = S * plan.share_seg
