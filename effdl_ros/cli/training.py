@@ -35,14 +35,10 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
 
 
 # --- train e2train ------------------------------------------------------------------------------
-def _configure_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="sklearn", help="mnist5k | sklearn | opencv (default sklearn)")
-    p.add_argument("--model", default="resnet32:8", help="resnetD[:W], D = 6n+2 (default resnet32:8)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--smd", type=float, default=0.5, help="SMD drop rate (0 = off; paper 0.5)")
+def _add_slu_options(p: argparse.ArgumentParser) -> None:
+    """SLU's knobs, shared by `train e2train` and `bench e2train`."""
     p.add_argument("--slu-target", type=float, default=0.25,
-                   help="SLU target share of gated blocks that run (1 or --no-slu = off)")
-    p.add_argument("--no-slu", action="store_true", help="train without SLU gates")
+                   help="SLU target share of gated blocks that run (1 = off)")
     p.add_argument("--slu-beta", type=float, default=0.2, help="weight of SLU's compute regulariser")
     p.add_argument("--slu-unit", choices=("batch", "sample"), default="batch",
                    help="one gate decision per mini-batch (whole-batch skips, default) or per sample")
@@ -50,6 +46,15 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                    help="share of the run over which the SLU target falls linearly from 1 (default 0)")
     p.add_argument("--slu-reg", choices=("logit", "prob"), default="logit",
                    help="SLU regulariser on the gates' logits (default) or E2-Train's sum of masks")
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="sklearn", help="mnist5k | sklearn | opencv (default sklearn)")
+    p.add_argument("--model", default="resnet32:8", help="resnetD[:W], D = 6n+2 (default resnet32:8)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--smd", type=float, default=0.5, help="SMD drop rate (0 = off; paper 0.5)")
+    _add_slu_options(p)
+    p.add_argument("--no-slu", action="store_true", help="train without SLU gates")
     p.add_argument("--psg", action="store_true", help="predictive sign gradients (modelled saving)")
     p.add_argument("--validation", action="store_true",
                    help="train on 80 %% of the training split and score on the other 20 %% (seed 123), "
@@ -198,14 +203,7 @@ def _configure_bench_e2(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="resnet32:8")
     p.add_argument("--epochs", default="mnist5k=60,sklearn=96",
                    help="epochs per data set, the same for every variant, e.g. mnist5k=60,sklearn=96")
-    p.add_argument("--slu-target", type=float, default=0.25)
-    p.add_argument("--slu-beta", type=float, default=0.2)
-    p.add_argument("--slu-unit", choices=("batch", "sample"), default="batch",
-                   help="SLU gate decision per mini-batch (default) or per sample")
-    p.add_argument("--slu-anneal", type=float, default=0.0,
-                   help="share of the run over which the SLU target falls linearly from 1")
-    p.add_argument("--slu-reg", choices=("logit", "prob"), default="logit",
-                   help="SLU regulariser on the gates' logits (default) or E2-Train's sum of masks")
+    _add_slu_options(p)
     p.add_argument("--sequential", action="store_true",
                    help="train the variants one after the other (default: interleaved, one "
                         "iteration each in turn, so that they share the machine's load)")
