@@ -37,11 +37,15 @@ setup(
         "scikit-learn>=1.0",
         "mlxtend>=0.21",
         "safetensors>=0.4",
-        "qoi>=0.6",
+        # Every qoi release (0.5 to 0.7.2) needs numpy>=1.22.4, which Humble's numpy 1.21 (Python
+        # 3.10) does not meet: there qoi is the opt-in extra [qoi]; without it, QOI-compressed
+        # images raise a DataError naming the package.
+        "qoi>=0.6; python_version >= '3.11'",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
         "nvml": ["nvidia-ml-py>=12"],
+        "qoi": ["qoi>=0.6"],
     },
     entry_points={"console_scripts": ["effdl-ros = effdl_ros.cli.main:main"]},
 )

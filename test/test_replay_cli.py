@@ -165,3 +165,12 @@ def test_pacer_follows_stamps_scaled_by_rate():
     assert Pacer(None).wait(123) == 0.0
     with pytest.raises(ConfigError):
         Pacer(0.0)
+
+
+def test_bundled_clip_opens_from_any_folder(tmp_path, monkeypatch):
+    # `effdl-ros demo` run outside the checkout: its default input is the bundled samples/vtest
+    monkeypatch.chdir(tmp_path)
+    source = open_input("samples/vtest", limit=2)
+    assert len(list(source.frames())) == 2
+    with pytest.raises(DataError, match="nothing_here does not exist"):
+        open_input("nothing_here")

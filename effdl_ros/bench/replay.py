@@ -64,7 +64,9 @@ def open_input(path, *, image_topic: Optional[str] = None, fps: float = 10.0,
     """Recognise the input kind; all problems are DataErrors naming the file (and line)."""
     from effdl_ros.data import bags
 
-    path = Path(path)
+    from effdl_ros.resources import resolve_path
+
+    path = resolve_path(str(path))  # as given, else the bundled file (samples/vtest from any folder)
     if fps <= 0:
         raise ConfigError(f"--fps must be > 0, got {fps}")
     if limit is not None and limit < 1:
