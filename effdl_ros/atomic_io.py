@@ -23,7 +23,8 @@ def _atomic_write(path: PathLike, write: Callable[[BinaryIO], None], mode: int) 
     The temp file sits in the same folder (os.replace is only atomic within one file system), is
     fsynced before the rename, and the folder is fsynced after it so the rename itself survives a
     power cut. On any failure, even KeyboardInterrupt, the temp file is removed; a SIGKILL can leave
-    one behind (named ``.<name>.*.tmp``), never a half-written ``path``.
+    one behind (named ``.<name>.*.tmp``), never a half-written ``path``. Such leftovers are removed
+    by the next successful write of the same path (see _remove_stale_temps).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,31 @@ def _atomic_write(path: PathLike, write: Callable[[BinaryIO], None], mode: int) 
             os.close(dir_fd)
     except OSError:
         pass
+    _remove_stale_temps(path)
     return path
+
+
+#: a temp file this old is a leftover of a killed writer, not a write in progress (its mtime moves
+#: while it is written)
+STALE_TEMP_AGE_S = 600.0
+
+
+def _remove_stale_temps(path: Path, older_than_s: float = STALE_TEMP_AGE_S) -> int:
+    """Delete ``.<name>.*.tmp`` files beside ``path`` untouched for ``older_than_s``: a robot whose
+    trainer is killed mid-save again and again would otherwise fill its disk with partial checkpoints.
+    Younger ones may belong to another process writing the same path and are left alone."""
+    import time
+
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+                removed += 1
+        except OSError:
+            pass  # gone meanwhile, or not ours to delete: never fail a write that succeeded
+    return removed
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, *, mode: int = 0o644) -> Path:

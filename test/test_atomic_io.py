@@ -1,5 +1,6 @@
 """effdl_ros.atomic_io: a failed write keeps the old file, path checks, safe checkpoint loading."""
 import os
+import time
 
 import pytest
 import torch
@@ -132,3 +133,18 @@ def test_json_refuses_a_missing_folder_when_asked(tmp_path):
 
     with pytest.raises(DataError, match="does not exist"):
         atomic_write_json(tmp_path / "no" / "r.json", {}, require_folder=True)
+
+
+def test_next_write_removes_a_killed_writers_old_temp_file_only(tmp_path):
+    target = tmp_path / "model.pt"
+    old = tmp_path / ".model.pt.abc123.tmp"      # what a SIGKILL mid-save leaves behind
+    young = tmp_path / ".model.pt.def456.tmp"    # maybe another process writing right now
+    other = tmp_path / ".other.pt.ghi789.tmp"    # another file's leftover: not ours
+    for leftover in (old, young, other):
+        leftover.write_bytes(b"partial")
+    stale = time.time() - 2 * atomic_io.STALE_TEMP_AGE_S
+    os.utime(old, (stale, stale))
+    os.utime(other, (stale, stale))
+    atomic_io.atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert not old.exists() and young.exists() and other.exists()
