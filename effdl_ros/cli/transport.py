@@ -240,15 +240,20 @@ def _bench_dds(rates, duration: float, qos_kind: str, pixels, domain: int) -> Li
                 raise ConfigError(f"no dds match on domain {domain} within 30 s")
             results = _drive(pub, lambda seq: _image(seq, pixels), ours, rates, duration)
     finally:
-        try:
-            ours.send(("quit",))
-        except (OSError, BrokenPipeError):
-            pass
-        sink.join(10)
-        if sink.is_alive():
-            sink.terminate()
-            sink.join(5)
+        _stop_sink(ours, sink)
     return results
+
+
+def _stop_sink(ours, sink) -> None:
+    """Ask the subscriber process to quit; terminate it if it has not within 10 s."""
+    try:
+        ours.send(("quit",))
+    except (OSError, BrokenPipeError):
+        pass
+    sink.join(10)
+    if sink.is_alive():
+        sink.terminate()
+        sink.join(5)
 
 
 
@@ -376,13 +381,7 @@ def _rclpy_source_main(rates, duration, qos_kind, pixels, domain, result_conn) -
     except Exception as err:  # noqa: BLE001 - reported to the parent as one sentence
         result_conn.send(("error", str(err)))
     finally:
-        try:
-            ours.send(("quit",))
-        except (OSError, BrokenPipeError):
-            pass
-        sink.join(10)
-        if sink.is_alive():
-            sink.terminate()
+        _stop_sink(ours, sink)
         node.destroy_node()
         rclpy.shutdown()
 
