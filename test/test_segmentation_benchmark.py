@@ -65,8 +65,21 @@ def test_train_cli_rejects_unknown_target_and_single_source(capsys):
     assert _standalone(["train", "madan", "--target", "cityscapes"]) == 2
     assert _standalone(["train", "madan", "--sources", "sunny"]) == 2
     assert _standalone(["train", "madan", "--sources", "sunny,foggy"]) == 2
+    assert _standalone(["train", "madan", "--gan-batch", "0"]) == 2
     err = capsys.readouterr().err
-    assert "cityscapes" in err and "foggy" in err and "Traceback" not in err
+    assert "cityscapes" in err and "foggy" in err and "--gan-batch" in err and "Traceback" not in err
+
+
+def test_train_plan_takes_the_gan_batch_and_budget_over_the_preset():
+    import argparse
+
+    from effdl_ros.cli.segmentation import _configure_train, _plan
+
+    p = argparse.ArgumentParser()
+    _configure_train(p)
+    plan = _plan(p.parse_args(["--preset", "gpu-fast", "--gan-batch", "32", "--time-budget", "455"]))
+    assert plan.gan_batch == 32 and plan.seconds == 455.0 and plan.amp  # the rest stays the preset's
+    assert _plan(p.parse_args(["--preset", "gpu-fast"])).gan_batch == 16
 
 
 @needs_camvid

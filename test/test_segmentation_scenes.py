@@ -31,3 +31,21 @@ def test_rendering_is_deterministic_in_the_seed():
 def test_unknown_style_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown scene style"):
         render_domain("foggy", 1)
+
+
+def test_bare_tree_crowns_are_labelled_tree_with_the_background_showing_through():
+    """A leafless crown is one Tree region (as CamVid labels it) whose pixels mix branches and sky."""
+    from dataclasses import replace
+
+    from effdl_ros.segmentation.scenes import TREE, render_scene
+
+    bare = replace(STYLES["sunny"], tree_prob=1.0, bare_tree_prob=1.0, n_cars=(0, 0), n_people=(0, 0))
+    leafy = replace(bare, bare_tree_prob=0.0)
+    spread = {}
+    for name, st in (("bare", bare), ("leafy", leafy)):
+        img, lab = render_scene(st, np.random.default_rng(3), 96, 128)
+        tree = lab == TREE
+        assert tree.mean() > 0.01, name
+        spread[name] = img[tree].astype(np.float32).std(0).mean()
+    # branches over sky: far more colour variety inside a bare crown than inside flat foliage
+    assert spread["bare"] > 1.5 * spread["leafy"]

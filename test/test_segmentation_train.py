@@ -95,3 +95,55 @@ def test_parallel_run_checks_its_arguments_and_round_trips_the_plan(tmp_path):
     d = json.loads(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                                for k, v in asdict(plan).items()}))
     assert _plan_from(d) == plan and math.isinf(_plan_from(d).seconds)
+
+
+def test_generators_round_trip_and_a_bad_file_is_one_sentence(tmp_path):
+    import pytest
+
+    from effdl_ros.errors import DataError
+    from effdl_ros.segmentation.madan import ResnetGenerator, load_generators, save_generators
+    from effdl_ros.segmentation.train import generators_path
+
+    torch.manual_seed(0)
+    gens = [ResnetGenerator(8, 1).eval(), ResnetGenerator(8, 1).eval()]
+    path = generators_path(tmp_path / "madan_multi.pt")
+    assert path.name == "madan_multi_generators.pt"
+    save_generators(path, gens, ["sunny", "dusk"], ngf=8, n_blocks=1, input_hw=(32, 48), seed=3)
+    loaded, cfg = load_generators(path)
+    assert list(loaded) == ["sunny", "dusk"] and cfg["seed"] == 3 and cfg["input_hw"] == [32, 48]
+    x = to_input(_data("sunny", 2)[0])
+    with torch.no_grad():  # float16 storage: the translations agree to half precision
+        assert torch.allclose(loaded["dusk"](x), gens[1](x), atol=2e-2)
+        assert not torch.allclose(loaded["sunny"](x), gens[1](x), atol=2e-2)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DataError, match="madan_multi_generators.pt"):
+        load_generators(path)
+    torch.save({"state_dict": {}, "config": {}}, tmp_path / "seg.pt")  # a segmenter file, not generators
+    with pytest.raises(DataError, match="not a MADAN generator file"):
+        load_generators(tmp_path / "seg.pt")
+
+
+def test_train_all_keeps_the_generators_of_every_adapted_checkpoint(tmp_path):
+    """A tiny sequential run with save_generators: the single-source and MADAN generators lie beside
+    their checkpoints and re-make the adapted scenes."""
+    import numpy as np
+    import pytest
+
+    from effdl_ros.data.camvid import default_root
+    from effdl_ros.segmentation.madan import load_generators
+    from effdl_ros.segmentation.train import train_all
+
+    if not (default_root() / "train").is_dir():
+        pytest.skip("CamVid (../shared/data/segmentation/camvid) is not here")
+    torch.set_num_threads(1)
+    res = train_all(["sunny", "dusk"], default_root(), tmp_path, PRESETS["tiny"], device="cpu", seed=0,
+                    log=lambda m: None, save_generators=True)
+    assert set(res) >= {"madan", "single:sunny", "single:dusk"}
+    names = sorted(p.name for p in tmp_path.glob("*_generators.pt"))
+    assert names == ["madan_multi_generators.pt", "madan_single_dusk_generators.pt",
+                     "madan_single_sunny_generators.pt"]
+    gens, cfg = load_generators(tmp_path / "madan_multi_generators.pt")
+    assert cfg["sources"] == ["sunny", "dusk"] and cfg["ngf"] == PRESETS["tiny"].ngf
+    x = to_input(torch.from_numpy(np.zeros((1, 48, 64, 3), np.uint8)))
+    with torch.no_grad():
+        assert gens["dusk"](x).shape == (1, 3, 48, 64)

@@ -23,6 +23,8 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                         "adaptation x each, oracle) into the --out folder")
     p.add_argument("--preset", default="gpu", choices=["gpu", "gpu-gan", "gpu-fast", "tiny"],
                    help="sizes and iteration counts (gpu-fast: bf16 autocast, GAN batch 16, identity term)")
+    p.add_argument("--gan-batch", type=int, default=None,
+                   help="images per source per pixel-level (GAN) step, instead of the preset's")
     p.add_argument("--parallel", action="store_true",
                    help="run independent stages as parallel processes on the device (needs --baselines); "
                         "--time-budget is then the wall time of the whole run")
@@ -41,6 +43,9 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, help="processes that render the source scenes")
     p.add_argument("--samples", default=None, help="write a PNG of rendered vs adapted source images")
     p.add_argument("--json", default=None, help="write what was trained (iterations, seconds) as JSON")
+    p.add_argument("--save-generators", action="store_true",
+                   help="also keep each adapted checkpoint's source->target generators as <stem>_generators.pt "
+                        "(to re-make the adapted scenes and retrain segmenters without the GAN stage)")
 
 
 def _camvid_root(arg: Optional[str]) -> Path:
@@ -53,6 +58,24 @@ def _camvid_root(arg: Optional[str]) -> Path:
     return root
 
 
+def _plan(args: argparse.Namespace):
+    """The preset's Plan with the command line's time budget and GAN batch."""
+    import math
+    from dataclasses import replace
+
+    from effdl_ros.errors import ConfigError
+    from effdl_ros.segmentation.train import PRESETS
+
+    plan = PRESETS[args.preset]
+    if math.isfinite(args.time_budget):
+        plan = replace(plan, seconds=float(args.time_budget))
+    if args.gan_batch is not None:
+        if args.gan_batch < 1:
+            raise ConfigError(f"--gan-batch must be at least 1, not {args.gan_batch}")
+        plan = replace(plan, gan_batch=args.gan_batch)
+    return plan
+
+
 def _run_train(args: argparse.Namespace) -> int:
     import math
 
@@ -60,7 +83,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from effdl_ros.errors import ConfigError
     from effdl_ros.segmentation.scenes import style
-    from effdl_ros.segmentation.train import PRESETS, train_all
+    from effdl_ros.segmentation.train import train_all
 
     if args.target != "camvid":
         raise ConfigError(f"--target {args.target!r} is not supported; the one real target here is 'camvid'")
@@ -71,12 +94,8 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--sources {args.sources!r} must name at least two different styles")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device} asked for, but torch sees no CUDA device")
+    plan = _plan(args)
     root = _camvid_root(args.camvid_root)
-    plan = PRESETS[args.preset]
-    if math.isfinite(args.time_budget):
-        from dataclasses import replace
-
-        plan = replace(plan, seconds=float(args.time_budget))
     out = Path(args.out)
     log = lambda m: print(m, flush=True)  # noqa: E731
     if args.parallel:
@@ -90,17 +109,17 @@ def _run_train(args: argparse.Namespace) -> int:
         res = train_all_parallel(sources, root, out.parent, plan, device=args.device, seed=args.seed, madan_out=out,
                                  workers=args.workers, seconds=args.time_budget, seg_seconds=args.seg_seconds,
                                  variants=variants, samples_png=Path(args.samples) if args.samples else None,
-                                 log=log)
+                                 log=log, save_generators=args.save_generators)
     else:
         res = train_all(sources, root, out.parent, plan, device=args.device, seed=args.seed, madan_out=out,
                         baselines=args.baselines, samples_png=Path(args.samples) if args.samples else None,
-                        workers=args.workers, log=log)
+                        workers=args.workers, log=log, save_generators=args.save_generators)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
     if args.quick_eval:
         from effdl_ros.segmentation.parallel import quick_eval
 
-        paths = sorted(out.parent.glob("madan_*.pt"))
+        paths = sorted(p for p in out.parent.glob("madan_*.pt") if not p.name.endswith("_generators.pt"))
         ev = quick_eval(paths, root, device=args.device, height=plan.height, width=plan.width)
         for k, v in ev.items():
             print(f"quick eval (val at {plan.height}x{plan.width}) {k}: mIoU {100 * v['miou']:.1f}", flush=True)

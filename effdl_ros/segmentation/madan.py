@@ -16,7 +16,8 @@ Sizes are far smaller than the paper's (ngf 64, 9 blocks, FCN8s-VGG16) so they t
 from __future__ import annotations
 
 import random
-from typing import List
+from pathlib import Path
+from typing import Dict, List, Sequence
 
 import torch
 import torch.nn as nn
@@ -155,3 +156,41 @@ class RunningAccuracy:
     @property
     def gate_open(self) -> bool:
         return self.value > self.threshold
+
+
+def save_generators(path: Path, generators: Sequence[nn.Module], sources: Sequence[str], *, ngf: int,
+                    n_blocks: int, input_hw: Sequence[int], seed: int) -> None:
+    """The source -> target generators of one pixel-level run (float16), saved atomically.
+
+    GAN training is the expensive stage (minutes of a GPU); with its generators kept, the adapted
+    scenes can be re-made and the cheap segmenter stage retrained on a CPU.
+    """
+    from effdl_ros.atomic_io import atomic_torch_save
+
+    if len(generators) != len(sources):
+        raise ValueError(f"{len(generators)} generators for {len(sources)} sources")
+    state = {s: {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+                 for k, v in g.state_dict().items()} for s, g in zip(sources, generators)}
+    config = {"kind": "madan_generators", "sources": list(sources), "ngf": int(ngf), "n_blocks": int(n_blocks),
+              "input_hw": [int(v) for v in input_hw], "seed": int(seed)}
+    atomic_torch_save({"generators": state, "config": config}, path)
+
+
+def load_generators(path: Path) -> "tuple[Dict[str, ResnetGenerator], Dict]":
+    """{source: generator in eval mode} and the run's config; a bad file is one DataError naming it."""
+    from effdl_ros.atomic_io import safe_torch_load
+    from effdl_ros.errors import DataError
+
+    blob = safe_torch_load(path, what="generator file")
+    cfg = blob.get("config") if isinstance(blob, dict) else None
+    if not isinstance(cfg, dict) or cfg.get("kind") != "madan_generators" or not isinstance(blob.get("generators"), dict):
+        raise DataError(f"generator file {path} is not a MADAN generator file (no 'madan_generators' config)")
+    out = {}
+    for source, state in blob["generators"].items():
+        g = ResnetGenerator(int(cfg["ngf"]), int(cfg["n_blocks"]))
+        try:
+            g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        except Exception as err:  # noqa: BLE001
+            raise DataError(f"generator file {path} does not match its config: {str(err).splitlines()[0]}") from None
+        out[source] = g.eval()
+    return out, cfg

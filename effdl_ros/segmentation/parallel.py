@@ -59,8 +59,12 @@ def train_all_parallel(sources: Sequence[str], camvid_root: Path, out_dir: Path,
                        seed: int = 0, madan_out: Optional[Path] = None, workers: int = 0,
                        seconds: float = 380.0, seg_seconds: float = 60.0, variants: Sequence[str] = (),
                        samples_png: Optional[Path] = None, log: Callable[[str], None] = print,
-                       python: str = sys.executable) -> Dict[str, Dict]:
-    """Train every benchmark checkpoint (plus ``variants`` of MADAN) within ``seconds`` of wall time."""
+                       python: str = sys.executable, save_generators: bool = False) -> Dict[str, Dict]:
+    """Train every benchmark checkpoint (plus ``variants`` of MADAN) within ``seconds`` of wall time.
+
+    With ``save_generators`` each adapted checkpoint gets its pixel-level generators beside it
+    (``<stem>_generators.pt``, see madan.save_generators).
+    """
     import torch
 
     from effdl_ros.errors import ConfigError
@@ -91,7 +95,7 @@ def train_all_parallel(sources: Sequence[str], camvid_root: Path, out_dir: Path,
                 "plan": {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                          for k, v in asdict(plan).items()},
                 "paths": {role: str(out_dir / n) for role, n in names.items()},
-                "samples_png": str(samples_png) if samples_png else None}
+                "samples_png": str(samples_png) if samples_png else None, "save_generators": bool(save_generators)}
         if madan_out is not None:
             spec["paths"]["madan"] = str(madan_out)
         for v in variants:
@@ -150,8 +154,9 @@ def _worker(argv: Optional[Sequence[str]] = None) -> int:
     import torch
 
     from effdl_ros.data.camvid import CLASSES
+    from effdl_ros.segmentation.madan import save_generators
     from effdl_ros.segmentation.network import TinySegNet
-    from effdl_ros.segmentation.train import (_save_samples, save_role_checkpoint, train_pixel_level,
+    from effdl_ros.segmentation.train import (_save_samples, generators_path, save_role_checkpoint, train_pixel_level,
                                               train_segmenter, translate)
 
     work = Path(a.work)
@@ -231,6 +236,9 @@ def _worker(argv: Optional[Sequence[str]] = None) -> int:
                                   name=f"{role} segmenter + feature alignment")
     info = {**info, **{f"pixel_{kk}": vv for kk, vv in ginfo.items()}}
     save(key if kind == "single" else "madan", model, info, key)
+    if spec.get("save_generators"):
+        save_generators(generators_path(Path(spec["paths"][key])), Gs, [x[0] for x in data], ngf=p.ngf,
+                        n_blocks=p.n_blocks, input_hw=(p.height, p.width), seed=seed)
     if madan and role == "madan" and spec.get("samples_png"):
         _save_samples(Path(spec["samples_png"]), data, Gs)
     return 0

@@ -44,6 +44,7 @@ class Style:
     n_cars: Tuple[int, int]
     n_people: Tuple[int, int]
     tree_prob: float
+    bare_tree_prob: float  # share of trees without leaves
     fence_prob: float
     vignette: float
 
@@ -56,7 +57,7 @@ STYLES: Dict[str, Style] = {
         facades=((240, 200, 150), (250, 240, 200), (200, 230, 240), (240, 170, 170), (220, 220, 220)),
         window=(90, 140, 200), foliage=(60, 170, 60),
         car_colours=((220, 30, 30), (30, 60, 220), (250, 250, 250), (250, 200, 30), (30, 30, 30)),
-        light=1.0, texture=0.0, colour_jitter=15, n_cars=(1, 4), n_people=(0, 3), tree_prob=0.8,
+        light=1.0, texture=0.0, colour_jitter=15, n_cars=(1, 4), n_people=(0, 3), tree_prob=0.8, bare_tree_prob=0.4,
         fence_prob=0.3, vignette=0.0),
     "dusk": Style(
         name="dusk", horizon=(0.33, 0.43), road_half_width=(3.0, 4.5), pavement_width=(1.5, 2.5),
@@ -65,7 +66,7 @@ STYLES: Dict[str, Style] = {
         facades=((150, 70, 50), (120, 90, 70), (90, 80, 85), (170, 110, 80)),
         window=(255, 210, 110), foliage=(30, 80, 45),
         car_colours=((120, 20, 20), (40, 40, 60), (180, 180, 170), (20, 20, 20), (70, 100, 60)),
-        light=0.8, texture=0.18, colour_jitter=20, n_cars=(3, 7), n_people=(1, 5), tree_prob=0.5,
+        light=0.8, texture=0.18, colour_jitter=20, n_cars=(3, 7), n_people=(1, 5), tree_prob=0.5, bare_tree_prob=0.6,
         fence_prob=0.5, vignette=0.5),
 }
 
@@ -242,17 +243,47 @@ def _pole(cv, cam, x, z, rng):
 
 
 def _tree(cv, cam, x, z, rng):
+    """A street tree: leafy (clustered ellipses) or bare (a branch lattice over whatever is behind).
+
+    CamVid's streets have many tall, leafless trees whose crowns are labelled Tree as one region
+    (sky shows between the branches); small round bushes alone taught the segmenter nothing of them.
+    """
     def draw():
-        ht = rng.uniform(4, 9)
+        import cv2
+
+        ht = rng.uniform(5, 12)
         (xb, yb), (_, yt) = cam.project(x, 0, z), cam.project(x, ht, z)
         half = max(0.6, 0.12 * cam.f / z)
-        cv.fill_poly([(xb - half, yb), (xb + half, yb), (xb + half, yt), (xb - half, yt)], (90, 60, 30), TREE)
-        r = rng.uniform(1.8, 3.5) * cam.f / z
-        base = cv.colour(cv.st.foliage)
-        for _ in range(3):
-            cv.fill_ellipse((xb + rng.uniform(-0.5, 0.5) * r, yt + rng.uniform(-0.3, 0.3) * r),
-                            (r * rng.uniform(0.7, 1.1), r * rng.uniform(0.6, 0.9)),
-                            base * rng.uniform(0.8, 1.15), TREE)
+        bark = np.asarray((90, 60, 30) if cv.st.name == "sunny" else (45, 35, 30), np.float32)
+        cv.fill_poly([(xb - half, yb), (xb + half, yb), (xb + half, yt), (xb - half, yt)], bark, TREE)
+        r = rng.uniform(2.0, 4.5) * cam.f / z
+        if rng.random() >= cv.st.bare_tree_prob:
+            base = cv.colour(cv.st.foliage)
+            for _ in range(rng.integers(3, 7)):
+                cv.fill_ellipse((xb + rng.uniform(-0.6, 0.6) * r, yt - rng.uniform(0.0, 0.6) * r),
+                                (r * rng.uniform(0.6, 1.1), r * rng.uniform(0.5, 0.9)),
+                                base * rng.uniform(0.75, 1.15), TREE)
+            return
+        centre = (xb, yt - 0.6 * r)
+        axes = (r * rng.uniform(0.9, 1.4), r * rng.uniform(0.8, 1.2))
+        crown = np.zeros(cv.lab.shape, np.uint8)
+        cv2.ellipse(crown, (int(centre[0] * 8), int(centre[1] * 8)),
+                    (max(1, int(axes[0] * 8)), max(1, int(axes[1] * 8))), 0, 0, 360, 1, -1, cv2.LINE_8, 3)
+        inside = crown.astype(bool)
+        cv.lab[inside] = TREE
+        # The fine twigs, too thin to draw one by one: a speckle of bark colour over the crown.
+        twigs = (rng.random(int(inside.sum())) < rng.uniform(0.25, 0.55))[:, None]
+        cv.img[inside] = np.where(twigs, bark * rng.uniform(0.6, 1.0), cv.img[inside] * 0.85)
+        stack = [(xb, yt, -np.pi / 2, 0.55 * r, max(1, int(1.5 * half)), 0)]
+        while stack:  # a binary branching lattice from the trunk top
+            bx, by, ang, length, thick, depth = stack.pop()
+            ex, ey = bx + length * np.cos(ang), by + length * np.sin(ang)
+            cv2.line(cv.img, (int(bx * 8), int(by * 8)), (int(ex * 8), int(ey * 8)), tuple(float(c) for c in bark),
+                     thick, cv2.LINE_AA, 3)
+            if depth < 6:
+                for turn in (-1, 1):
+                    stack.append((ex, ey, ang + turn * rng.uniform(0.25, 0.7), length * rng.uniform(0.6, 0.8),
+                                  max(1, thick - 1), depth + 1))
     return draw
 
 

@@ -423,6 +423,12 @@ def save_role_checkpoint(path: Path, model: TinySegNet, info: Dict, *, role: str
     save_checkpoint(Path(path), model, cfg, half=True)
 
 
+def generators_path(checkpoint: Path) -> Path:
+    """Where an adapted checkpoint's pixel-level generators go: ``<stem>_generators.pt`` beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}_generators.pt")
+
+
 #: Checkpoint names the benchmark looks for, per role.
 def checkpoint_names(sources: Sequence[str]) -> Dict[str, str]:
     names = {f"source:{s}": f"madan_source_{s}.pt" for s in sources}
@@ -436,8 +442,11 @@ def checkpoint_names(sources: Sequence[str]) -> Dict[str, str]:
 def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Plan, *, device: str = "cpu",
               seed: int = 0, madan_out: Optional[Path] = None, baselines: bool = True,
               log: Callable[[str], None] = print, samples_png: Optional[Path] = None,
-              workers: int = 0) -> Dict[str, Dict]:
-    """Train every model the benchmark compares; returns {role: info}. Writes checkpoints atomically."""
+              workers: int = 0, save_generators: bool = False) -> Dict[str, Dict]:
+    """Train every model the benchmark compares; returns {role: info}. Writes checkpoints atomically.
+
+    With ``save_generators`` each adapted checkpoint gets its generators beside it (generators_path).
+    """
     from effdl_ros.segmentation.scenes import render_domain
 
     if len(sources) < 2:
@@ -462,10 +471,13 @@ def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Pl
     S = plan.seconds
     results: Dict[str, Dict] = {}
 
-    def save(role: str, model: TinySegNet, info: Dict, path: Optional[Path] = None) -> None:
+    def save(role: str, model: TinySegNet, info: Dict, path: Optional[Path] = None, gens=None) -> None:
         p = path or out_dir / names[role]
         save_role_checkpoint(p, model, info, role=role, plan=plan, sources=sources, seed=seed)
         results[role] = {"path": str(p), **info}
+        if save_generators and gens is not None:
+            M.save_generators(generators_path(p), gens[0], gens[1], ngf=plan.ngf, n_blocks=plan.n_blocks,
+                              input_hw=(H, W), seed=seed)
 
     seg_s = S * plan.share_seg
     source_models = {}
@@ -493,7 +505,7 @@ def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Pl
             m, info = train_segmenter(adapted, labs, plan, device=device, seed=seed + 1, seconds=seg_s,
                                       target_images=target, log=log, name=f"single-source adapted {s}")
             info = {**info, **{f"pixel_{kk}": vv for kk, vv in ginfo.items()}}
-            save(f"single:{s}", m, info)
+            save(f"single:{s}", m, info, gens=(Gs, [s]))
             del Gs, adapted
     Gs, ginfo = train_pixel_level(src, target, [source_models[s] for s in sources], plan, madan=True, device=device,
                                   seed=seed + 2, seconds=S * plan.share_gan_madan, log=log, name="MADAN pixel-level")
@@ -502,7 +514,7 @@ def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Pl
     m, info = train_segmenter(adapted, labels, plan, device=device, seed=seed + 1, seconds=seg_s,
                               target_images=target, log=log, name="MADAN segmenter + feature alignment")
     info = {**info, **{f"pixel_{kk}": vv for kk, vv in ginfo.items()}}
-    save("madan", m, info, path=madan_out)
+    save("madan", m, info, path=madan_out, gens=(Gs, list(sources)))
     if samples_png is not None:
         _save_samples(samples_png, src, Gs)
     log(f"total {time.perf_counter() - t_start:.1f}s")
