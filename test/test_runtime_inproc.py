@@ -138,3 +138,24 @@ def test_messages_keyword_defaults():
     img = Image()
     assert isinstance(img.data, np.ndarray) and img.data.size == 0
     assert not math.isnan(report.power_w)
+
+
+def test_run_node_takes_a_shutdown_during_start_as_a_clean_stop(capsys):
+    """Ctrl-C while a node loads its model shuts the context; the constructor's next call then fails.
+    That is a clean stop (exit 0, one line), but a constructor that fails on its own still raises."""
+    from effdl_ros.runtime import ok, run_node, shutdown
+
+    class Interrupted:
+        def __init__(self):
+            shutdown()  # what rclpy's SIGINT handler does to the default context
+            raise RuntimeError("Failed to create subscription: rcl node's context is invalid")
+
+    class Broken:
+        def __init__(self):
+            raise RuntimeError("model file is corrupt")
+
+    assert run_node(Interrupted, ["prog"]) == 0
+    assert "Interrupted: shut down while starting" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="corrupt"):
+        run_node(Broken, ["prog"])
+    assert not ok()

@@ -54,6 +54,8 @@ def run_node(node_class: Callable[..., "Node"], args: Optional[List[str]] = None
     A Ctrl-C in the terminal of `ros2 launch` reaches each node twice (from the terminal and
     forwarded by launch): further SIGINTs are ignored while the node cleans up, so the second one
     cannot interrupt destroy_node() with a KeyboardInterrupt traceback and exit code -2.
+    A Ctrl-C while the node is still starting (loading its model) shuts rclpy's context, and the
+    constructor's next create_subscription fails: that is a clean stop too, not a crash.
     """
     import signal
     import sys
@@ -62,7 +64,13 @@ def run_node(node_class: Callable[..., "Node"], args: Optional[List[str]] = None
     init(args=args if args is not None else sys.argv)
     node = None
     try:
-        node = node_class()
+        try:
+            node = node_class()
+        except Exception:  # noqa: BLE001 - only when a shutdown came first (below)
+            if ok():
+                raise
+            sys.stderr.write(f"{getattr(node_class, '__name__', 'node')}: shut down while starting\n")
+            return 0
         spin(node)
     except (KeyboardInterrupt, *_external_shutdown()):
         pass

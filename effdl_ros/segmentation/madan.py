@@ -183,7 +183,8 @@ def load_generators(path: Path) -> "tuple[Dict[str, ResnetGenerator], Dict]":
 
     blob = safe_torch_load(path, what="generator file")
     cfg = blob.get("config") if isinstance(blob, dict) else None
-    if not isinstance(cfg, dict) or cfg.get("kind") != "madan_generators" or not isinstance(blob.get("generators"), dict):
+    if not isinstance(cfg, dict) or cfg.get("kind") != "madan_generators" \
+            or not isinstance(blob.get("generators"), dict):
         raise DataError(f"generator file {path} is not a MADAN generator file (no 'madan_generators' config)")
     out = {}
     for source, state in blob["generators"].items():
