@@ -80,6 +80,8 @@ def test_train_plan_takes_the_gan_batch_and_budget_over_the_preset():
     plan = _plan(p.parse_args(["--preset", "gpu-fast", "--gan-batch", "32", "--time-budget", "455"]))
     assert plan.gan_batch == 32 and plan.seconds == 455.0 and plan.amp  # the rest stays the preset's
     assert _plan(p.parse_args(["--preset", "gpu-fast"])).gan_batch == 16
+    small = _plan(p.parse_args(["--preset", "cpu-small"]))  # the CPU-scale comparison's sizes
+    assert (small.height, small.width, small.ngf, small.n_blocks, small.n_source) == (48, 64, 16, 2, 500)
 
 
 @needs_camvid

@@ -21,8 +21,9 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", action="store_true",
                    help="also train the comparison checkpoints (source-only x each + merged, single-source "
                         "adaptation x each, oracle) into the --out folder")
-    p.add_argument("--preset", default="gpu", choices=["gpu", "gpu-gan", "gpu-fast", "tiny"],
-                   help="sizes and iteration counts (gpu-fast: bf16 autocast, GAN batch 16, identity term)")
+    p.add_argument("--preset", default="gpu", choices=["gpu", "gpu-gan", "gpu-fast", "cpu-small", "tiny"],
+                   help="sizes and iteration counts (gpu-fast: bf16 autocast, GAN batch 16, identity term; "
+                        "cpu-small: 48x64 scenes and small GANs for a CPU-scale comparison)")
     p.add_argument("--gan-batch", type=int, default=None,
                    help="images per source per pixel-level (GAN) step, instead of the preset's")
     p.add_argument("--parallel", action="store_true",

@@ -75,6 +75,10 @@ PRESETS: Dict[str, Plan] = {
     # The second GPU run: fast loops (bf16 autocast, bigger GAN batches, no per-step host syncs),
     # identity term on, more rendered scenes; stages run in parallel processes (parallel.py).
     "gpu-fast": Plan(n_source=2000, seg_iters=3000, gan_iters=100000, gan_batch=16, amp=True, idt_weight=0.5),
+    # A CPU-scale comparison: 48x64 scenes, small generators, few scenes, so that two CPU cores give the
+    # GAN loops tens of epochs in an hour (the GPU runs got ~5-10); not the shipped models' scale.
+    "cpu-small": Plan(height=48, width=64, n_source=500, seg_iters=4000, seg_batch=16, gan_iters=100000, gan_batch=8,
+                      ngf=16, n_blocks=2, ndf=16, idt_weight=0.5),
     "tiny": Plan(height=48, width=64, n_source=24, seg_width=0.5, seg_iters=6, seg_batch=4, gan_iters=4,
                  gan_batch=2, ngf=8, n_blocks=1, ndf=8, dynamic_iters=2, idt_weight=0.5),
 }
