@@ -154,10 +154,9 @@ def _worker(argv: Optional[Sequence[str]] = None) -> int:
     import torch
 
     from effdl_ros.data.camvid import CLASSES
-    from effdl_ros.segmentation.madan import save_generators
     from effdl_ros.segmentation.network import TinySegNet
-    from effdl_ros.segmentation.train import (_save_samples, generators_path, save_role_checkpoint, train_pixel_level,
-                                              train_segmenter, translate)
+    from effdl_ros.segmentation.train import (_save_samples, save_role_checkpoint, save_role_generators,
+                                              train_pixel_level, train_segmenter, translate)
 
     work = Path(a.work)
     spec = json.loads((work / "spec.json").read_text())
@@ -237,8 +236,7 @@ def _worker(argv: Optional[Sequence[str]] = None) -> int:
     info = {**info, **{f"pixel_{kk}": vv for kk, vv in ginfo.items()}}
     save(key if kind == "single" else "madan", model, info, key)
     if spec.get("save_generators"):
-        save_generators(generators_path(Path(spec["paths"][key])), Gs, [x[0] for x in data], ngf=p.ngf,
-                        n_blocks=p.n_blocks, input_hw=(p.height, p.width), seed=seed)
+        save_role_generators(Path(spec["paths"][key]), Gs, [x[0] for x in data], plan=p, seed=seed)
     if madan and role == "madan" and spec.get("samples_png"):
         _save_samples(Path(spec["samples_png"]), data, Gs)
     return 0

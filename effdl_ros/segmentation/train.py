@@ -433,6 +433,13 @@ def generators_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}_generators.pt")
 
 
+def save_role_generators(checkpoint: Path, generators: Sequence[nn.Module], sources: Sequence[str], *, plan: Plan,
+                         seed: int) -> None:
+    """The generators behind one adapted checkpoint, at generators_path(checkpoint), sized by ``plan``."""
+    M.save_generators(generators_path(checkpoint), generators, sources, ngf=plan.ngf, n_blocks=plan.n_blocks,
+                      input_hw=(plan.height, plan.width), seed=seed)
+
+
 #: Checkpoint names the benchmark looks for, per role.
 def checkpoint_names(sources: Sequence[str]) -> Dict[str, str]:
     names = {f"source:{s}": f"madan_source_{s}.pt" for s in sources}
@@ -480,8 +487,7 @@ def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Pl
         save_role_checkpoint(p, model, info, role=role, plan=plan, sources=sources, seed=seed)
         results[role] = {"path": str(p), **info}
         if save_generators and gens is not None:
-            M.save_generators(generators_path(p), gens[0], gens[1], ngf=plan.ngf, n_blocks=plan.n_blocks,
-                              input_hw=(H, W), seed=seed)
+            save_role_generators(p, gens[0], gens[1], plan=plan, seed=seed)
 
     seg_s = S * plan.share_seg
     source_models = {}
