@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from effdl_ros.resources import resolve_path
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
@@ -28,17 +29,24 @@ from effdl_ros.runtime.qos import qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
 
 
+PARAMETERS = (
+    Param("model_path", "models/ddi_mnist5k.pt", "DDI checkpoint (relative to the package share folder)",
+          path="file"),
+    Param("model_dir", "", "folder that hot-swapped models must lie in (\"\" = the model's folder)"),
+    Param("top_k", 3, "classes per Classification", range=(1, 1000)),
+    Param("default_compute_fraction", 1.0, "compute fraction used while no fresh budget", range=(0.0, 1.0)),
+    Param("confidence", 0.0, "halt at an exit whose top softmax >= this (0 = off)", range=(0.0, 1.0)),
+    Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
+    Param("item_rate_hz", 0.0, "expected items per second (0 = unknown: power limits ignored)",
+          range=(0.0, 1e6)),
+    Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+)
+
+
 class DdiNode(Node):
     def __init__(self, node_name: str = "ddi", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        self.declare_parameter("model_path", "models/ddi_mnist5k.pt")
-        self.declare_parameter("model_dir", "")
-        self.declare_parameter("top_k", 3)
-        self.declare_parameter("default_compute_fraction", 1.0)
-        self.declare_parameter("confidence", 0.0)
-        self.declare_parameter("energy_profile", "x86_cpu")
-        self.declare_parameter("item_rate_hz", 0.0)
-        self.declare_parameter("stale_after_s", 3.0)
+        declare(self, PARAMETERS)
         from effdl_ros.energy.accountant import Accountant
         from effdl_ros.energy.budget import Budget
         from effdl_ros.errors import ConfigError

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from effdl_ros.energy.budget_policy import Allocation, BudgetPolicy, PolicyConfig, Report
 from effdl_ros.errors import ConfigError
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Duration, Node, SetParametersResult, run_node
 from effdl_ros.runtime.budget import BUDGET_TOPIC, REPORT_TOPIC, node_clock_seconds
 from effdl_ros.runtime.messages import (DiagnosticArray, DiagnosticStatus, EnergyReport, Header, KeyValue,
@@ -28,23 +29,29 @@ _POLICY_PARAMS = ("total_power_w", "mode", "target_runtime_s", "battery_reserve"
                   "min_shares", "default_priority", "stale_after_s", "kp", "ki")
 
 
+PARAMETERS = (
+    Param("total_power_w", 10.0, "the graph's total power budget in watts (mode fixed)", range=(0.0, 1e6)),
+    Param("mode", "fixed", "fixed: total_power_w; battery: the battery's charge over target_runtime_s",
+          choices=("fixed", "battery")),
+    Param("target_runtime_s", 3600.0, "mode battery: how long the charge must last", range=(1e-3, 1e9)),
+    Param("battery_reserve", 0.1, "mode battery: share of the charge kept back", range=(0.0, 1.0)),
+    Param("nodes", [""], "fully qualified names of the governed nodes (others get default_priority)"),
+    Param("priorities", [1.0], "one priority per entry of nodes"),
+    Param("min_shares", [0.0], "one minimum share of the total per entry of nodes", range=(0.0, 1.0)),
+    Param("default_priority", 1.0, "priority of a reporting node not listed in nodes", range=(0.0, 1e6)),
+    Param("rate_hz", 1.0, "budget periods per second", range=(1e-3, 100.0)),
+    Param("stale_after_s", 3.0, "a node silent this long gets no share", range=(1e-3, 1e6)),
+    Param("kp", 0.1, "proportional gain of the per-node correction", range=(0.0, 100.0)),
+    Param("ki", 0.8, "integral gain of the per-node correction", range=(0.0, 100.0)),
+    Param("meter", "auto", "auto: read a power meter where one is readable; anything else: modelled only"),
+    Param("power_supply_root", "/sys/class/power_supply", "where the battery meter looks"),
+)
+
+
 class EnergyMonitorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("energy_monitor", **kwargs)
-        self.declare_parameter("total_power_w", 10.0)
-        self.declare_parameter("mode", "fixed")
-        self.declare_parameter("target_runtime_s", 3600.0)
-        self.declare_parameter("battery_reserve", 0.1)
-        self.declare_parameter("nodes", [""])
-        self.declare_parameter("priorities", [1.0])
-        self.declare_parameter("min_shares", [0.0])
-        self.declare_parameter("default_priority", 1.0)
-        self.declare_parameter("rate_hz", 1.0)
-        self.declare_parameter("stale_after_s", 3.0)
-        self.declare_parameter("kp", 0.1)
-        self.declare_parameter("ki", 0.8)
-        self.declare_parameter("meter", "auto")
-        self.declare_parameter("power_supply_root", "/sys/class/power_supply")
+        declare(self, PARAMETERS)
         self._now = node_clock_seconds(self)
         values = {n: self.get_parameter(n).value for n in _POLICY_PARAMS}
         rate = self.get_parameter("rate_hz").value

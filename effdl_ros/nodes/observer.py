@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List
 
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.messages import TYPES, get_message_class
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
@@ -40,12 +41,17 @@ class TopicStats:
         return (self.count - 1) / span if self.count > 1 and span > 0 else 0.0
 
 
+PARAMETERS = (
+    Param("topics", list(DEFAULT_TOPICS), "topics to watch (type known to the runtime)"),
+    Param("log_period_sec", 0.0, "log a line of rates this often (0 = never)", range=(0.0, 1e6)),
+    Param("keep_messages", False, "keep every received message (tests, replay)"),
+)
+
+
 class ObserverNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("observer", **kwargs)
-        self.declare_parameter("topics", list(DEFAULT_TOPICS))
-        self.declare_parameter("log_period_sec", 0.0)
-        self.declare_parameter("keep_messages", False)
+        declare(self, PARAMETERS)
         self.stats: Dict[str, TopicStats] = {}
         self.messages: Dict[str, List[Any]] = collections.defaultdict(list)
         self.latest_reports: Dict[str, Any] = {}  # node -> its newest EnergyReport

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from effdl_ros.resources import resolve_path
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import cv2_to_imgmsg, imgmsg_to_cv2
@@ -32,17 +33,23 @@ from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
 
 
+PARAMETERS = (
+    Param("model_path", "models/madan_multi.pt", "segmenter checkpoint (relative to the package share folder)",
+          path="file"),
+    Param("model_dir", "", "folder that hot-swapped models must lie in (\"\" = the model's folder)"),
+    Param("default_compute_fraction", 1.0, "compute fraction used while no fresh budget", range=(0.0, 1.0)),
+    Param("overlay_alpha", 0.5, "weight of the class colours in segmentation/overlay", range=(0.0, 1.0)),
+    Param("publish_overlay", True, "publish segmentation/overlay"),
+    Param("threads", 0, "torch threads (0 = torch's default)", range=(0, 1024)),
+    Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
+    Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+)
+
+
 class SegmentationNode(Node):
     def __init__(self, node_name: str = "segmentation", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        self.declare_parameter("model_path", "models/madan_multi.pt")
-        self.declare_parameter("model_dir", "")
-        self.declare_parameter("default_compute_fraction", 1.0)
-        self.declare_parameter("overlay_alpha", 0.5)
-        self.declare_parameter("publish_overlay", True)
-        self.declare_parameter("threads", 0)
-        self.declare_parameter("energy_profile", "x86_cpu")
-        self.declare_parameter("stale_after_s", 3.0)
+        declare(self, PARAMETERS)
         from effdl_ros.energy.accountant import Accountant
         from effdl_ros.energy.budget import Budget
         from effdl_ros.errors import ConfigError

@@ -5,22 +5,29 @@ camera index), rate_hz, loop, max_frames (0 = all), resize_width (0 = native), f
 """
 from __future__ import annotations
 
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Node, SetParametersResult, run_node
 from effdl_ros.runtime.images import cv2_to_imgmsg
 from effdl_ros.runtime.messages import Header, Image
 from effdl_ros.runtime.qos import qos_profile_sensor_data
 
 
+PARAMETERS = (
+    Param("input", "samples/vtest", "frame folder, video file or camera index (relative paths resolve "
+          "against the package share folder)"),
+    Param("rate_hz", 10.0, "frames published per second", range=(1e-3, 1000.0)),
+    Param("loop", True, "start again at the end of a folder or video"),
+    Param("max_frames", 0, "stop after this many frames (0 = all)", range=(0, 2**31 - 1)),
+    Param("resize_width", 0, "resize frames to this width, keeping the aspect (0 = native)", range=(0, 16384)),
+    Param("frame_id", "camera", "header.frame_id of the published images"),
+    Param("encoding", "rgb8", "image encoding", choices=("rgb8", "bgr8", "mono8")),
+)
+
+
 class SourceNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("source", **kwargs)
-        self.declare_parameter("input", "samples/vtest")
-        self.declare_parameter("rate_hz", 10.0)
-        self.declare_parameter("loop", True)
-        self.declare_parameter("max_frames", 0)
-        self.declare_parameter("resize_width", 0)
-        self.declare_parameter("frame_id", "camera")
-        self.declare_parameter("encoding", "rgb8")
+        declare(self, PARAMETERS)
         self.add_on_set_parameters_callback(self._validate)
         self._check_now()
         from effdl_ros.data.frames import FrameSource

@@ -15,6 +15,7 @@ from effdl_ros.energy.accountant import Accountant
 from effdl_ros.energy.budget import Budget
 from effdl_ros.energy.synthetic_load import SyntheticLoad, SyntheticLoadSettings
 from effdl_ros.errors import ConfigError
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Node, SetParametersResult, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 
@@ -22,20 +23,26 @@ _SETTINGS = ("item_rate_hz", "cost_per_item_j", "assumed_cost_per_item_j", "stat
              "min_fraction", "macs_per_item")
 
 
+PARAMETERS = (
+    Param("item_rate_hz", 20.0, "items per second at full compute", range=(0.0, 1e6)),
+    Param("cost_per_item_j", 0.05, "true energy per item at full compute", range=(0.0, 1e6)),
+    Param("assumed_cost_per_item_j", 0.0, "energy per item the node believes (0 = the true one)",
+          range=(0.0, 1e6)),
+    Param("static_j_per_item", 0.0, "energy per item that no knob saves", range=(0.0, 1e6)),
+    Param("noise", 0.02, "relative noise of the measured energy", range=(0.0, 10.0)),
+    Param("min_fraction", 0.02, "cheapest compute fraction", range=(0.0, 1.0)),
+    Param("macs_per_item", 0, "MACs per item at full compute (0 = unknown)", range=(0, 2**62)),
+    Param("default_power_w", 0.0, "power budget while no fresh budget (0 = unlimited)", range=(0.0, 1e6)),
+    Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+    Param("report_period_s", 1.0, "seconds between energy reports", range=(1e-3, 1e6)),
+    Param("seed", 0, "noise seed"),
+)
+
+
 class SyntheticLoadNode(Node):
     def __init__(self, node_name: str = "synthetic_load", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        self.declare_parameter("item_rate_hz", 20.0)
-        self.declare_parameter("cost_per_item_j", 0.05)
-        self.declare_parameter("assumed_cost_per_item_j", 0.0)
-        self.declare_parameter("static_j_per_item", 0.0)
-        self.declare_parameter("noise", 0.02)
-        self.declare_parameter("min_fraction", 0.02)
-        self.declare_parameter("macs_per_item", 0)
-        self.declare_parameter("default_power_w", 0.0)
-        self.declare_parameter("stale_after_s", 3.0)
-        self.declare_parameter("report_period_s", 1.0)
-        self.declare_parameter("seed", 0)
+        declare(self, PARAMETERS)
         try:
             self.load = SyntheticLoad(self._settings({}), seed=self.get_parameter("seed").value)
         except ConfigError as err:

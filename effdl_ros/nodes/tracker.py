@@ -17,6 +17,7 @@ from __future__ import annotations
 
 
 from effdl_ros.resources import resolve_path
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
@@ -26,15 +27,23 @@ from effdl_ros.runtime.qos import qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
 
 
+PARAMETERS = (
+    Param("model_path", "models/roam_r18l1.pt", "ROAM checkpoint (relative to the package share folder)",
+          path="file"),
+    Param("default_compute_fraction", 1.0, "compute fraction used while no fresh budget", range=(0.0, 1.0)),
+    Param("threads", 1, "torch threads (0 = torch's default)", range=(0, 1024)),
+    Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
+    Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+    Param("class_id", "target", "class_id of the published detection"),
+    Param("init_box", [0.0, 0.0, 0.0, 0.0], "x, y, w, h in pixels of the object to follow from the first "
+          "image (all 0 = wait for tracker/init)", range=(0.0, 1e6)),
+)
+
+
 class TrackerNode(Node):
     def __init__(self, node_name: str = "tracker", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        self.declare_parameter("model_path", "models/roam_r18l1.pt")
-        self.declare_parameter("default_compute_fraction", 1.0)
-        self.declare_parameter("threads", 1)
-        self.declare_parameter("energy_profile", "x86_cpu")
-        self.declare_parameter("stale_after_s", 3.0)
-        self.declare_parameter("class_id", "target")
+        declare(self, PARAMETERS)
         from effdl_ros.energy.accountant import Accountant
         from effdl_ros.energy.budget import Budget
         from effdl_ros.errors import ConfigError

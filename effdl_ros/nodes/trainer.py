@@ -23,6 +23,7 @@ from __future__ import annotations
 
 
 from effdl_ros.resources import resolve_path
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
@@ -35,19 +36,35 @@ def _stamp(msg) -> tuple:
     return (int(msg.header.stamp.sec), int(msg.header.stamp.nanosec))
 
 
+PARAMETERS = (
+    Param("consumer_kind", "ddi", "kind of the model fine-tuned (ddi or resnet)"),
+    Param("consumer_node", "/ddi", "node that serves the model and receives the updates"),
+    Param("model_path", "models/ddi_mnist5k.pt", "the deployed checkpoint (relative to the package share "
+          "folder)", path="file"),
+    Param("model_dir", "", "the consumer's model folder (\"\" = the model's folder)"),
+    Param("out_dir", "", "where accepted models are written (\"\" = model_dir; must lie inside it)"),
+    Param("use_pseudo_labels", True, "also train on the consumer's confident outputs"),
+    Param("pseudo_threshold", 0.9, "top score a pseudo-label needs", range=(0.0, 1.0)),
+    Param("capacity", 512, "replay buffer size", range=(1, 10**7)),
+    Param("holdout_every", 5, "every n-th sample is held out for validation", range=(1, 10**6)),
+    Param("batch_size", 16, "samples per step", range=(1, 10**5)),
+    Param("lr", 0.01, "learning rate", range=(0.0, 10.0)),
+    Param("validate_every", 20, "executed steps between validations", range=(1, 10**7)),
+    Param("min_train_samples", 32, "no step before this many training samples", range=(1, 10**7)),
+    Param("min_holdout", 10, "no decision on fewer held-out samples", range=(1, 10**7)),
+    Param("default_compute_fraction", 0.5, "compute fraction used while no fresh budget", range=(0.0, 1.0)),
+    Param("steps_per_second", 2.0, "training steps per second at full budget", range=(0.0, 1e4)),
+    Param("max_steps_per_second", 10.0, "upper bound of steps per second", range=(0.0, 1e4)),
+    Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
+    Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+    Param("tick_hz", 20.0, "scheduler ticks per second", range=(1e-3, 1e4)),
+)
+
+
 class TrainerNode(Node):
     def __init__(self, node_name: str = "trainer", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        defaults = {
-            "consumer_kind": "ddi", "consumer_node": "/ddi", "model_path": "models/ddi_mnist5k.pt",
-            "model_dir": "", "out_dir": "", "use_pseudo_labels": True, "pseudo_threshold": 0.9,
-            "capacity": 512, "holdout_every": 5, "batch_size": 16, "lr": 0.01, "validate_every": 20,
-            "min_train_samples": 32, "min_holdout": 10, "default_compute_fraction": 0.5, "steps_per_second": 2.0,
-            "max_steps_per_second": 10.0, "energy_profile": "x86_cpu", "stale_after_s": 3.0,
-            "tick_hz": 20.0,
-        }
-        for name, value in defaults.items():
-            self.declare_parameter(name, value)
+        declare(self, PARAMETERS)
         p = lambda name: self.get_parameter(name).value  # noqa: E731
         from effdl_ros.energy.accountant import Accountant
         from effdl_ros.energy.budget import Budget
