@@ -57,17 +57,17 @@ def run_demo(args: argparse.Namespace) -> int:
     backend.select("inproc")
     from effdl_ros.bench.replay import Pacer, open_input
     from effdl_ros.bench.report import write_report
-    from effdl_ros.cli.graph import default_config
+    from effdl_ros.cli.graph import checked_pipeline
     from effdl_ros.cli.replay import replay
+    from effdl_ros.graph.signals import StopRequested, stop_on_signals
     from effdl_ros.runtime import Parameter
-    from effdl_ros.runtime.launch import load_pipeline
 
     try:
         box = [float(v) for v in args.init_box.split(",")]
         assert len(box) == 4 and box[2] > 0 and box[3] > 0
     except (ValueError, AssertionError):
         raise ConfigError(f"--init-box must be x,y,w,h with a positive size, got {args.init_box!r}") from None
-    pipeline = load_pipeline(args.config or default_config())
+    pipeline = checked_pipeline(args.config)
     inp = open_input(args.input, limit=args.frames, fps=args.fps if args.fps > 0 else 10.0)
     total = inp.count
     events, state = [], {"phase": "full budget", "start": time.monotonic(), "live": None}
@@ -95,8 +95,12 @@ def run_demo(args: argparse.Namespace) -> int:
         state["live"] = Live(_table(None, 0, total, 0.0, state["phase"]), refresh_per_second=4)
         state["live"].start()
     try:
-        records, _, elapsed = replay(inp, pipeline, Pacer(1.0 if args.fps > 0 else None),
-                                    on_frame=on_frame, init_box=box)
+        with stop_on_signals():
+            records, _, elapsed = replay(inp, pipeline, Pacer(1.0 if args.fps > 0 else None),
+                                        on_frame=on_frame, init_box=box)
+    except StopRequested as stop:
+        print(f"effdl-ros demo: {stop.args[0]} received, graph stopped; no report written", flush=True)
+        return 0
     finally:
         if state["live"] is not None:
             state["live"].stop()

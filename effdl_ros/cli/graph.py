@@ -11,7 +11,14 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("dds", "inproc"), default="dds",
                         help="dds: one supervised process per node; inproc: all in this process")
     parser.add_argument("--duration", type=float, default=0.0,
-                        help="stop after this many seconds (0 = until Ctrl-C)")
+                        help="stop after this many seconds (0 = until Ctrl-C, SIGTERM or SIGHUP)")
+    add_remap_option(parser)
+
+
+def add_remap_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
+                        help="remap a topic in every node, as `ros2 launch ... image:=/camera/image_raw` "
+                             "(repeatable; wins over the file's remappings)")
 
 
 def default_config() -> str:
@@ -20,36 +27,72 @@ def default_config() -> str:
     return str(share_path("config", "pipeline.yaml"))
 
 
+def checked_pipeline(config, remaps=()):
+    """Load and validate the whole pipeline file (and the command-line remappings) before any node
+    starts; a ConfigError names the file, the node and the problem."""
+    from effdl_ros.graph.validate import apply_remaps, parse_remap, validate_pipeline
+    from effdl_ros.runtime.launch import load_pipeline
+
+    pipeline = load_pipeline(config or default_config())
+    extra = [parse_remap(text) for text in remaps]
+    validate_pipeline(pipeline, extra_remaps=extra)
+    apply_remaps(pipeline, extra)
+    return pipeline
+
+
 def _run(args: argparse.Namespace) -> int:
+    from effdl_ros.graph.signals import StopRequested, stop_on_signals
     from effdl_ros.runtime import backend
 
     backend.select(args.backend)
-    from effdl_ros.runtime.launch import Supervisor, create_nodes, load_pipeline
-
-    pipeline = load_pipeline(args.config or default_config())
+    pipeline = checked_pipeline(args.config, args.remap)
     end = time.monotonic() + args.duration if args.duration > 0 else None
-    if args.backend == "inproc":
-        from effdl_ros.runtime.testing import InprocGraph
+    started = time.monotonic()
+    with stop_on_signals():
+        try:
+            if args.backend == "inproc":
+                _run_inproc(pipeline, end, started)
+            else:
+                _run_supervised(pipeline, end, started)
+        except StopRequested as stop:
+            print(f"effdl-ros run: {stop.args[0]} received, graph stopped", flush=True)
+    return 0
 
-        with InprocGraph(backend="inproc") as graph:
-            create_nodes(pipeline, graph)
-            try:
-                while end is None or time.monotonic() < end:
-                    graph.executor.spin_once(timeout_sec=0.1)
-            except KeyboardInterrupt:
-                pass
-        return 0
+
+def _run_inproc(pipeline, end, started) -> None:
+    from effdl_ros.runtime.launch import create_nodes
+    from effdl_ros.runtime.testing import InprocGraph
+
+    with InprocGraph(backend="inproc") as graph:
+        create_nodes(pipeline, graph)
+        print(f"graph ready: {len(pipeline.nodes)} nodes in {time.monotonic() - started:.1f} s", flush=True)
+        while end is None or time.monotonic() < end:
+            graph.executor.spin_once(timeout_sec=0.1)
+
+
+def _run_supervised(pipeline, end, started) -> None:
+    import signal
+
+    from effdl_ros.graph.signals import StopRequested
+    from effdl_ros.runtime.launch import Supervisor
+
     supervisor = Supervisor(pipeline, backend="dds")
-    supervisor.start_all()
+    signum = signal.SIGINT
+    announced = False
     try:
+        supervisor.start_all()
         while (end is None or time.monotonic() < end) and supervisor.alive():
             supervisor.poll()
+            if not announced and len(supervisor.ready()) == len(pipeline.nodes):
+                announced = True
+                print(f"graph ready: {len(pipeline.nodes)} nodes in {time.monotonic() - started:.1f} s",
+                      flush=True)
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
+    except StopRequested as stop:
+        signum = stop.signum
+        raise
     finally:
-        supervisor.stop()
-    return 0
+        supervisor.stop(signum=signum)
 
 
 def register(cli) -> None:

@@ -61,16 +61,22 @@ def _run(args: argparse.Namespace) -> int:
     from effdl_ros.runtime import backend
 
     backend.select("inproc")
-    from effdl_ros.cli.graph import default_config
-    from effdl_ros.runtime.launch import load_pipeline
+    from effdl_ros.cli.graph import checked_pipeline
+    from effdl_ros.graph.signals import StopRequested, stop_on_signals
 
-    pipeline = load_pipeline(args.config or default_config())
+    pipeline = checked_pipeline(args.config)
     what = f"{inp.kind} {inp.path}" + (f" topic {inp.topic}" if inp.topic else "")
     print(f"replaying {what}: {inp.count if inp.count is not None else '?'} frames"
           + (" with ground truth" if inp.has_ground_truth else "")
           + (", as fast as possible" if pacer.rate is None else f", rate x{pacer.rate:g}"), flush=True)
-    records, events, elapsed = replay(inp, pipeline, pacer, record=args.record, timeout=args.timeout,
-                                      record_storage=args.record_storage)
+    try:
+        with stop_on_signals():
+            records, events, elapsed = replay(inp, pipeline, pacer, record=args.record, timeout=args.timeout,
+                                              record_storage=args.record_storage)
+    except StopRequested as stop:
+        print(f"effdl-ros replay: {stop.args[0]} received, graph stopped"
+              + (f"; the frames so far are in {args.record}" if args.record else ""), flush=True)
+        return 0
     rate = len(records) / elapsed if elapsed > 0 else 0.0
     print(f"replayed {len(records)} frames in {elapsed:.1f} s ({rate:.1f} frames/s)"
           + (f"; {pacer.late} frames released late (graph slower than the recording)" if pacer.late else ""))

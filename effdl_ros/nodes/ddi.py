@@ -20,7 +20,8 @@ from pathlib import Path
 
 from effdl_ros.resources import resolve_path
 from effdl_ros.nodekit.parameters import Param, declare
-from effdl_ros.runtime import Node, run_node
+from effdl_ros.nodekit.entry import run
+from effdl_ros.runtime import Node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
@@ -147,7 +148,7 @@ NODE_CLASS = DdiNode
 
 
 def main(args=None) -> int:
-    return run_node(DdiNode, args)
+    return run(DdiNode, args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Optional
 from effdl_ros.energy.budget_policy import Allocation, BudgetPolicy, PolicyConfig, Report
 from effdl_ros.errors import ConfigError
 from effdl_ros.nodekit.parameters import Param, declare
-from effdl_ros.runtime import Duration, Node, SetParametersResult, run_node
+from effdl_ros.nodekit.entry import run
+from effdl_ros.runtime import Duration, Node, SetParametersResult
 from effdl_ros.runtime.budget import BUDGET_TOPIC, REPORT_TOPIC, node_clock_seconds
 from effdl_ros.runtime.messages import (DiagnosticArray, DiagnosticStatus, EnergyReport, Header, KeyValue,
                                         ResourceBudget, ResourceBudgetArray)
@@ -212,7 +213,7 @@ NODE_CLASS = EnergyMonitorNode
 
 
 def main(args=None) -> int:
-    return run_node(EnergyMonitorNode, args)
+    return run(EnergyMonitorNode, args)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List
 
 from effdl_ros.nodekit.parameters import Param, declare
-from effdl_ros.runtime import Node, run_node
+from effdl_ros.nodekit.entry import run
+from effdl_ros.runtime import Node
 from effdl_ros.runtime.messages import TYPES, get_message_class
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
@@ -95,7 +96,7 @@ NODE_CLASS = ObserverNode
 
 
 def main(args=None) -> int:
-    return run_node(ObserverNode, args)
+    return run(ObserverNode, args)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from effdl_ros.resources import resolve_path
 from effdl_ros.nodekit.parameters import Param, declare
-from effdl_ros.runtime import Node, run_node
+from effdl_ros.nodekit.entry import run
+from effdl_ros.runtime import Node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import cv2_to_imgmsg, imgmsg_to_cv2
 from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
@@ -147,7 +148,7 @@ NODE_CLASS = SegmentationNode
 
 
 def main(args=None) -> int:
-    return run_node(SegmentationNode, args)
+    return run(SegmentationNode, args)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ camera index), rate_hz, loop, max_frames (0 = all), resize_width (0 = native), f
 from __future__ import annotations
 
 from effdl_ros.nodekit.parameters import Param, declare
-from effdl_ros.runtime import Node, SetParametersResult, run_node
+from effdl_ros.nodekit.entry import run
+from effdl_ros.runtime import Node, SetParametersResult
 from effdl_ros.runtime.images import cv2_to_imgmsg
 from effdl_ros.runtime.messages import Header, Image
 from effdl_ros.runtime.qos import qos_profile_sensor_data
@@ -90,7 +91,7 @@ NODE_CLASS = SourceNode
 
 
 def main(args=None) -> int:
-    return run_node(SourceNode, args)
+    return run(SourceNode, args)
 
 
 if __name__ == "__main__":

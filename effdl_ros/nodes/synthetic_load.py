@@ -16,7 +16,8 @@ from effdl_ros.energy.budget import Budget
 from effdl_ros.energy.synthetic_load import SyntheticLoad, SyntheticLoadSettings
 from effdl_ros.errors import ConfigError
 from effdl_ros.nodekit.parameters import Param, declare
-from effdl_ros.runtime import Node, SetParametersResult, run_node
+from effdl_ros.nodekit.entry import run
+from effdl_ros.runtime import Node, SetParametersResult
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 
 _SETTINGS = ("item_rate_hz", "cost_per_item_j", "assumed_cost_per_item_j", "static_j_per_item", "noise",
@@ -93,7 +94,7 @@ NODE_CLASS = SyntheticLoadNode
 
 
 def main(args=None) -> int:
-    return run_node(SyntheticLoadNode, args)
+    return run(SyntheticLoadNode, args)
 
 
 if __name__ == "__main__":

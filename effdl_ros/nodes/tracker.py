@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from effdl_ros.resources import resolve_path
 from effdl_ros.nodekit.parameters import Param, declare
-from effdl_ros.runtime import Node, run_node
+from effdl_ros.nodekit.entry import run
+from effdl_ros.runtime import Node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesis,
@@ -136,7 +137,7 @@ NODE_CLASS = TrackerNode
 
 
 def main(args=None) -> None:
-    run_node(TrackerNode, args)
+    run(TrackerNode, args)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from effdl_ros.resources import resolve_path
 from effdl_ros.nodekit.parameters import Param, declare
-from effdl_ros.runtime import Node, run_node
+from effdl_ros.nodekit.entry import run
+from effdl_ros.runtime import Node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.messages import Classification, Header, Image, ModelUpdate
@@ -223,7 +224,7 @@ NODE_CLASS = TrainerNode
 
 
 def main(args=None) -> int:
-    return run_node(TrainerNode, args)
+    return run(TrainerNode, args)
 
 
 if __name__ == "__main__":

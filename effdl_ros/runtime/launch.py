@@ -113,6 +113,7 @@ class Supervisor:
     from respawn_delay up to 30 s while a node keeps dying young."""
 
     MAX_DELAY = 30.0
+    CONFIG_ERROR = 2  # a node's exit code for a configuration or data error (effdl_ros.nodekit.entry)
 
     def __init__(self, pipeline: Pipeline, *, backend: str = "dds", log=print) -> None:
         self.pipeline = pipeline
@@ -131,16 +132,27 @@ class Supervisor:
         return str(path)
 
     def start(self, spec: NodeSpec) -> None:
-        env = dict(os.environ, EFFDL_ROS_BACKEND=self.backend, PYTHONUNBUFFERED="1")
+        from effdl_ros.graph.signals import child_setup
+        from effdl_ros.nodekit.entry import STATUS_DIR_ENV, SUPERVISOR_PID_ENV
         from effdl_ros.nodes import executables
 
+        env = dict(os.environ, EFFDL_ROS_BACKEND=self.backend, PYTHONUNBUFFERED="1",
+                   **{SUPERVISOR_PID_ENV: str(os.getpid()), STATUS_DIR_ENV: self._tmp.name})
         module = executables().get(spec.executable)
         if module is None:
-            raise ConfigError(f"unknown node executable {spec.executable!r}")
+            raise ConfigError(f"unknown node executable {spec.executable!r}; known: "
+                              f"{', '.join(sorted(executables()))}")
+        for marker in ("ready", "error"):
+            Path(self._tmp.name, f"{spec.name}.{marker}").unlink(missing_ok=True)
         cmd = [sys.executable, "-m", module] + spec.ros_args() + ["--params-file", self._params_file(spec)]
-        self.processes[spec.name] = subprocess.Popen(cmd, env=env)
+        self.processes[spec.name] = subprocess.Popen(cmd, env=env, preexec_fn=child_setup(os.getpid()))
         self.started_at[spec.name] = time.monotonic()
         self.log(f"started {spec.fully_qualified_name} (pid {self.processes[spec.name].pid})")
+
+    def ready(self) -> List[str]:
+        """Names of the nodes that finished starting (each writes a marker once constructed)."""
+        return [spec.name for spec in self.pipeline.nodes
+                if Path(self._tmp.name, f"{spec.name}.ready").exists()]
 
     def start_all(self) -> None:
         for spec in self.pipeline.nodes:
@@ -153,6 +165,12 @@ class Supervisor:
             if proc is not None and proc.poll() is not None:
                 code = proc.returncode
                 del self.processes[spec.name]
+                if code == self.CONFIG_ERROR:
+                    marker = Path(self._tmp.name, f"{spec.name}.error")
+                    sentence = marker.read_text(encoding="utf-8").strip() if marker.exists() else (
+                        f"exited with code {code} (a configuration or data error) while starting")
+                    raise ConfigError(f"node {spec.fully_qualified_name} cannot start: {sentence}; "
+                                      "the graph is stopped")
                 if not spec.respawn:
                     self.log(f"{spec.fully_qualified_name} exited with code {code}; respawn is off")
                     continue
@@ -170,10 +188,13 @@ class Supervisor:
     def alive(self) -> bool:
         return bool(self.processes) or bool(self.restart_at)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, signum: int = signal.SIGINT) -> None:
+        """Send every node `signum` (the stop signal the supervisor got), wait up to `timeout` s in
+        all, then kill what is left: no node outlives this call."""
+        self.restart_at.clear()
         for proc in self.processes.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signum)
         end = time.monotonic() + timeout
         for proc in self.processes.values():
             try:
