@@ -1,7 +1,9 @@
-"""ros2 launch effdl_ros pipeline.launch.py [config:=/path/to/pipeline.yaml]
+"""ros2 launch effdl_ros pipeline.launch.py [config:=/path/to/pipeline.yaml] [image:=/camera/image_raw]
 
-Reads the same config/pipeline.yaml that `effdl-ros run` uses and starts one launch_ros Node per
-entry, with its parameters, remappings, namespace and respawn setting. The nodes run on the rclpy
+Reads the same config/pipeline.yaml that `effdl-ros run` uses, checks the whole file first (the
+same one-sentence errors as `effdl-ros run`), and starts one launch_ros Node per entry, with its
+parameters, remappings, namespace and respawn setting. `image:=TOPIC` remaps every node's `image`
+(a robot's camera; use config/camera.yaml, which has no source node). The nodes run on the rclpy
 backend (EFFDL_ROS_BACKEND=rclpy).
 """
 import os
@@ -16,6 +18,15 @@ from launch_ros.actions import Node
 
 def _nodes(context):
     path = LaunchConfiguration("config").perform(context)
+    image = LaunchConfiguration("image").perform(context)
+    extra = [("image", image)] if image else []
+    try:
+        from effdl_ros.graph.validate import validate_pipeline
+        from effdl_ros.runtime.launch import load_pipeline
+
+        validate_pipeline(load_pipeline(path), extra_remaps=extra)
+    except ImportError:
+        pass  # effdl_ros not importable by launch's Python: the nodes report errors themselves
     with open(path, "r", encoding="utf-8") as handle:
         document = yaml.safe_load(handle)
     parameters = document.get("parameters") or {}
@@ -28,7 +39,7 @@ def _nodes(context):
         actions.append(Node(
             package="effdl_ros", executable=entry["executable"], name=name, namespace=namespace,
             parameters=[section.get("ros__parameters", {})],
-            remappings=list((entry.get("remappings") or {}).items()),
+            remappings=extra + list((entry.get("remappings") or {}).items()),
             respawn=bool(entry.get("respawn", False)),
             respawn_delay=float(entry.get("respawn_delay", 1.0)),
             additional_env={"EFFDL_ROS_BACKEND": "rclpy"},
@@ -41,5 +52,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=default,
                               description="pipeline YAML: nodes, parameters, remappings"),
+        DeclareLaunchArgument("image", default_value="",
+                              description="remap every node's image topic, e.g. /camera/image_raw"),
         OpaqueFunction(function=_nodes),
     ])

@@ -1,8 +1,9 @@
 """tracker: follows one object with ROAM (issue 5), under an energy budget.
 
 Subscribes `image` (sensor_msgs/Image, sensor-data QoS: best effort, keep last 5) and `tracker/init`
-(vision_msgs/Detection2D, reliable, keep last 10: the box to follow; each new init restarts the
-tracker on the next image and starts a new track id). Publishes `tracks` (vision_msgs/Detection2DArray,
+(vision_msgs/Detection2D, reliable, volatile, keep last 10: the box to follow; each new init restarts
+the tracker on the next image and starts a new track id; `effdl-ros track --box x,y,w,h` sends one).
+The parameter init_box gives a first box without any message. Publishes `tracks` (vision_msgs/Detection2DArray,
 reliable, keep last 10) for every image, with the image's header: one Detection2D (id = track id,
 results[0].hypothesis.score = confidence) while tracking, an empty array before the first init and
 while the target is lost. The budget (BudgetClient on `energy/budget`) maps onto update interval,
@@ -11,7 +12,7 @@ executed MACs per frame go to the Accountant (reports on `energy/reports`).
 
 Parameters: model_path (models/roam_r18l1.pt, relative to the package share folder),
 default_compute_fraction (1.0, used while no fresh budget), threads (1; 0 = torch's default),
-energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target").
+energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target"), init_box ([0, 0, 0, 0] = none).
 """
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ class TrackerNode(Node):
             import torch
 
             torch.set_num_threads(threads)
-        self.model = load_model(resolve_path(self.get_parameter("model_path").value))
+        self.model_path = resolve_path(self.get_parameter("model_path").value)
+        self.model = load_model(self.model_path)
         self._settings_for = settings_for_budget
         self.default_settings = settings_for_budget(Budget(compute_fraction=fraction), TrackerSettings(),
                                                     self.model)
@@ -72,12 +74,23 @@ class TrackerNode(Node):
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
         self.track_id = 0
         self.tracking = False
-        self.pending_box = None
+        self.pending_box = self._init_box_parameter(name)
         self.items = 0
         self.last_result = None
         self._pub = self.create_publisher(Detection2DArray, "tracks", 10)
         self.create_subscription(Detection2D, "tracker/init", guarded(self, self.on_init), 10)
         self.create_subscription(self._image_type(), "image", guarded(self, self.on_image), qos_profile_sensor_data)
+
+    def _init_box_parameter(self, name: str):
+        """init_box x, y, w, h: the object to follow from the first image (all 0: wait for tracker/init)."""
+        from effdl_ros.errors import ConfigError
+
+        box = [float(v) for v in self.get_parameter("init_box").value]
+        if not any(box):
+            return None
+        if len(box) != 4 or not (box[2] > 0 and box[3] > 0):
+            raise ConfigError(f"{name}: init_box must be [x, y, w, h] with a positive size, got {box}")
+        return tuple(box)
 
     @staticmethod
     def _image_type():
