@@ -88,6 +88,33 @@ def test_bag_round_trip_through_the_graph(tmp_path, config, storage, capsys):
     assert counts["/tracks"] == 5 and counts["/energy/reports"] == 5
 
 
+@pytest.mark.parametrize("name", ["out.mcap", "out.db3", "outdir"])
+def test_record_keeps_input_stamps_latched_topics_and_the_named_path(tmp_path, config, name):
+    from rosbags.highlevel import AnyReader
+
+    config.write_text(config.read_text() + "  - {executable: segmentation, name: segmentation}\n")
+    bag = tmp_path / "in"
+    bags.write_image_bag(bag, real_frames(3), storage="sqlite3", fps=10.0)
+    inputs = [f.stamp_ns for f in bags.read_frames(bag, "/camera/image")]
+    rec = tmp_path / name
+    assert main(["replay", str(bag), "--config", str(config), "--as-fast-as-possible", "--record", str(rec)]) == 0
+    assert rec.is_file() == (name != "outdir") and sorted(p.name for p in tmp_path.iterdir() if "out" in p.name) == [name]
+    with AnyReader([rec]) as reader:
+        topics = {c.topic: c for c in reader.connections}
+        assert "/segmentation/label_info" in topics  # latched: published before the recorder's first frame
+        stamps = {}
+        for conn, log_ns, raw in reader.messages():
+            if conn.topic in ("/tracks", "/segmentation/labels"):
+                msg = reader.deserialize(raw, conn.msgtype)
+                header_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                assert header_ns == log_ns
+                stamps.setdefault(conn.topic, []).append(header_ns)
+    assert stamps["/tracks"] == inputs and stamps["/segmentation/labels"] == inputs
+    if name == "outdir":
+        assert "transient_local" in (rec / "metadata.yaml").read_text().lower() or "durability: 1" in (
+            rec / "metadata.yaml").read_text()
+
+
 def test_sequence_with_ground_truth(config, tmp_path):
     if not VOT.is_dir():
         pytest.skip(f"shared tracking data absent ({VOT})")

@@ -25,6 +25,7 @@ class ReplayFrame:
     stamp_ns: int
     image: np.ndarray                   # RGB uint8 [H, W, 3]
     gt_box: Optional[np.ndarray] = None  # x, y, w, h (NaN = target absent)
+    frame_id: str = "camera"            # the input's header.frame_id (bags), else "camera"
 
 
 @dataclass
@@ -83,7 +84,7 @@ def open_input(path, *, image_topic: Optional[str] = None, fps: float = 10.0,
 
         def bag_frames() -> Iterator[ReplayFrame]:
             for f in bags.read_frames(path, topic.topic, limit=limit):
-                yield ReplayFrame(f.index, f.stamp_ns, f.image)
+                yield ReplayFrame(f.index, f.stamp_ns, f.image, frame_id=f.frame_id or "camera")
 
         count = topic.count if limit is None else min(limit, topic.count)
         return ReplayInput("bag", path, path.stem if path.is_file() else path.name, count, topic.topic,

@@ -138,7 +138,8 @@ def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame
             if tracker is not None and frame.index == 0 and first_box is not None:
                 session.init_tracker(first_box)
             extra = {"input_stamp_ns": frame.stamp_ns}
-            rec = session.feed(frame.image, timeout_sec=timeout, extra=extra)
+            rec = session.feed(frame.image, timeout_sec=timeout, extra=extra, stamp_ns=frame.stamp_ns,
+                               frame_id=frame.frame_id)
             if inp.has_ground_truth:
                 rec["gt_box"] = [float(v) for v in frame.gt_box]
             if tracker is not None:
@@ -159,21 +160,47 @@ def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame
             writer.__exit__(None, None, None)
 
 
+#: outputs published once and kept for late subscribers (reliable + transient local)
+LATCHED_TOPICS = ("segmentation/label_info", "energy/budget", "trainer/model_update")
+
+
 def _start_recorder(session, path: Path, storage=None):
-    """Subscribe the replay node to every graph output and write what arrives into a rosbag2 bag."""
+    """Subscribe the replay node to every graph output and record what arrives (_Recorder)."""
     from effdl_ros.data.bags import BagWriter, storage_for
     from effdl_ros.runtime.local.typesupport import typestore
     from effdl_ros.runtime.messages import get_message_class
     from effdl_ros.runtime.qos import latched
 
-    writer = BagWriter(path, storage=storage or storage_for(path), typestore=typestore())
-    writer.__enter__()
-    node = session.feeder
+    recorder = _Recorder(BagWriter(path, storage=storage or storage_for(path), typestore=typestore()), session)
     for topic, typename in RECORD_TOPICS.items():
-        qos = latched(1) if topic in ("energy/budget", "trainer/model_update") else 10
+        is_latched = topic in LATCHED_TOPICS
+        session.feeder.create_subscription(
+            get_message_class(typename), topic,
+            lambda msg, t=topic, ty=typename, lt=is_latched: recorder.write(t, ty, msg, lt),
+            latched(1) if is_latched else 10)
+    return recorder
 
-        def on_message(msg, topic=topic, typename=typename) -> None:
-            writer.write("/" + topic, typename, msg, node.get_clock().now().nanoseconds)
 
-        node.create_subscription(get_message_class(typename), topic, on_message, qos)
-    return writer
+class _Recorder:
+    """Writes the graph's outputs into a bag, each at the header stamp of the input frame being
+    processed (the replay's clock is the input's), latched topics as transient-local; what arrives
+    before the first frame (latched label info, budgets) is written at that frame's stamp."""
+
+    def __init__(self, writer, session) -> None:
+        self.writer, self.session = writer, session
+        self.early = []
+        writer.__enter__()
+
+    def write(self, topic: str, typename: str, msg, is_latched: bool) -> None:
+        self.early.append((topic, typename, msg, is_latched))
+        self.flush()
+
+    def flush(self) -> None:
+        stamp = self.session.stamp_ns
+        while stamp is not None and self.early:
+            topic, typename, msg, is_latched = self.early.pop(0)
+            self.writer.write("/" + topic, typename, msg, stamp, latched=is_latched)
+
+    def __exit__(self, *exc) -> None:
+        self.flush()
+        self.writer.__exit__(*exc)

@@ -47,6 +47,7 @@ class GraphSession:
         self._per_item: Dict[str, float] = {}
         self._init_pub = None
         self.last_record: Optional[dict] = None
+        self.stamp_ns: Optional[int] = None  # header stamp of the frame being fed
 
     def _on_callback(self, entity: Any, seconds: float) -> None:
         self._callback_time[getattr(entity, "node_name", "?")] += seconds
@@ -57,16 +58,23 @@ class GraphSession:
                 return self.nodes[spec.name]
         return None
 
-    def feed(self, frame_rgb: np.ndarray, *, timeout_sec: float = 10.0, extra: Optional[dict] = None) -> dict:
-        """Publish one rgb8 frame, run the graph until every output for it arrived, return its record."""
+    def feed(self, frame_rgb: np.ndarray, *, timeout_sec: float = 10.0, extra: Optional[dict] = None,
+             stamp_ns: Optional[int] = None, frame_id: str = "camera") -> dict:
+        """Publish one rgb8 frame, run the graph until every output for it arrived, return its record.
+
+        stamp_ns: the input's own header stamp (a bag's), which every output then carries, so
+        recorded outputs join the input by stamp; None stamps the frame with the clock's now.
+        """
+        from effdl_ros.runtime import Time
         from effdl_ros.runtime.images import cv2_to_imgmsg
         from effdl_ros.runtime.messages import Header
 
         counts = {t: self.observer.stats[t].count for t in self.outputs if t in self.observer.stats}
         self._callback_time.clear()
-        stamp = self.feeder.get_clock().now()
+        stamp = self.feeder.get_clock().now() if stamp_ns is None else Time(nanoseconds=int(stamp_ns))
+        self.stamp_ns = stamp.nanoseconds
         self._image_pub.publish(cv2_to_imgmsg(frame_rgb, "rgb8", header=Header(
-            stamp=stamp.to_msg(), frame_id="camera")))
+            stamp=stamp.to_msg(), frame_id=frame_id or "camera")))
         def answered() -> bool:
             return all(self.observer.stats[t].count > c for t, c in counts.items())
 

@@ -276,8 +276,10 @@ def storage_for(path: Path) -> str:
 
 
 class BagWriter:
-    """Write messages into a new rosbag2 folder (sqlite3 or mcap), readable by `ros2 bag` and rosbags.
+    """Write messages into a new rosbag2 bag (sqlite3 or mcap), readable by `ros2 bag` and rosbags.
 
+    The bag is exactly the path named: a name ending in .mcap or .db3 is one storage file (ros2 bag
+    reads a bare file), any other name a rosbag2 folder with metadata.yaml, as `ros2 bag record -o`.
     Messages are rosbags typestore objects, or any object with the same field names (the runtime's
     message classes): `to_store` converts them field by field.
     """
@@ -291,10 +293,19 @@ class BagWriter:
             raise DataError(f"bag {self.path} exists already; choose a new name")
         if not self.path.parent.is_dir():
             raise DataError(f"folder {self.path.parent} for bag {self.path.name} does not exist")
+        self.single_file = self.path.suffix in (".mcap", ".db3")
+        if self.single_file and self.path.suffix != {"mcap": ".mcap", "sqlite3": ".db3"}[storage]:
+            raise ConfigError(f"bag {self.path}: a {self.path.suffix} file cannot hold {storage} storage")
         self.storage = storage
         # A caller with its own types (the runtime's store knows effdl_ros/msg/*) passes its store.
         self.typestore = typestore if typestore is not None else get_typestore(Stores.ROS2_HUMBLE)
-        self._writer = Writer(self.path, version=8, storage_plugin=_storage_plugin(storage))
+        # a single file is written as a bag folder beside it, then moved into place on close
+        self._folder = self.path.with_name(f".{self.path.name}.partial") if self.single_file else self.path
+        if self._folder.exists():
+            import shutil
+
+            shutil.rmtree(self._folder)  # left by a killed earlier writer of the same name
+        self._writer = Writer(self._folder, version=8, storage_plugin=_storage_plugin(storage))
         self._conns: Dict[str, object] = {}
         self.counts: Dict[str, int] = {}
 
@@ -304,17 +315,42 @@ class BagWriter:
 
     def __exit__(self, *exc) -> None:
         self._writer.close()
+        if self.single_file:
+            import shutil
 
-    def write(self, topic: str, msgtype: str, msg, stamp_ns: int) -> None:
+            files = [f for f in self._folder.iterdir() if f.suffix == self.path.suffix]
+            files[0].replace(self.path)
+            shutil.rmtree(self._folder)
+
+    def write(self, topic: str, msgtype: str, msg, stamp_ns: int, *, latched: bool = False) -> None:
+        """Append one message; `latched` records the topic as offered reliable + transient-local, so
+        `ros2 bag play` republishes it for late subscribers."""
         if msgtype not in self.typestore.types:
             raise ConfigError(f"message type {msgtype} is unknown to the bag writer's type store")
         conn = self._conns.get(topic)
         if conn is None:
-            conn = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+            qos = _latched_qos() if latched else None
+            conn = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
+                                               **({"offered_qos_profiles": [qos]} if qos else {}))
             self._conns[topic] = conn
         data = self.typestore.serialize_cdr(to_store(msg, msgtype, self.typestore), msgtype)
         self._writer.write(conn, int(stamp_ns), data)
         self.counts[topic] = self.counts.get(topic, 0) + 1
+
+
+def _latched_qos():
+    """rosbag2's offered QoS of a latched topic (reliable, transient local, keep last 1); None with a
+    rosbags too old to write QoS profiles."""
+    try:
+        from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                        QosTime)
+    except ImportError:
+        return None
+    never = QosTime(sec=0x7FFFFFFF, nsec=0xFFFFFFFF)
+    return Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
+               durability=QosDurability.TRANSIENT_LOCAL, deadline=never, lifespan=never,
+               liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=never,
+               avoid_ros_namespace_conventions=False)
 
 
 def to_store(msg, msgtype: str, typestore):
