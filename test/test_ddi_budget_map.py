@@ -40,3 +40,12 @@ def test_joules_per_mac_from_a_profile():
     assert joules_per_mac(p) == pytest.approx(200e-12)
     assert joules_per_mac(p, bytes_per_mac=2.0) == pytest.approx(220e-12)
     assert math.isfinite(joules_per_mac(p))
+
+
+def test_budget_below_the_cheapest_exit_runs_the_cheapest_exit_and_says_over():
+    from effdl_ros.dynamic.budget_map import ceiling_to_run
+
+    assert ceiling_to_run(0.0, 1000) == (1000.0, True)
+    assert ceiling_to_run(999.0, 1000) == (1000.0, True)
+    assert ceiling_to_run(1000.0, 1000) == (1000.0, False)
+    assert ceiling_to_run(5e6, 1000) == (5e6, False)

@@ -79,11 +79,12 @@ def test_classifies_and_follows_a_budget_on_the_next_item(graph):
     assert table.plan_exit(ceiling) == 0
     assert result.exit_index == 0 and result.macs <= ceiling < full_result.macs
     assert len(peer.got) == 2
-    peer.send_budget(0.0)                                  # below the cheapest exit: nothing runs
+    peer.send_budget(0.0)              # below the cheapest exit: the cheapest exit runs, over budget
     g.step(0.05)
     peer.send_image(2)
     g.step(0.05)
-    assert node.skipped_for_budget == 1 and node.last[0].macs == 0 and len(peer.got) == 2
+    assert node.over_budget and node.over_budget_items == 1 and len(peer.got) == 3
+    assert node.last[0].macs == node.engine.min_macs and node.last[0].exit_index == 0
     snap = node.acct.snapshot()
     assert snap.items_processed == 3 and snap.source == "modelled"
 

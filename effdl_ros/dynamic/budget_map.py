@@ -16,7 +16,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from effdl_ros.energy.budget import Budget
 
@@ -47,6 +47,15 @@ def mac_ceiling(budget: Budget, model: CeilingModel) -> float:
     if model.macs_per_ms and model.macs_per_ms > 0 and math.isfinite(b.latency_deadline_ms):
         ceilings.append(b.latency_deadline_ms * model.macs_per_ms)
     return max(0.0, min(ceilings))
+
+
+def ceiling_to_run(ceiling: float, cheapest_macs: float) -> Tuple[float, bool]:
+    """(ceiling the engine runs with, over budget?): a budget below the cheapest exit still gets the
+    cheapest exit, and the overrun is reported, so the node never silently stops classifying; the
+    energy monitor may instead deactivate the node when it cannot pay for its cheapest level."""
+    if ceiling < cheapest_macs:
+        return float(cheapest_macs), True
+    return float(ceiling), False
 
 
 def measure_macs_per_ms(engine, x, repeats: int = 20) -> float:

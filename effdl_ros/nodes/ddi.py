@@ -4,7 +4,8 @@ Subscribes `image` (sensor_msgs/Image, sensor-data QoS: best effort, keep last 5
 `ddi/classification` (vision_msgs/Classification: top-k class labels with softmax scores, header copied
 from the image). Each item's MAC ceiling comes from the node's current energy budget (BudgetClient on
 `energy/budget`; effdl_ros.dynamic.budget_map), so a new budget takes effect on the next item; an item
-whose budget is below the cheapest exit is not classified (counted in `skipped_for_budget`).
+whose budget is below the cheapest exit still runs the cheapest exit (counted in `over_budget_items`,
+logged and published on `/diagnostics` when the state changes): DDI never silently stops classifying.
 Per-item executed MACs and latency go to the Accountant, which reports on `energy/reports`.
 Weights hot-swap on an effdl_ros/ModelUpdate on `trainer/model_update` (reliable, transient-local)
 addressed to this node; the file must lie inside `model_dir`; a bad file keeps the old model.
@@ -25,7 +26,7 @@ from effdl_ros.runtime import Node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
-from effdl_ros.runtime.messages import Classification, ObjectHypothesis
+from effdl_ros.runtime.messages import Classification, DiagnosticArray, ObjectHypothesis
 from effdl_ros.runtime.qos import qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
 
@@ -67,7 +68,9 @@ class DdiNode(Node):
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
         self.items = 0
-        self.skipped_for_budget = 0
+        self.over_budget_items = 0          # items run at the cheapest exit although the budget was lower
+        self.over_budget = False
+        self._diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.last = None                    # (DDIResult, ceiling) of the newest item
         self._pub = self.create_publisher(Classification, "ddi/classification", 10)
         self.model_updates = ModelUpdateSubscriber(self, self._install, self.model_dir)
@@ -107,19 +110,39 @@ class DdiNode(Node):
         self.get_logger().info(f"loaded {path.name}: {engine.full_macs:,} MACs static, exits at "
                                f"{engine.costs.cumulative_worst} MACs worst case")
 
+    def _set_over_budget(self, over: bool, cheapest: float) -> None:
+        """Count items run over budget; say so on a change, in the log and on /diagnostics."""
+        from effdl_ros.runtime.messages import DiagnosticArray, DiagnosticStatus, Header, KeyValue
+
+        if over:
+            self.over_budget_items += 1
+        if over == self.over_budget:
+            return
+        self.over_budget = over
+        text = (f"budget below the cheapest exit ({cheapest:,.0f} MACs): running the cheapest exit, "
+                "over budget" if over else "within budget")
+        (self.get_logger().warning if over else self.get_logger().info)(text)
+        status = DiagnosticStatus(level=DiagnosticStatus.WARN if over else DiagnosticStatus.OK,
+                                  name=self.get_fully_qualified_name(), message=text, values=[
+                                      KeyValue(key="over_budget_items", value=str(self.over_budget_items))])
+        self._diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                           status=[status]))
+
     # ------------------------------------------------------------------------------------ callbacks
 
     def on_image(self, msg) -> None:
         import torch
 
-        from effdl_ros.dynamic.budget_map import mac_ceiling
+        from effdl_ros.dynamic.budget_map import ceiling_to_run, mac_ceiling
         from effdl_ros.dynamic.data import preprocess
         from effdl_ros.dynamic.engine import DDISettings
 
         cfg = self.engine.config
         image = imgmsg_to_cv2(msg, "mono8" if cfg.in_channels == 1 else "rgb8")
         x = preprocess(image, self.meta["mean"], self.meta["std"], cfg.image_size)
-        ceiling = mac_ceiling(self.budget.current(), self.ceiling_model)
+        ceiling, over = ceiling_to_run(mac_ceiling(self.budget.current(), self.ceiling_model),
+                                       self.engine.min_macs)
+        self._set_over_budget(over, ceiling)
         conf = float(self.get_parameter("confidence").value)
         settings = DDISettings(mac_ceiling=ceiling, confidence=conf if conf > 0 else None)
         with self.acct.item() as item:
@@ -128,13 +151,6 @@ class DdiNode(Node):
             item.compute_fraction = result.macs / self.engine.full_macs
         self.items += 1
         self.last = (result, ceiling)
-        if result.skipped:
-            self.skipped_for_budget += 1
-            self.get_logger().warning(
-                f"budget of {ceiling:,.0f} MACs is below the cheapest exit "
-                f"({self.engine.min_macs:,} MACs): item not classified",
-                throttle_duration_sec=5.0)
-            return
         probs = torch.softmax(result.logits, 0)
         k = min(int(self.get_parameter("top_k").value), probs.numel())
         scores, idx = probs.topk(k)
