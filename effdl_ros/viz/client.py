@@ -32,8 +32,9 @@ class FoxgloveClient:
     def __init__(self, url: str, *, open_timeout: float = 10.0) -> None:
         from websockets.sync.client import connect
 
+        # entered as a context manager: websockets >= 17 warns about a bare connect()
         self.ws = connect(url, subprotocols=list(SUBPROTOCOLS), open_timeout=open_timeout,
-                          max_size=None)
+                          max_size=None).__enter__()
         self.subprotocol = self.ws.subprotocol
         self.server_info: Optional[Dict[str, Any]] = None
         self.channels: Dict[int, Dict[str, Any]] = {}   # channel id -> advertisement

@@ -39,6 +39,8 @@ DEFAULT_PORT = 8765
 DEFAULT_HOST = "127.0.0.1"
 #: messages the server keeps per viewer before it drops the oldest (a 320x240 image is 230 kB)
 DEFAULT_BACKLOG = 32
+#: how long close() waits for the server to let its viewers go
+STOP_TIMEOUT_S = 2.0
 
 #: graph topics forwarded as ROS 2 messages (CDR): topic -> (type name, QoS kind, queue length)
 ROS_TOPICS: Dict[str, Tuple[str, str, int]] = {
@@ -232,8 +234,14 @@ class FoxgloveBridge:
                 pass
         if self._own_context is not None:
             self._own_context.shutdown()
-        self.server.stop()
+        # stop() waits for every viewer's connection to close, and a viewer that stopped reading
+        # never does: give it a moment, then go on (the server's threads end with the process).
+        stopper = threading.Thread(target=self.server.stop, name="foxglove_stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout=STOP_TIMEOUT_S)
         self.log(self.summary())
+        if stopper.is_alive():
+            self._warn(f"foxglove: a viewer did not disconnect within {STOP_TIMEOUT_S:g} s; not waiting for it")
 
     def __enter__(self) -> "FoxgloveBridge":
         return self
