@@ -1,8 +1,9 @@
-"""ros2 launch effdl_ros pipeline.launch.py [config:=/path/to/pipeline.yaml]
+"""ros2 launch effdl_ros pipeline.launch.py [config:=/path/to/pipeline.yaml] [rviz:=true]
 
 Reads the same config/pipeline.yaml that `effdl-ros run` uses and starts one launch_ros Node per
 entry, with its parameters, remappings, namespace and respawn setting. The nodes run on the rclpy
-backend (EFFDL_ROS_BACKEND=rclpy).
+backend (EFFDL_ROS_BACKEND=rclpy). rviz:=true also starts rviz2 with rviz/effdl_ros.rviz (the camera
+image and the segmentation overlay); rviz2 itself is not a dependency of the package.
 """
 import os
 
@@ -10,6 +11,7 @@ import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -37,9 +39,15 @@ def _nodes(context):
 
 
 def generate_launch_description():
-    default = os.path.join(get_package_share_directory("effdl_ros"), "config", "pipeline.yaml")
+    share = get_package_share_directory("effdl_ros")
+    default = os.path.join(share, "config", "pipeline.yaml")
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=default,
                               description="pipeline YAML: nodes, parameters, remappings"),
+        DeclareLaunchArgument("rviz", default_value="false",
+                              description="true: also start rviz2 with rviz/effdl_ros.rviz"),
         OpaqueFunction(function=_nodes),
+        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+             arguments=["-d", os.path.join(share, "rviz", "effdl_ros.rviz")],
+             condition=IfCondition(LaunchConfiguration("rviz"))),
     ])
