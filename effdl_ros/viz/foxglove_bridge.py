@@ -166,6 +166,7 @@ class FoxgloveBridge:
         self.forwarded: Dict[str, int] = collections.Counter()
         self.dropped: Dict[str, int] = collections.Counter()
         self.errors = 0
+        self.cpu_s = 0.0  # CPU time of the bridge's thread (callbacks, conversion, handing to the server)
         self._pending: Dict[str, Deque[Tuple[Any, int]]] = {}
         self._latest: Dict[str, Tuple[Any, int]] = {}
         self._lock = threading.Lock()
@@ -260,6 +261,10 @@ class FoxgloveBridge:
             text += ", dropped none"
         if self.errors:
             text += f", {self.errors} could not be converted"
+        images = self.forwarded.get("/image", 0)
+        text += f"; bridge thread CPU {self.cpu_s:.2f} s"
+        if images:
+            text += f" ({self.cpu_s / images * 1e3:.1f} ms per forwarded image)"
         return text + " (the server also drops the oldest for a viewer that reads too slowly)"
 
     # ----------------------------------------------------------------------------------- channels
@@ -298,6 +303,7 @@ class FoxgloveBridge:
         executor = self._executor
         context = executor.context
         while self._running and context.ok():
+            start = time.thread_time()
             try:
                 if executor.spin_once(timeout_sec=0.1):
                     executor.spin_until_idle()  # take everything that is ready, then convert
@@ -307,6 +313,8 @@ class FoxgloveBridge:
                 self.errors += 1
                 if self.errors <= 3:
                     self._warn(f"foxglove: forwarding failed: {type(err).__name__}: {err}")
+            finally:
+                self.cpu_s += time.thread_time() - start
 
     def _drain(self) -> None:
         for topic, queue in self._pending.items():
