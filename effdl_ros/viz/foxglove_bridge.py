@@ -262,7 +262,7 @@ class FoxgloveBridge:
         if self.errors:
             text += f", {self.errors} could not be converted"
         images = self.forwarded.get("/image", 0)
-        text += f"; bridge thread CPU {self.cpu_s:.2f} s"
+        text += f"; bridge thread CPU {self.cpu_s:.3f} s"
         if images:
             text += f" ({self.cpu_s / images * 1e3:.1f} ms per forwarded image)"
         return text + " (the server also drops the oldest for a viewer that reads too slowly)"
