@@ -69,6 +69,14 @@ def test_bad_port_is_a_config_error():
         fb.FoxgloveBridge(port=70000)
 
 
+def test_missing_sdk_is_one_sentence_naming_the_extra(monkeypatch, capsys):
+    from effdl_ros.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "foxglove", None)  # as if foxglove-sdk were not installed
+    assert main(["replay", str(ROOT / "samples" / "vtest"), "--foxglove"]) == 2
+    assert "--foxglove needs the foxglove-sdk package: pip install 'effdl_ros[foxglove]'" in capsys.readouterr().err
+
+
 def test_layout_file_is_current_and_reads_served_channels():
     assert (ROOT / "foxglove" / "effdl_ros_layout.json").read_text() == layout.to_text()
     served = set(fb.ROS_TOPICS) | {fb.ANNOTATIONS_TOPIC, fb.POWER_TOPIC}
@@ -203,6 +211,21 @@ def test_run_inproc_with_foxglove(tmp_path, capsys):
     assert main(["run", str(config), "--backend", "inproc", "--duration", "0.5", "--foxglove", "0"]) == 0
     out = capsys.readouterr().out
     assert "foxglove: live view on ws://localhost:" in out and "foxglove: forwarded" in out
+
+
+@needs_sdk
+def test_replay_with_foxglove(tmp_path, capsys):
+    from effdl_ros.cli.main import main
+
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("nodes:\n  - {executable: source, name: source}\n"
+                      "  - {executable: energy_monitor, name: energy_monitor}\n"
+                      "parameters:\n  /energy_monitor: {ros__parameters: {nodes: ['/x']}}\n")
+    assert main(["replay", str(ROOT / "samples" / "vtest"), "--config", str(config), "--max-frames", "3",
+                 "--as-fast-as-possible", "--foxglove", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "foxglove: live view on ws://localhost:" in out and "foxglove: forwarded" in out
+    assert "replayed 3 frames" in out
 
 
 # ------------------------------------------------------------------------------------ the demo, live
