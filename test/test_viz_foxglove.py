@@ -3,7 +3,6 @@
 The tests that start a server need foxglove-sdk and websockets (both in the [test] extra); without
 them they skip with the reason.
 """
-import argparse
 import json
 import re
 import socket
@@ -247,7 +246,6 @@ def _stuck_viewer(port, channel_ids, rcvbuf=4096):
     websockets client would keep reading in its background thread)."""
     import base64
     import os
-    import struct
 
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -269,6 +267,7 @@ def _stuck_viewer(port, channel_ids, rcvbuf=4096):
     return sock
 
 
+@pytest.mark.slow  # about 12 s: the demo's start-up (models) in a subprocess
 @needs_sdk
 @needs_client
 def test_demo_live_with_a_reader_and_a_viewer_that_never_reads(tmp_path):
