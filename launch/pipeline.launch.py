@@ -2,7 +2,8 @@
 
 Reads the same config/pipeline.yaml that `effdl-ros run` uses and starts one launch_ros Node per
 entry, with its parameters, remappings, namespace and respawn setting. The nodes run on the rclpy
-backend (EFFDL_ROS_BACKEND=rclpy). rviz:=true also starts rviz2 with rviz/effdl_ros.rviz (the camera
+backend (EFFDL_ROS_BACKEND=rclpy). rviz:=true also starts the `annotator` node (the tracks and the
+classification drawn into /image/annotated) and rviz2 with rviz/effdl_ros.rviz (that image, the camera
 image and the segmentation overlay); rviz2 itself is not a dependency of the package.
 """
 import os
@@ -47,6 +48,8 @@ def generate_launch_description():
         DeclareLaunchArgument("rviz", default_value="false",
                               description="true: also start rviz2 with rviz/effdl_ros.rviz"),
         OpaqueFunction(function=_nodes),
+        Node(package="effdl_ros", executable="annotator", name="annotator", output="screen",
+             additional_env={"EFFDL_ROS_BACKEND": "rclpy"}, condition=IfCondition(LaunchConfiguration("rviz"))),
         Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
              arguments=["-d", os.path.join(share, "rviz", "effdl_ros.rviz")],
              condition=IfCondition(LaunchConfiguration("rviz"))),

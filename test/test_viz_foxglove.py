@@ -317,21 +317,3 @@ def test_demo_live_with_a_reader_and_a_viewer_that_never_reads(tmp_path):
     assert float(match.group(2)) < frames / fps + 20, text
     assert "foxglove: forwarded" in text
 
-
-def test_rviz_config_and_launch_argument():
-    """rviz/effdl_ros.rviz shows the image and the overlay (best effort, as they are published), and
-    pipeline.launch.py starts it with rviz:=true (checked on the source: no ROS needed here)."""
-    import ast
-
-    import yaml
-
-    rviz = yaml.safe_load((ROOT / "rviz" / "effdl_ros.rviz").read_text())
-    images = [d for d in rviz["Visualization Manager"]["Displays"] if d["Class"] == "rviz_default_plugins/Image"]
-    assert {d["Topic"]["Value"] for d in images} == {"/image", "/segmentation/overlay"}
-    assert all(d["Topic"]["Reliability Policy"] == "Best Effort" for d in images)
-    tree = ast.parse((ROOT / "launch" / "pipeline.launch.py").read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"]
-    rviz_arg = [c for c in calls if isinstance(c.args[0], ast.Constant) and c.args[0].value == "rviz"]
-    assert rviz_arg and any(k.arg == "default_value" and k.value.value == "false" for k in rviz_arg[0].keywords)
-    text = (ROOT / "launch" / "pipeline.launch.py").read_text()
-    assert 'IfCondition(LaunchConfiguration("rviz"))' in text and '"effdl_ros.rviz"' in text
