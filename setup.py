@@ -7,7 +7,7 @@ from setuptools import find_packages, setup
 
 def _share_files():
     files = []
-    for folder in ("msg", "config", "launch", "models", "samples"):
+    for folder in ("msg", "config", "launch", "models", "samples", "foxglove", "rviz"):
         for path in glob.glob(os.path.join(folder, "**", "*"), recursive=True):
             if os.path.isfile(path):
                 files.append((os.path.join("share", "effdl_ros", os.path.dirname(path)), [path]))
@@ -43,7 +43,10 @@ setup(
         "qoi>=0.6; python_version >= '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        # The Foxglove tests start a live server and connect a client; they skip without these.
+        "test": ["pytest>=7", "hypothesis>=6", "foxglove-sdk>=0.30,<1", "websockets>=12", "mcap>=1.1,<2"],
+        # effdl-ros run/demo/replay --foxglove: live view in Foxglove over WebSocket
+        "foxglove": ["foxglove-sdk>=0.30,<1"],
         "nvml": ["nvidia-ml-py>=12"],
         "qoi": ["qoi>=0.6"],
     },

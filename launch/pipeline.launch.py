@@ -1,10 +1,13 @@
-"""ros2 launch effdl_ros pipeline.launch.py [config:=/path/to/pipeline.yaml] [image:=/camera/image_raw]
+"""ros2 launch effdl_ros pipeline.launch.py [config:=/path/to/pipeline.yaml] [image:=/camera/image_raw] [rviz:=true]
 
 Reads the same config/pipeline.yaml that `effdl-ros run` uses, checks the whole file first (the
 same one-sentence errors as `effdl-ros run`), and starts one launch_ros Node per entry, with its
 parameters, remappings, namespace and respawn setting. `image:=TOPIC` remaps every node's `image`
 (a robot's camera; use config/camera.yaml, which has no source node). The nodes run on the rclpy
 backend (EFFDL_ROS_BACKEND=rclpy).
+rviz:=true also starts the `annotator` node (the tracks and the
+classification drawn into /image/annotated) and rviz2 with rviz/effdl_ros.rviz (that image, the camera
+image and the segmentation overlay); rviz2 itself is not a dependency of the package.
 """
 import os
 
@@ -12,6 +15,7 @@ import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -48,11 +52,19 @@ def _nodes(context):
 
 
 def generate_launch_description():
-    default = os.path.join(get_package_share_directory("effdl_ros"), "config", "pipeline.yaml")
+    share = get_package_share_directory("effdl_ros")
+    default = os.path.join(share, "config", "pipeline.yaml")
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=default,
                               description="pipeline YAML: nodes, parameters, remappings"),
         DeclareLaunchArgument("image", default_value="",
                               description="remap every node's image topic, e.g. /camera/image_raw"),
+        DeclareLaunchArgument("rviz", default_value="false",
+                              description="true: also start rviz2 with rviz/effdl_ros.rviz"),
         OpaqueFunction(function=_nodes),
+        Node(package="effdl_ros", executable="annotator", name="annotator", output="screen",
+             additional_env={"EFFDL_ROS_BACKEND": "rclpy"}, condition=IfCondition(LaunchConfiguration("rviz"))),
+        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+             arguments=["-d", os.path.join(share, "rviz", "effdl_ros.rviz")],
+             condition=IfCondition(LaunchConfiguration("rviz"))),
     ])

@@ -86,7 +86,7 @@ BROKEN = [
      "  /tracker: {ros__parameters: {modle_path: models/roam_r18l1.pt}}\n",
      ["/tracker", "unknown parameter 'modle_path'", "model_path"]),
     ("unknown executable", "nodes:\n  - {executable: energy_monitor}\n  - {executable: segmentaton}\n",
-     ["/segmentaton", "unknown executable 'segmentaton'", "known: ddi, energy_monitor"]),
+     ["/segmentaton", "unknown executable 'segmentaton'", "known: ", "ddi, energy_monitor"]),
     ("bad remapping", "nodes:\n  - {executable: tracker, remappings: {image: 'my camera'}}\n",
      ["/tracker", "remapping image:=my camera", "invalid topic name"]),
     ("missing model file", "nodes:\n  - {executable: ddi}\nparameters:\n"

@@ -27,6 +27,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                              "0 = as fast as the graph goes)")
     parser.add_argument("--report", default="effdl_ros_demo_report", help="report folder")
     parser.add_argument("--no-live", action="store_true", help="print a line per frame instead of a live table")
+    from effdl_ros.viz.foxglove_bridge import add_arguments as add_foxglove_arguments
+
+    add_foxglove_arguments(parser)
 
 
 def _fmt(value, digits: int) -> str:
@@ -61,6 +64,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from effdl_ros.cli.replay import replay
     from effdl_ros.graph.signals import StopRequested, stop_on_signals
     from effdl_ros.runtime import Parameter
+    from effdl_ros.viz.foxglove_bridge import start_from_args as start_foxglove
 
     try:
         box = [float(v) for v in args.init_box.split(",")]
@@ -97,7 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         with stop_on_signals():
             records, _, elapsed = replay(inp, pipeline, Pacer(1.0 if args.fps > 0 else None),
-                                        on_frame=on_frame, init_box=box)
+                                        on_frame=on_frame, init_box=box, foxglove=start_foxglove(args))
     except StopRequested as stop:
         print(f"effdl-ros demo: {stop.args[0]} received, graph stopped; no report written", flush=True)
         return 0

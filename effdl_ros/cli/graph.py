@@ -13,6 +13,9 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0.0,
                         help="stop after this many seconds (0 = until Ctrl-C, SIGTERM or SIGHUP)")
     add_remap_option(parser)
+    from effdl_ros.viz.foxglove_bridge import add_arguments as add_foxglove_arguments
+
+    add_foxglove_arguments(parser)
 
 
 def add_remap_option(parser: argparse.ArgumentParser) -> None:
@@ -48,29 +51,37 @@ def _run(args: argparse.Namespace) -> int:
     pipeline = checked_pipeline(args.config, args.remap)
     end = time.monotonic() + args.duration if args.duration > 0 else None
     started = time.monotonic()
+    from effdl_ros.viz.foxglove_bridge import start_from_args as start_foxglove
+
+    foxglove = start_foxglove(args)  # None without --foxglove
     with stop_on_signals():
         try:
             if args.backend == "inproc":
-                _run_inproc(pipeline, end, started)
+                _run_inproc(pipeline, end, started, foxglove)
             else:
-                _run_supervised(pipeline, end, started)
+                _run_supervised(pipeline, end, started, foxglove)
         except StopRequested as stop:
             print(f"effdl-ros run: {stop.args[0]} received, graph stopped", flush=True)
+        finally:
+            if foxglove is not None:
+                foxglove.close()
     return 0
 
 
-def _run_inproc(pipeline, end, started) -> None:
+def _run_inproc(pipeline, end, started, foxglove=None) -> None:
     from effdl_ros.runtime.launch import create_nodes
     from effdl_ros.runtime.testing import InprocGraph
 
     with InprocGraph(backend="inproc") as graph:
         create_nodes(pipeline, graph)
+        if foxglove is not None:
+            foxglove.attach(graph.context)
         print(f"graph ready: {len(pipeline.nodes)} nodes in {time.monotonic() - started:.1f} s", flush=True)
         while end is None or time.monotonic() < end:
             graph.executor.spin_once(timeout_sec=0.1)
 
 
-def _run_supervised(pipeline, end, started) -> None:
+def _run_supervised(pipeline, end, started, foxglove=None) -> None:
     import signal
 
     from effdl_ros.graph.signals import StopRequested
@@ -81,6 +92,8 @@ def _run_supervised(pipeline, end, started) -> None:
     announced = False
     try:
         supervisor.start_all()
+        if foxglove is not None:
+            foxglove.attach_new_context("dds")  # a DDS participant in this process
         while (end is None or time.monotonic() < end) and supervisor.alive():
             supervisor.poll()
             if not announced and len(supervisor.ready()) == len(pipeline.nodes):

@@ -51,6 +51,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
                    help="storage of --record (default: mcap when the name ends in .mcap, else sqlite3)")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for a node's output to one frame (default 10)")
+    from effdl_ros.viz.foxglove_bridge import add_arguments as add_foxglove_arguments
+
+    add_foxglove_arguments(p)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -69,10 +72,13 @@ def _run(args: argparse.Namespace) -> int:
     print(f"replaying {what}: {inp.count if inp.count is not None else '?'} frames"
           + (" with ground truth" if inp.has_ground_truth else "")
           + (", as fast as possible" if pacer.rate is None else f", rate x{pacer.rate:g}"), flush=True)
+    from effdl_ros.viz.foxglove_bridge import start_from_args as start_foxglove
+
     try:
         with stop_on_signals():
             records, events, elapsed = replay(inp, pipeline, pacer, record=args.record, timeout=args.timeout,
-                                              record_storage=args.record_storage)
+                                              record_storage=args.record_storage,
+                                              foxglove=start_foxglove(args))
     except StopRequested as stop:
         print(f"effdl-ros replay: {stop.args[0]} received, graph stopped"
               + (f"; the frames so far are in {args.record}" if args.record else ""), flush=True)
@@ -112,12 +118,13 @@ def _box_of(msg):
 
 
 def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame=None,
-           record_storage=None, init_box=None):
+           record_storage=None, init_box=None, foxglove=None):
     """Feed every frame of `inp` through the pipeline's graph; returns (records, events, seconds).
 
     The tracker (where the graph has one) is initialised on the first frame from init_box, else from
     the sequence's first ground-truth box; its box, and the ground truth where there is one, go into
     each record. on_frame(i, session) runs before frame i is fed (the demo lowers the budget there).
+    foxglove: a started effdl_ros.viz.foxglove_bridge.FoxgloveBridge, fed from the graph and closed here.
     """
     from effdl_ros.cli.session import GraphSession
 
@@ -126,6 +133,8 @@ def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame
     try:
         if record:
             writer = _start_recorder(session, Path(record), record_storage)
+        if foxglove is not None:
+            foxglove.attach(session.graph.context)
         tracker = session.node("tracker")
         records = []
         seen_tracks = 0
@@ -155,6 +164,8 @@ def replay(inp, pipeline, pacer, *, record=None, timeout: float = 10.0, on_frame
             raise DataError(f"replay input {inp.path} gave no frames")
         return records, [], elapsed
     finally:
+        if foxglove is not None:
+            foxglove.close()
         session.close()
         if writer is not None:
             writer.__exit__(None, None, None)
