@@ -15,8 +15,18 @@
    corrected twice, so a step of the total moves every command at once and causes no integral kick.
    Anti-windup: kappa is clamped, one report changes it by at most a factor of 2, and while the node
    cannot follow (full compute yet under budget, or under half its command spent) kappa is held <= 1.
-4. Work conservation: such a saturated node's allocation is capped at its demand + 10 % and the
-   surplus goes by priority to the nodes that can use it; the cap lifts when the node stops saturating.
+4. A knob-level model per node: the filtered power per unit of compute fraction (gain_w, an
+   exponential average of reported power / reported compute fraction over periods with items). The
+   compute_fraction sent is command / gain_w, so a node whose knob follows compute_fraction (segmentation
+   scale, tracker level, DDI exit) moves by what its measured cost per unit says, not by one noisy report.
+5. Work conservation: a node cannot use more than its power at full compute, gain_w (and a node that ran
+   at full compute yet spent less than it was allowed has shown its demand): its allocation is capped
+   there + 10 % and the surplus goes by priority to the nodes that can use it. The caps come from the
+   filtered model, so they do not toggle from period to period.
+6. Steadiness on real nodes (coarse discrete knobs, noisy per-period figures): between steps of the total,
+   an allocation moves by at most `slew` of itself per period; a step of the total moves every allocation
+   at once. A relative error inside `deadband` adds no integral action, so a node that sits on one knob
+   level inside the band is left there instead of being pushed across to the next level and back.
 
 No ROS here; the energy_monitor node feeds reports in and publishes what step() returns.
 """
@@ -59,6 +69,10 @@ class PolicyConfig:
     report_period_s: float = 1.0          # nodes' report period, for their first report's window (s)
     only_configured: bool = False         # ignore reports from nodes not in priorities / min_shares
     max_unconfigured: int = 32            # at most this many unconfigured nodes are taken in
+    gain_filter: float = 0.3              # weight of a new period in each node's knob model, (0, 1]
+    slew: float = 0.15                    # between steps of the total, an allocation moves <= this share
+                                          # of itself per period (0: no limit)
+    deadband: float = 0.0                 # |ln(allocation / consumption)| below this: no integral action
 
     def validated(self) -> "PolicyConfig":
         """Raise ConfigError with the parameter's name and the reason where a value is invalid."""
@@ -90,6 +104,10 @@ class PolicyConfig:
         check("ki", self.ki, finite(self.ki) and 0 < self.ki <= 1.5, "must lie in (0, 1.5]")
         check("kappa_min", self.kappa_min, finite(self.kappa_min) and 0 < self.kappa_min <= 1, "must lie in (0, 1]")
         check("kappa_max", self.kappa_max, finite(self.kappa_max) and self.kappa_max >= 1, "must be >= 1")
+        check("gain_filter", self.gain_filter, finite(self.gain_filter) and 0 < self.gain_filter <= 1,
+              "must lie in (0, 1]")
+        check("slew", self.slew, finite(self.slew) and 0 <= self.slew, "must be >= 0 (0: no limit)")
+        check("deadband", self.deadband, finite(self.deadband) and 0 <= self.deadband < 1, "must lie in [0, 1)")
         check("report_period_s", self.report_period_s, finite(self.report_period_s) and self.report_period_s > 0,
               "must be > 0 s")
         return self
@@ -183,6 +201,8 @@ class _NodeState:
     demand_w: Optional[float] = None   # set while the node cannot use its share (full compute, under budget)
     history: _History = field(default_factory=_History)
     reports: int = 0
+    gain_w: Optional[float] = None     # knob model: filtered power per unit compute fraction (W)
+    alloc_prev: Optional[float] = None  # the allocation of the last step (W)
 
 
 class BudgetPolicy:
@@ -197,6 +217,7 @@ class BudgetPolicy:
         self._start: Optional[float] = start
         self._zero_total = False
         self._battery_warned = False
+        self._last_total: Optional[float] = None
         self.configure(config)
 
     def configure(self, config: PolicyConfig) -> None:
@@ -262,6 +283,7 @@ class BudgetPolicy:
             state.item_rate_hz = (report.items_processed - prev.items_processed) / window
         worked = report.items_processed > (prev.items_processed if prev is not None else 0)
         if worked:
+            self._learn_gain(state, report)
             self._correct(state, report, window)
         else:
             state.demand_w = None  # a period without items says nothing about what the node needs
@@ -280,6 +302,17 @@ class BudgetPolicy:
             self._last_reject_log = now
 
     # ------------------------------------------------------------------------------------------ loop
+
+    def _learn_gain(self, state: _NodeState, report: Report) -> None:
+        """Update the node's knob model: power per unit compute fraction, filtered over periods."""
+        if report.compute_fraction < 0.01 or report.power_w <= 0:
+            return  # nothing run, or nothing spent: no information on the cost of compute
+        g = report.power_w / report.compute_fraction
+        if state.gain_w is None:
+            state.gain_w = g
+        else:
+            a = self.config.gain_filter
+            state.gain_w = math.exp((1 - a) * math.log(state.gain_w) + a * math.log(g))  # geometric: robust
 
     def _correct(self, state: _NodeState, report: Report, window: float) -> None:
         """One PI step on e = ln(allocation / consumption) over the report's window."""
@@ -304,6 +337,8 @@ class BudgetPolicy:
         in_force = math.log(cmd / alloc)  # the correction the consumption was made under
         if saturated:
             new = min(state.log_kappa, 0.0)  # asking for more than the allocation would not help
+        elif abs(e) < cfg.deadband:
+            new = in_force                   # close enough for a coarse knob: hold the correction
         else:
             step = cfg.ki * e + cfg.kp * (e - state.last_error)
             new = in_force + min(_MAX_STEP, max(-_MAX_STEP, step))
@@ -331,17 +366,27 @@ class BudgetPolicy:
         capped: Dict[str, float] = {}
         for _ in range(len(live)):
             surplus = 0.0
+            newly = []
             for n in live:
                 st = self.nodes[n]
-                if n in capped or st.demand_w is None:
+                if n in capped:
                     continue
-                cap = max(st.demand_w * (1.0 + HEADROOM), scale_total * st.min_share)
+                demand = _demand(st)
+                if demand is None:
+                    continue
+                cap = max(demand * (1.0 + HEADROOM), scale_total * st.min_share)
                 if alloc[n] > cap:
                     surplus += alloc[n] - cap
                     alloc[n] = cap
                     capped[n] = cap
+                    newly.append(n)
             takers = [n for n in live if n not in capped]
             weight = sum(self.nodes[n].priority for n in takers)
+            if surplus > 0 and weight <= 0:  # nobody can use it: the last nodes capped keep it (a cut gains nothing)
+                back = sum(self.nodes[n].priority for n in newly)
+                for n in newly:
+                    alloc[n] += surplus * self.nodes[n].priority / back
+                return
             if surplus <= 0 or weight <= 0:
                 return
             for n in takers:
@@ -378,21 +423,37 @@ class BudgetPolicy:
             w = weight if not stale[n] else weight_all
             alloc[n] += rest * self.nodes[n].priority / w
         self._water_fill(alloc, live, total * scale)
+        stepped = self._last_total is None or abs(total - self._last_total) > 1e-9 * max(1.0, total)
+        self._last_total = total
+        cfg = self.config
         budgets = []
         for n in names:
             st = self.nodes[n]
+            prev = st.alloc_prev
+            if cfg.slew > 0 and not stepped and not stale[n] and prev is not None and prev > 0:
+                alloc[n] = min(prev * (1.0 + cfg.slew), max(prev * (1.0 - cfg.slew), alloc[n]))
+            st.alloc_prev = alloc[n] if not stale[n] else None
             kappa = math.exp(st.log_kappa)
             cmd = min(total, max(0.0, alloc[n] * kappa))  # never more than the whole budget
             st.history.add(now, alloc[n], cmd)
             rep = st.last_report
             frac = 1.0
-            if rep is not None and rep.power_w > 0 and not stale[n]:
+            if st.gain_w is not None and not stale[n]:
+                frac = min(1.0, max(0.0, cmd / st.gain_w))
+            elif rep is not None and rep.power_w > 0 and not stale[n]:
                 frac = min(1.0, max(0.0, rep.compute_fraction * cmd / rep.power_w))
             rate = st.item_rate_hz
             per_item = cmd / rate if rate > 0 and math.isfinite(rate) else math.inf
             budgets.append(NodeBudget(n, alloc[n], cmd, frac, per_item, kappa,
                                       rep.power_w if rep is not None else math.nan, stale[n]))
         return Allocation(now, total, tuple(budgets))
+
+
+def _demand(st: _NodeState) -> Optional[float]:
+    """What a node could spend at most (W): its shown demand, else its modelled power at full compute."""
+    if st.demand_w is not None:
+        return st.demand_w if st.gain_w is None else min(st.demand_w, st.gain_w)
+    return st.gain_w
 
 
 def settling(times, values, *, t_step: float, target: float, before: float, period_s: float,

@@ -37,6 +37,7 @@ class DdiNode(Node):
         self.declare_parameter("default_compute_fraction", 1.0)
         self.declare_parameter("confidence", 0.0)
         self.declare_parameter("energy_profile", "x86_cpu")
+        self.declare_parameter("energy_estimate", "ops")  # ops (MACs) | cpu_time (this process's CPU time)
         self.declare_parameter("item_rate_hz", 0.0)
         self.declare_parameter("stale_after_s", 3.0)
         from effdl_ros.energy.accountant import Accountant
@@ -53,7 +54,8 @@ class DdiNode(Node):
         model_dir = self.get_parameter("model_dir").value
         self.model_dir = resolve_path(model_dir) if model_dir else model_path.parent
         self.acct = Accountant(self.get_fully_qualified_name(), clock=node_clock_seconds(self),
-                               profile=self.get_parameter("energy_profile").value)
+                               profile=self.get_parameter("energy_profile").value,
+                               estimate=self.get_parameter("energy_estimate").value)
         self._install(model_path)          # a bad initial model is a startup error (DataError)
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
@@ -119,6 +121,8 @@ class DdiNode(Node):
             item.compute_fraction = result.macs / self.engine.full_macs
         self.items += 1
         self.last = (result, ceiling)
+        self.budget.set_knob("mac_ceiling", ceiling)
+        self.budget.set_knob("exit", result.exit_index)
         if result.skipped:
             self.skipped_for_budget += 1
             self.get_logger().warning(

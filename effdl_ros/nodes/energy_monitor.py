@@ -7,8 +7,16 @@ consumption, stale flag; plus the meter and the total).
 
 Parameters: total_power_w, mode (fixed | battery), target_runtime_s, battery_reserve, nodes /
 priorities / min_shares (parallel arrays: ROS 2 parameters have no maps), default_priority, rate_hz,
-stale_after_s, kp, ki, meter (auto | none), power_supply_root. Invalid values are refused with the
-reason (add_on_set_parameters_callback); the policy lives in effdl_ros.energy.budget_policy.
+stale_after_s, kp, ki, gain_filter, slew, deadband, meter (auto | none), power_supply_root. Invalid
+values are refused with the reason (add_on_set_parameters_callback); the policy lives in
+effdl_ros.energy.budget_policy.
+
+Calibrated total (calibrate_s > 0): the monitor first lets the graph run unconstrained (budgets at
+total_power_w, which should not bind) for calibrate_s seconds once every configured node reports work,
+averages the graph's reported power over that window (the first 3 s left out), then sets the total to
+budget_fraction x that figure. budget_fraction can be set at any time; schedule_after_s /
+schedule_fractions (parallel arrays) set it at those times after calibration ends (a mission profile;
+the budget-loop bench steps 0.6 -> 0.3 with it). The diagnostics carry calibrated_w and the fraction.
 """
 from __future__ import annotations
 
@@ -25,7 +33,8 @@ from effdl_ros.runtime.qos import latched
 from effdl_ros.runtime.safety import guarded
 
 _POLICY_PARAMS = ("total_power_w", "mode", "target_runtime_s", "battery_reserve", "nodes", "priorities",
-                  "min_shares", "default_priority", "stale_after_s", "kp", "ki")
+                  "min_shares", "default_priority", "stale_after_s", "kp", "ki", "gain_filter", "slew", "deadband")
+CALIBRATION_SKIP_S = 3.0  # the first seconds of calibration are left out of its average (warm-up)
 
 
 class EnergyMonitorNode(Node):
@@ -43,6 +52,13 @@ class EnergyMonitorNode(Node):
         self.declare_parameter("stale_after_s", 3.0)
         self.declare_parameter("kp", 0.1)
         self.declare_parameter("ki", 0.8)
+        self.declare_parameter("gain_filter", 0.3)
+        self.declare_parameter("slew", 0.1)
+        self.declare_parameter("deadband", 0.0)
+        self.declare_parameter("calibrate_s", 0.0)
+        self.declare_parameter("budget_fraction", 0.6)
+        self.declare_parameter("schedule_after_s", [0.0])
+        self.declare_parameter("schedule_fractions", [0.0])
         self.declare_parameter("meter", "auto")
         self.declare_parameter("power_supply_root", "/sys/class/power_supply")
         self._now = node_clock_seconds(self)
@@ -55,6 +71,12 @@ class EnergyMonitorNode(Node):
             raise ConfigError(f"{self.get_fully_qualified_name()}: {err}") from None
         self.policy = BudgetPolicy(config, start=self._now())
         self.last: Optional[Allocation] = None
+        self.calibrate_s = float(self.get_parameter("calibrate_s").value)
+        self.calibrated_w: Optional[float] = None    # the graph's unconstrained power (W, as reported)
+        self.calibration_end: Optional[float] = None
+        self._cal_start: Optional[float] = None
+        self._cal_samples: List[float] = []
+        self._schedule = self._read_schedule()
         self.meter, self.battery = self._open_meters()
         self._meter_reading = None
         self._pub = self.create_publisher(ResourceBudgetArray, BUDGET_TOPIC, latched(1))
@@ -88,6 +110,7 @@ class EnergyMonitorNode(Node):
         if bad:
             raise ConfigError(f"parameter nodes: {bad} are not fully qualified names (start with '/').")
         return PolicyConfig(total_power_w=v["total_power_w"], mode=v["mode"], target_runtime_s=v["target_runtime_s"],
+                            gain_filter=v["gain_filter"], slew=v["slew"], deadband=v["deadband"],
                             battery_reserve=v["battery_reserve"], priorities=dict(zip(nodes, prios)),
                             min_shares={n: s for n, s in zip(nodes, shares) if s > 0} if nodes else {},
                             default_priority=v["default_priority"], stale_after_s=v["stale_after_s"],
@@ -120,6 +143,9 @@ class EnergyMonitorNode(Node):
                 values[p.name] = p.value
             elif p.name == "rate_hz":
                 rate = p.value
+            elif p.name == "budget_fraction" and (isinstance(p.value, bool) or not isinstance(p.value, (int, float))
+                                                  or not 0 < p.value <= 10):
+                return SetParametersResult(successful=False, reason="budget_fraction must lie in (0, 10]")
         try:
             config = self._config(values)
             _check_rate(rate)
@@ -127,13 +153,62 @@ class EnergyMonitorNode(Node):
             return SetParametersResult(successful=False, reason=str(err))
         except (TypeError, ValueError) as err:
             return SetParametersResult(successful=False, reason=f"invalid value: {err}")
+        if self.calibrated_w is not None:  # the calibrated total stays in force over a new config
+            config = PolicyConfig(**{**config.__dict__, "total_power_w": self.policy.config.total_power_w})
         self.policy.configure(config)
+        for p in params:
+            if p.name == "budget_fraction" and self.calibrated_w is not None:
+                self._set_total(self.calibrated_w * float(p.value))
         if any(p.name == "rate_hz" for p in params):
             self.destroy_timer(self._timer)
             self._timer = self.create_timer(1.0 / rate, self._tick)
         if any(p.name in _POLICY_PARAMS for p in params):
             self._tick()  # a new total or split goes out now, not at the next period
         return SetParametersResult(successful=True)
+
+    def _read_schedule(self) -> List[Any]:
+        times = [float(t) for t in self.get_parameter("schedule_after_s").value]
+        fracs = [float(f) for f in self.get_parameter("schedule_fractions").value]
+        if len(times) != len(fracs):
+            raise ConfigError("parameters schedule_after_s and schedule_fractions need one value each per step.")
+        return sorted((t, f) for t, f in zip(times, fracs) if f > 0)
+
+    def _set_total(self, total: float) -> None:
+        self.policy.configure(PolicyConfig(**{**self.policy.config.__dict__, "total_power_w": max(0.0, total)}))
+
+    def _calibrate(self, now: float) -> None:
+        """Calibration phase and the budget schedule after it (see the module docstring)."""
+        if self.calibrate_s <= 0:
+            return
+        if self.calibrated_w is None:
+            cfg = self.policy.config
+            names = list(cfg.priorities) or list(self.policy.nodes)
+            states = [self.policy.nodes.get(n) for n in names]
+            working = all(st is not None and st.last_report is not None and st.last_report.items_processed > 0
+                          and not self.policy.is_stale(st, now) for st in states) and bool(states)
+            if self._cal_start is None:
+                if working:
+                    self._cal_start = now
+                    self.get_logger().info(f"calibrating: the graph runs unconstrained for {self.calibrate_s:.0f} s")
+                return
+            if now - self._cal_start >= CALIBRATION_SKIP_S:
+                self._cal_samples.append(sum(st.last_report.power_w for st in states if st is not None
+                                             and st.last_report is not None))
+            if now - self._cal_start >= self.calibrate_s and self._cal_samples:
+                self.calibrated_w = sum(self._cal_samples) / len(self._cal_samples)
+                self.calibration_end = now
+                fraction = float(self.get_parameter("budget_fraction").value)
+                self._set_total(self.calibrated_w * fraction)
+                self.get_logger().info(f"calibrated: the graph draws {self.calibrated_w:.3g} W unconstrained; "
+                                       f"total budget {100 * fraction:.0f} % = {self.calibrated_w * fraction:.3g} W")
+            return
+        while self._schedule and now - self.calibration_end >= self._schedule[0][0]:
+            _, fraction = self._schedule.pop(0)
+            from effdl_ros.runtime import Parameter
+
+            self.set_parameters([Parameter("budget_fraction", value=fraction)])
+            self.get_logger().info(f"budget schedule: total {100 * fraction:.0f} % = "
+                                   f"{self.calibrated_w * fraction:.3g} W")
 
     # ---------------------------------------------------------------------------------------- loop
 
@@ -146,6 +221,7 @@ class EnergyMonitorNode(Node):
 
     def _tick(self) -> None:
         now = self._now()
+        self._calibrate(now)
         if self.battery is not None:
             try:
                 self.policy.set_battery(self.battery.state().energy_remaining_j, now)
@@ -174,6 +250,9 @@ class EnergyMonitorNode(Node):
                   KeyValue(key="mode", value=self.policy.config.mode),
                   KeyValue(key="meter", value=meter),
                   KeyValue(key="reports_rejected", value=str(self.policy.rejected))]
+        if self.calibrate_s > 0:
+            values += [KeyValue(key="calibrated_w", value=f"{self.calibrated_w:.4g}" if self.calibrated_w else "pending"),
+                       KeyValue(key="budget_fraction", value=f"{self.get_parameter('budget_fraction').value:.3g}")]
         if self._meter_reading is not None:
             values.append(KeyValue(key="measured_power_w", value=f"{self._meter_reading.power_w:.4g}"))
         out = [DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_fully_qualified_name()}: total",
@@ -191,6 +270,8 @@ class EnergyMonitorNode(Node):
                 KeyValue(key="budget_w", value=f"{b.power_w:.4g}"),
                 KeyValue(key="consumption_w", value=f"{b.consumption_w:.4g}"),
                 KeyValue(key="correction", value=f"{b.kappa:.4g}"),
+                KeyValue(key="compute_fraction", value=f"{b.compute_fraction:.4g}"),
+                KeyValue(key="gain_w", value=f"{state.gain_w:.4g}" if state.gain_w is not None else "nan"),
                 KeyValue(key="stale", value=str(b.stale).lower()),
                 KeyValue(key="source", value=source)]))
         return out

@@ -42,6 +42,7 @@ class SegmentationNode(Node):
         self.declare_parameter("publish_overlay", True)
         self.declare_parameter("threads", 0)
         self.declare_parameter("energy_profile", "x86_cpu")
+        self.declare_parameter("energy_estimate", "ops")  # ops (MACs) | cpu_time (this process's CPU time)
         self.declare_parameter("stale_after_s", 3.0)
         from effdl_ros.energy.accountant import Accountant
         from effdl_ros.energy.budget import Budget
@@ -63,13 +64,18 @@ class SegmentationNode(Node):
         model_dir = self.get_parameter("model_dir").value
         self.model_dir = resolve_path(model_dir) if model_dir else model_path.parent
         self.acct = Accountant(name, clock=node_clock_seconds(self),
-                               profile=self.get_parameter("energy_profile").value)
+                               profile=self.get_parameter("energy_profile").value,
+                               estimate=self.get_parameter("energy_estimate").value)
         self.items = 0
         self.last_settings = None
         self._install(model_path)  # a bad initial model is a startup error (DataError)
         from effdl_ros.segmentation.settings import settings_for_budget
 
         self.default_scale = settings_for_budget(Budget(compute_fraction=fraction)).input_scale
+        from effdl_ros.energy.dither import LevelDither
+        from effdl_ros.segmentation.settings import SCALES
+
+        self._dither = LevelDither([s * s for s in SCALES])  # frame-by-frame mix of two scales
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
         self._labels_pub = self.create_publisher(Image, "segmentation/labels", 5)
@@ -118,7 +124,7 @@ class SegmentationNode(Node):
 
         rgb = imgmsg_to_cv2(msg, "rgb8")
         settings = settings_for_budget(self.budget.current(), default_scale=self.default_scale,
-                                       full_ms=self.full_ms)
+                                       full_ms=self.full_ms, dither=self._dither)
         with self.acct.item() as item:
             labels = predict(self.model, self.config, rgb, scale=settings.input_scale)
             macs = self.macs.get(settings.input_scale)
@@ -130,6 +136,7 @@ class SegmentationNode(Node):
             item.compute_fraction = macs / self.macs[1.0]
         self.items += 1
         self.last_settings = settings
+        self.budget.set_knob("scale", settings.input_scale)
         self._labels_pub.publish(cv2_to_imgmsg(labels, "mono8", header=msg.header))
         if self.get_parameter("publish_overlay").value:
             alpha = float(self.get_parameter("overlay_alpha").value)

@@ -33,6 +33,7 @@ class TrackerNode(Node):
         self.declare_parameter("default_compute_fraction", 1.0)
         self.declare_parameter("threads", 1)
         self.declare_parameter("energy_profile", "x86_cpu")
+        self.declare_parameter("energy_estimate", "ops")  # ops (MACs) | cpu_time (this process's CPU time)
         self.declare_parameter("stale_after_s", 3.0)
         self.declare_parameter("class_id", "target")
         from effdl_ros.energy.accountant import Accountant
@@ -52,12 +53,16 @@ class TrackerNode(Node):
             torch.set_num_threads(threads)
         self.model = load_model(resolve_path(self.get_parameter("model_path").value))
         self._settings_for = settings_for_budget
+        from effdl_ros.tracking.tracker import level_index
+
+        self._level_index = level_index
         self.default_settings = settings_for_budget(Budget(compute_fraction=fraction), TrackerSettings(),
                                                     self.model)
         self.full_macs = level_macs(LEVELS[1], self.model)
         self.tracker = RoamTracker(self.model, self.default_settings)
         self.acct = Accountant(name, clock=node_clock_seconds(self),
-                               profile=self.get_parameter("energy_profile").value)
+                               profile=self.get_parameter("energy_profile").value,
+                               estimate=self.get_parameter("energy_estimate").value)
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
         self.track_id = 0
@@ -111,6 +116,7 @@ class TrackerNode(Node):
                 item.macs = 0
             item.compute_fraction = min(1.0, item.macs / self.full_macs) if item.macs else 0.0
         self.items += 1
+        self.budget.set_knob("level", self._level_index(self.tracker.settings))
         if box is not None and not lost:
             det = Detection2D(header=msg.header, id=str(self.track_id))
             det.bbox = BoundingBox2D(size_x=float(box[2]), size_y=float(box[3]))
