@@ -27,6 +27,10 @@
    an allocation moves by at most `slew` of itself per period; a step of the total moves every allocation
    at once. A relative error inside `deadband` adds no integral action, so a node that sits on one knob
    level inside the band is left there instead of being pushed across to the next level and back.
+   With hold_below > 0, a node under its allocation by deadband..hold_below (a coarse knob's level just
+   below) is held there and its unspent share capped off to nodes that can use it (a dithered knob takes
+   it up); where nobody can, it may try the level above, and once both levels around the allocation
+   have been seen it stays on the nearer one. A step of the total clears all of this.
 
 No ROS here; the energy_monitor node feeds reports in and publishes what step() returns.
 """
@@ -73,6 +77,8 @@ class PolicyConfig:
     slew: float = 0.15                    # between steps of the total, an allocation moves <= this share
                                           # of itself per period (0: no limit)
     deadband: float = 0.0                 # |ln(allocation / consumption)| below this: no integral action
+    hold_below: float = 0.0               # a node spending less than its allocation by deadband..this (log)
+                                          # is held on its knob level and its unspent share passed on (0: off)
 
     def validated(self) -> "PolicyConfig":
         """Raise ConfigError with the parameter's name and the reason where a value is invalid."""
@@ -108,6 +114,8 @@ class PolicyConfig:
               "must lie in (0, 1]")
         check("slew", self.slew, finite(self.slew) and 0 <= self.slew, "must be >= 0 (0: no limit)")
         check("deadband", self.deadband, finite(self.deadband) and 0 <= self.deadband < 1, "must lie in [0, 1)")
+        check("hold_below", self.hold_below, finite(self.hold_below) and 0 <= self.hold_below < 2,
+              "must lie in [0, 2)")
         check("report_period_s", self.report_period_s, finite(self.report_period_s) and self.report_period_s > 0,
               "must be > 0 s")
         return self
@@ -203,6 +211,10 @@ class _NodeState:
     reports: int = 0
     gain_w: Optional[float] = None     # knob model: filtered power per unit compute fraction (W)
     alloc_prev: Optional[float] = None  # the allocation of the last step (W)
+    held_w: Optional[float] = None     # held on a knob level below its allocation: what it spends there (W)
+    low_w: Optional[float] = None      # what it spent on the last level under its allocation (W)
+    high_w: Optional[float] = None     # ... and on the last level over it (W)
+    hold_blocked: bool = False         # nobody could use its unspent share: it may take the level above
 
 
 class BudgetPolicy:
@@ -335,9 +347,32 @@ class BudgetPolicy:
         state.demand_w = report.power_w if full and y < (1.0 - HEADROOM / 2) * alloc else None
         lo, hi = math.log(cfg.kappa_min), math.log(cfg.kappa_max)
         in_force = math.log(cmd / alloc)  # the correction the consumption was made under
+        p = report.power_w
+        held = cfg.hold_below > 0 and not saturated and not state.hold_blocked and \
+            cfg.deadband <= e < cfg.hold_below and (state.held_w is not None or report.compute_fraction < 0.999)
+        if held:  # a coarse knob's level just under the allocation: stay there, pass the rest on
+            state.held_w = p if state.held_w is None else 0.5 * (state.held_w + p)
+        elif e < -cfg.deadband or e >= cfg.hold_below:
+            state.held_w = None
+        # Between two levels that bracket the allocation (both seen since the last step of the total):
+        # stay on the nearer one instead of crossing back and forth.
+        stay = False
+        if state.high_w is not None and state.high_w <= alloc:
+            state.high_w = None  # the allocation moved past it: no longer a level above
+        if state.low_w is not None and state.low_w >= alloc:
+            state.low_w = None
+        if cfg.hold_below > 0 and cfg.deadband <= abs(e) < cfg.hold_below:
+            if e > 0 and state.high_w is not None:
+                stay = abs(alloc - p) <= abs(alloc - state.high_w)
+            elif e < 0 and state.low_w is not None:
+                stay = abs(alloc - p) < abs(alloc - state.low_w)
+            if e > 0:  # the nearest levels seen on either side
+                state.low_w = p if state.low_w is None else max(state.low_w, p)
+            else:
+                state.high_w = p if state.high_w is None else min(state.high_w, p)
         if saturated:
             new = min(state.log_kappa, 0.0)  # asking for more than the allocation would not help
-        elif abs(e) < cfg.deadband:
+        elif held or stay or abs(e) < cfg.deadband:
             new = in_force                   # close enough for a coarse knob: hold the correction
         else:
             step = cfg.ki * e + cfg.kp * (e - state.last_error)
@@ -386,6 +421,9 @@ class BudgetPolicy:
                 back = sum(self.nodes[n].priority for n in newly)
                 for n in newly:
                     alloc[n] += surplus * self.nodes[n].priority / back
+                    if self.nodes[n].held_w is not None:  # holding it down helps nobody: let it go up
+                        self.nodes[n].held_w = None
+                        self.nodes[n].hold_blocked = True
                 return
             if surplus <= 0 or weight <= 0:
                 return
@@ -402,6 +440,11 @@ class BudgetPolicy:
             else:
                 _log.info("total power budget is %.3g W again", total)
         total = max(0.0, total)
+        stepped = self._last_total is None or abs(total - self._last_total) > 1e-9 * max(1.0, total)
+        self._last_total = total
+        if stepped:
+            for st in self.nodes.values():  # a new total: every node may find another level
+                st.held_w, st.low_w, st.high_w, st.hold_blocked = None, None, None, False
         for name, st in list(self.nodes.items()):  # forget unconfigured nodes long gone
             if not st.configured and st.last_report is not None and \
                     now - st.last_report.stamp > FORGET_AFTER_STALE * self.config.stale_after_s:
@@ -423,8 +466,6 @@ class BudgetPolicy:
             w = weight if not stale[n] else weight_all
             alloc[n] += rest * self.nodes[n].priority / w
         self._water_fill(alloc, live, total * scale)
-        stepped = self._last_total is None or abs(total - self._last_total) > 1e-9 * max(1.0, total)
-        self._last_total = total
         cfg = self.config
         budgets = []
         for n in names:
@@ -450,10 +491,10 @@ class BudgetPolicy:
 
 
 def _demand(st: _NodeState) -> Optional[float]:
-    """What a node could spend at most (W): its shown demand, else its modelled power at full compute."""
-    if st.demand_w is not None:
-        return st.demand_w if st.gain_w is None else min(st.demand_w, st.gain_w)
-    return st.gain_w
+    """What a node could spend at most (W): the least of its shown demand, what it spends on the level
+    it is held on, and its modelled power at full compute."""
+    known = [v for v in (st.demand_w, st.held_w, st.gain_w) if v is not None]
+    return min(known) if known else None
 
 
 def settling(times, values, *, t_step: float, target: float, before: float, period_s: float,

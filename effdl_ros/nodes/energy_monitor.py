@@ -7,7 +7,7 @@ consumption, stale flag; plus the meter and the total).
 
 Parameters: total_power_w, mode (fixed | battery), target_runtime_s, battery_reserve, nodes /
 priorities / min_shares (parallel arrays: ROS 2 parameters have no maps), default_priority, rate_hz,
-stale_after_s, kp, ki, gain_filter, slew, deadband, meter (auto | none), power_supply_root. Invalid
+stale_after_s, kp, ki, gain_filter, slew, deadband, hold_below, meter (auto | none), power_supply_root. Invalid
 values are refused with the reason (add_on_set_parameters_callback); the policy lives in
 effdl_ros.energy.budget_policy.
 
@@ -33,7 +33,8 @@ from effdl_ros.runtime.qos import latched
 from effdl_ros.runtime.safety import guarded
 
 _POLICY_PARAMS = ("total_power_w", "mode", "target_runtime_s", "battery_reserve", "nodes", "priorities",
-                  "min_shares", "default_priority", "stale_after_s", "kp", "ki", "gain_filter", "slew", "deadband")
+                  "min_shares", "default_priority", "stale_after_s", "kp", "ki", "gain_filter", "slew", "deadband",
+                  "hold_below")
 CALIBRATION_SKIP_S = 3.0  # the first seconds of calibration are left out of its average (warm-up)
 
 
@@ -55,6 +56,7 @@ class EnergyMonitorNode(Node):
         self.declare_parameter("gain_filter", 0.3)
         self.declare_parameter("slew", 0.1)
         self.declare_parameter("deadband", 0.0)
+        self.declare_parameter("hold_below", 0.0)
         self.declare_parameter("calibrate_s", 0.0)
         self.declare_parameter("budget_fraction", 0.6)
         self.declare_parameter("schedule_after_s", [0.0])
@@ -111,6 +113,7 @@ class EnergyMonitorNode(Node):
             raise ConfigError(f"parameter nodes: {bad} are not fully qualified names (start with '/').")
         return PolicyConfig(total_power_w=v["total_power_w"], mode=v["mode"], target_runtime_s=v["target_runtime_s"],
                             gain_filter=v["gain_filter"], slew=v["slew"], deadband=v["deadband"],
+                            hold_below=v["hold_below"],
                             battery_reserve=v["battery_reserve"], priorities=dict(zip(nodes, prios)),
                             min_shares={n: s for n, s in zip(nodes, shares) if s > 0} if nodes else {},
                             default_priority=v["default_priority"], stale_after_s=v["stale_after_s"],
