@@ -280,3 +280,94 @@ def figures(periods: List[Dict[str, Any]], *, min_shares: Optional[Dict[str, flo
                     "goal_met": bool(ok) and sum(ok) / len(ok) >= 0.9
                     and max(changes.values()) <= steady_change and not starved})
     return {"phases": out, "band": band, "from_period": skip + 1}
+
+
+# ---------------------------------------------------------------------------------------------- demo
+
+def looped(inp, loops: int):
+    """The replay input played `loops` times in a row, stamps continuing (the demo's longer run)."""
+    from dataclasses import replace
+
+    from effdl_ros.bench.replay import ReplayFrame
+
+    if loops <= 1:
+        return inp
+    period = int(round(1e9 / inp.fps))
+    base = inp._iter
+
+    def frames():
+        i, last = 0, None
+        for _ in range(loops):
+            for f in base():
+                stamp = f.stamp_ns if last is None or f.stamp_ns > last else last + period
+                last = stamp
+                yield ReplayFrame(i, stamp, f.image, f.gt_box)
+                i += 1
+
+    return replace(inp, count=inp.count * loops if inp.count else None, _iter=frames)
+
+
+def node_knobs(session) -> Dict[str, Dict[str, float]]:
+    """{node: {knob: mean over the node's current report period}} of the graph's model nodes."""
+    out = {}
+    for name in ("ddi", "segmentation", "tracker"):
+        node = session.node(name)
+        client = getattr(node, "budget", None)
+        if client is not None and hasattr(client, "knobs"):
+            out[name] = {k: (mean if math.isfinite(mean) else last) for k, (mean, last) in client.knobs().items()}
+    return out
+
+
+def knob_text(knobs: Dict[str, float], node: str) -> str:
+    """One short label per node: ddi exit / MAC ceiling, segmentation scale, tracker level."""
+    def f(v, d=2):
+        return "-" if v is None or not math.isfinite(v) else f"{v:.{d}f}"
+
+    if node.endswith("segmentation"):
+        return f"scale {f(knobs.get('scale'))}"
+    if node.endswith("tracker"):
+        return f"level {f(knobs.get('level'), 1)} (0 = richest)"
+    if node.endswith("ddi"):
+        c = knobs.get("mac_ceiling", math.nan)
+        return f"exit {f(knobs.get('exit'), 1)}, ceiling {f(c / 1e6, 1)} M MACs"
+    return ""
+
+
+def plot_demo_knobs(records: List[Dict[str, Any]], path: Path, events=()) -> bool:
+    """knobs.png of the demo: each node's knob per frame, with the budget events marked."""
+    rows = [(i, r["knob"]) for i, r in enumerate(records) if r.get("knob")]
+    if not rows:
+        return False
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from effdl_ros.atomic_io import atomic_write_bytes
+
+    fig, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True)
+    series = (("segmentation", "scale", "segmentation input scale"), ("tracker", "level", "tracker level (0 richest)"),
+              ("ddi", "exit", "ddi exit (mean)"))
+    for ax, (node, key, label) in zip(axes, series):
+        ax.plot([i for i, _ in rows], [k.get(node, {}).get(key, math.nan) for _, k in rows], color="tab:blue")
+        ax.set_ylabel(label, fontsize=8)
+        if node == "tracker":
+            ax.invert_yaxis()
+    t_of = [r.get("t_s", math.nan) for r in records]
+    for ev in events:
+        idx = next((i for i, t in enumerate(t_of) if isinstance(t, (int, float)) and t >= ev["t_s"]), None)
+        for ax in axes:
+            if idx is not None:
+                ax.axvline(idx, color="red", lw=0.8, ls=":")
+        if idx is not None:
+            axes[0].text(idx, axes[0].get_ylim()[1], ev["text"], fontsize=7, color="red", va="top")
+    axes[-1].set_xlabel("frame")
+    fig.suptitle("knobs the budget set (energy modelled from executed MACs)", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(str(path), buf.getvalue())
+    return True

@@ -56,6 +56,7 @@ class TrackerNode(Node):
         from effdl_ros.tracking.tracker import level_index
 
         self._level_index = level_index
+        self._level_shares = {}
         self.default_settings = settings_for_budget(Budget(compute_fraction=fraction), TrackerSettings(),
                                                     self.model)
         self.full_macs = level_macs(LEVELS[1], self.model)
@@ -79,6 +80,15 @@ class TrackerNode(Node):
         from effdl_ros.runtime.messages import Image
 
         return Image
+
+    def _level_share(self, settings) -> float:
+        """Modelled MACs per frame of these settings (updates amortised) / those of the default level."""
+        from effdl_ros.tracking.tracker import LEVELS, level_macs
+
+        key = tuple(getattr(settings, k) for k in LEVELS[1])
+        if key not in self._level_shares:
+            self._level_shares[key] = level_macs(dict(zip(LEVELS[1], key)), self.model) / self.full_macs
+        return self._level_shares[key]
 
     # ------------------------------------------------------------------------------------ callbacks
 
@@ -114,7 +124,9 @@ class TrackerNode(Node):
             else:
                 box, score, lost = None, 0.0, True
                 item.macs = 0
-            item.compute_fraction = min(1.0, item.macs / self.full_macs) if item.macs else 0.0
+            # the level's modelled share (updates amortised), not this frame's: an update frame alone
+            # would read > 1 and be clipped, and the monitor's knob model would see a wrong cost per unit
+            item.compute_fraction = min(1.0, self._level_share(self.tracker.settings)) if item.macs else 0.0
         self.items += 1
         self.budget.set_knob("level", self._level_index(self.tracker.settings))
         if box is not None and not lost:
