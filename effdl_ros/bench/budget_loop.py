@@ -102,7 +102,8 @@ class _Cumulative:
 
 
 def run(*, duration_s: float = 90.0, calibrate_s: float = 20.0, fps: float = 5.0, estimate: str = "ops",
-        config: Optional[str] = None, log: Callable[[str], None] = print, deadband: float = 0.05) -> Dict[str, Any]:
+        config: Optional[str] = None, log: Callable[[str], None] = print, deadband: float = 0.05,
+        domain_id: Optional[int] = None) -> Dict[str, Any]:
     """Run the graph and record; returns {"periods": [...], "meta": {...}} (see the module docstring)."""
     from effdl_ros.runtime import backend
 
@@ -118,6 +119,31 @@ def run(*, duration_s: float = 90.0, calibrate_s: float = 20.0, fps: float = 5.0
 
     core_w = get_profile("x86_cpu").core_w
     run_s = duration_s - calibrate_s
+    # A DDS domain of its own: another graph on the same domain (a colleague's, a test's) would mix its
+    # budgets and reports with ours (seen: a second monitor's 10 W total interleaved with this one's).
+    if domain_id is None:
+        domain_id = int(os.environ.get("EFFDL_BENCH_DOMAIN_ID", 100 + os.getpid() % 100))
+    saved = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    log(f"DDS domain {domain_id} (ROS_DOMAIN_ID), so no other graph on this machine mixes in")
+    try:
+        return _run(duration_s, calibrate_s, run_s, fps, estimate, config, log, deadband, core_w, domain_id)
+    finally:
+        if saved is None:
+            os.environ.pop("ROS_DOMAIN_ID", None)
+        else:
+            os.environ["ROS_DOMAIN_ID"] = saved
+
+
+def _run(duration_s, calibrate_s, run_s, fps, estimate, config, log, deadband, core_w, domain_id):
+    from effdl_ros.cli.graph import default_config
+    from effdl_ros.runtime import Node
+    from effdl_ros.runtime.launch import Supervisor, load_pipeline
+    from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, DiagnosticArray, EnergyReport, Pose2D,
+                                            ResourceBudgetArray)
+    from effdl_ros.runtime.qos import latched
+    from effdl_ros.runtime.testing import InprocGraph
+
     with tempfile.TemporaryDirectory(prefix="effdl_budget_loop_") as tmp:
         path = write_pipeline(Path(tmp) / "pipeline.yaml", source_config=config or default_config(), fps=fps,
                               calibrate_s=calibrate_s, step_after_s=run_s / 2, estimate=estimate,
@@ -197,7 +223,7 @@ def run(*, duration_s: float = 90.0, calibrate_s: float = 20.0, fps: float = 5.0
                 sup.stop()
     periods = _periods(budgets, monitor_diag, energy, cpu, knobs, core_w)
     return {"periods": [{**p.__dict__, "graph_w": p.graph_w} for p in periods],
-            "meta": {"fps": fps, "duration_s": duration_s, "calibrate_s": calibrate_s, "estimate": estimate,
+            "meta": {"fps": fps, "duration_s": duration_s, "domain_id": domain_id, "calibrate_s": calibrate_s, "estimate": estimate,
                      "deadband": deadband, "core_w": core_w, "nodes": list(MODEL_NODES), "cpus": os.cpu_count(),
                      "power_source": "modelled: " + ("executed MACs x x86_cpu profile" if estimate == "ops"
                                                      else "process CPU time (measured) x core_w")}}
