@@ -31,6 +31,12 @@
    below) is held there and its unspent share capped off to nodes that can use it (a dithered knob takes
    it up); where nobody can, it may try the level above, and once both levels around the allocation
    have been seen it stays on the nearer one. A step of the total clears all of this.
+7. Deactivation (deactivate=True): a node that was asked for less compute than it ran has shown its
+   cheapest level's power (floor_w). When a live node's share cannot pay that, the lowest-priority such
+   node is deactivated on purpose (zero budget, NodeBudget.active False, one per period) and its share
+   goes to the others; the highest-priority inactive node is re-activated once its share would pay its
+   cheapest level + reactivate_margin. (The nodes are not lifecycle nodes yet: a deactivated node runs
+   its cheapest level on a zero budget; DDI skips its items.)
 
 No ROS here; the energy_monitor node feeds reports in and publishes what step() returns.
 """
@@ -79,6 +85,9 @@ class PolicyConfig:
     deadband: float = 0.0                 # |ln(allocation / consumption)| below this: no integral action
     hold_below: float = 0.0               # a node spending less than its allocation by deadband..this (log)
                                           # is held on its knob level and its unspent share passed on (0: off)
+    deactivate: bool = False              # deactivate (lowest priority first) a node whose allocation cannot
+                                          # pay its cheapest level; re-activate it when it can again
+    reactivate_margin: float = 0.2        # re-activate once the allocation pays the cheapest level + this share
 
     def validated(self) -> "PolicyConfig":
         """Raise ConfigError with the parameter's name and the reason where a value is invalid."""
@@ -116,6 +125,8 @@ class PolicyConfig:
         check("deadband", self.deadband, finite(self.deadband) and 0 <= self.deadband < 1, "must lie in [0, 1)")
         check("hold_below", self.hold_below, finite(self.hold_below) and 0 <= self.hold_below < 2,
               "must lie in [0, 2)")
+        check("reactivate_margin", self.reactivate_margin,
+              finite(self.reactivate_margin) and 0 <= self.reactivate_margin <= 2, "must lie in [0, 2]")
         check("report_period_s", self.report_period_s, finite(self.report_period_s) and self.report_period_s > 0,
               "must be > 0 s")
         return self
@@ -145,6 +156,7 @@ class NodeBudget:
     kappa: float
     consumption_w: float    # the last reported consumption (NaN before the first report)
     stale: bool
+    active: bool = True     # False: deactivated on purpose (its budget could not pay its cheapest level)
 
 
 @dataclass(frozen=True)
@@ -215,6 +227,10 @@ class _NodeState:
     low_w: Optional[float] = None      # what it spent on the last level under its allocation (W)
     high_w: Optional[float] = None     # ... and on the last level over it (W)
     hold_blocked: bool = False         # nobody could use its unspent share: it may take the level above
+    floor_w: Optional[float] = None    # what it spends on its cheapest level (learned: asked for less, it
+                                       # did not go lower) (W)
+    frac_sent: Optional[float] = None  # the compute fraction of the last budget sent
+    active: bool = True
 
 
 class BudgetPolicy:
@@ -294,6 +310,11 @@ class BudgetPolicy:
         if prev is not None and report.items_processed >= prev.items_processed and window > 0:
             state.item_rate_hz = (report.items_processed - prev.items_processed) / window
         worked = report.items_processed > (prev.items_processed if prev is not None else 0)
+        if worked and state.active and state.frac_sent is not None and \
+                state.frac_sent < 0.8 * report.compute_fraction and report.compute_fraction < 0.999:
+            # asked for (much) less compute than it ran: it is on its cheapest level
+            p = report.power_w
+            state.floor_w = p if state.floor_w is None else 0.5 * (state.floor_w + p)
         if worked:
             self._learn_gain(state, report)
             self._correct(state, report, window)
@@ -450,22 +471,12 @@ class BudgetPolicy:
                     now - st.last_report.stamp > FORGET_AFTER_STALE * self.config.stale_after_s:
                 _log.info("node %s silent for %.0f s: forgotten", name, now - st.last_report.stamp)
                 del self.nodes[name]
-        names = sorted(self.nodes)
-        stale = {n: self.is_stale(self.nodes[n], now) for n in names}
-        min_sum = sum(self.nodes[n].min_share for n in names)
-        scale = 1.0 / min_sum if min_sum > 1 else 1.0
-        alloc = {n: total * self.nodes[n].min_share * scale for n in names}
-        rest = max(0.0, total - sum(alloc.values()))
-        live = [n for n in names if not stale[n]]
-        weight = sum(self.nodes[n].priority for n in live)
-        weight_all = sum(self.nodes[n].priority for n in names)
-        for n in names:
-            # A stale node is offered its share as if every known node were live, so a late joiner starts
-            # from a useful budget and a cold start of all nodes adds up to the total; the offer is not taken
-            # from the live nodes, who share the whole rest.
-            w = weight if not stale[n] else weight_all
-            alloc[n] += rest * self.nodes[n].priority / w
-        self._water_fill(alloc, live, total * scale)
+        all_names = sorted(self.nodes)
+        stale = {n: self.is_stale(self.nodes[n], now) for n in all_names}
+        if self.config.deactivate:
+            self._activation(total, all_names, stale)
+        names = [n for n in all_names if self.nodes[n].active]
+        alloc, live, scale = self._split(total, names, stale)
         cfg = self.config
         budgets = []
         for n in names:
@@ -485,9 +496,61 @@ class BudgetPolicy:
                 frac = min(1.0, max(0.0, rep.compute_fraction * cmd / rep.power_w))
             rate = st.item_rate_hz
             per_item = cmd / rate if rate > 0 and math.isfinite(rate) else math.inf
+            st.frac_sent = frac if not stale[n] else None
             budgets.append(NodeBudget(n, alloc[n], cmd, frac, per_item, kappa,
                                       rep.power_w if rep is not None else math.nan, stale[n]))
+        for n in all_names:
+            st = self.nodes[n]
+            if not st.active:  # deactivated on purpose: a zero budget, said so
+                st.history.add(now, 0.0, 0.0)
+                st.alloc_prev, st.frac_sent = None, None
+                rep = st.last_report
+                budgets.append(NodeBudget(n, 0.0, 0.0, 0.0, 0.0, math.exp(st.log_kappa),
+                                          rep.power_w if rep is not None else math.nan, stale[n], active=False))
+        budgets.sort(key=lambda b: b.node)
         return Allocation(now, total, tuple(budgets))
+
+    def _split(self, total: float, names: List[str], stale: Dict[str, bool]):
+        """Minimum shares, then the rest by priority, then work conservation: (alloc, live, scale)."""
+        min_sum = sum(self.nodes[n].min_share for n in names)
+        scale = 1.0 / min_sum if min_sum > 1 else 1.0
+        alloc = {n: total * self.nodes[n].min_share * scale for n in names}
+        rest = max(0.0, total - sum(alloc.values()))
+        live = [n for n in names if not stale[n]]
+        weight = sum(self.nodes[n].priority for n in live)
+        weight_all = sum(self.nodes[n].priority for n in names)
+        for n in names:
+            # A stale node is offered its share as if every known node were live, so a late joiner starts
+            # from a useful budget and a cold start of all nodes adds up to the total; the offer is not taken
+            # from the live nodes, who share the whole rest.
+            w = weight if not stale[n] else weight_all
+            alloc[n] += rest * self.nodes[n].priority / w if w > 0 else 0.0
+        self._water_fill(alloc, live, total * scale)
+        return alloc, live, scale
+
+    def _activation(self, total: float, names: List[str], stale: Dict[str, bool]) -> None:
+        """Deactivate (lowest priority first, one per period) a live node whose share cannot pay its
+        cheapest level; re-activate (highest priority first) one whose share would pay it + margin."""
+        active = [n for n in names if self.nodes[n].active]
+        alloc, _, _ = self._split(total, active, stale)
+        short = [n for n in active if not stale[n] and self.nodes[n].floor_w is not None
+                 and alloc[n] < self.nodes[n].floor_w * (1.0 - max(self.config.deadband, 0.05))]
+        if short and len(active) > 1:
+            n = min(short, key=lambda m: (self.nodes[m].priority, m))
+            self.nodes[n].active = False
+            _log.warning("node %s deactivated: its share %.3g W cannot pay its cheapest level (%.3g W)",
+                         n, alloc[n], self.nodes[n].floor_w)
+            return
+        inactive = sorted((n for n in names if not self.nodes[n].active),
+                          key=lambda m: (-self.nodes[m].priority, m))
+        for n in inactive:
+            trial, _, _ = self._split(total, active + [n], stale)
+            floor = self.nodes[n].floor_w or 0.0
+            if trial[n] >= floor * (1.0 + self.config.reactivate_margin):
+                self.nodes[n].active = True
+                _log.info("node %s re-activated: its share %.3g W pays its cheapest level (%.3g W)",
+                          n, trial[n], floor)
+                return
 
 
 def _demand(st: _NodeState) -> Optional[float]:

@@ -7,7 +7,7 @@ consumption, stale flag; plus the meter and the total).
 
 Parameters: total_power_w, mode (fixed | battery), target_runtime_s, battery_reserve, nodes /
 priorities / min_shares (parallel arrays: ROS 2 parameters have no maps), default_priority, rate_hz,
-stale_after_s, kp, ki, gain_filter, slew, deadband, hold_below, meter (auto | none), power_supply_root. Invalid
+stale_after_s, kp, ki, gain_filter, slew, deadband, hold_below, deactivate, meter (auto | none), power_supply_root. Invalid
 values are refused with the reason (add_on_set_parameters_callback); the policy lives in
 effdl_ros.energy.budget_policy.
 
@@ -34,7 +34,7 @@ from effdl_ros.runtime.safety import guarded
 
 _POLICY_PARAMS = ("total_power_w", "mode", "target_runtime_s", "battery_reserve", "nodes", "priorities",
                   "min_shares", "default_priority", "stale_after_s", "kp", "ki", "gain_filter", "slew", "deadband",
-                  "hold_below")
+                  "hold_below", "deactivate")
 CALIBRATION_SKIP_S = 3.0  # the first seconds of calibration are left out of its average (warm-up)
 
 
@@ -57,6 +57,7 @@ class EnergyMonitorNode(Node):
         self.declare_parameter("slew", 0.1)
         self.declare_parameter("deadband", 0.0)
         self.declare_parameter("hold_below", 0.0)
+        self.declare_parameter("deactivate", False)
         self.declare_parameter("calibrate_s", 0.0)
         self.declare_parameter("budget_fraction", 0.6)
         self.declare_parameter("schedule_after_s", [0.0])
@@ -113,7 +114,7 @@ class EnergyMonitorNode(Node):
             raise ConfigError(f"parameter nodes: {bad} are not fully qualified names (start with '/').")
         return PolicyConfig(total_power_w=v["total_power_w"], mode=v["mode"], target_runtime_s=v["target_runtime_s"],
                             gain_filter=v["gain_filter"], slew=v["slew"], deadband=v["deadband"],
-                            hold_below=v["hold_below"],
+                            hold_below=v["hold_below"], deactivate=bool(v["deactivate"]),
                             battery_reserve=v["battery_reserve"], priorities=dict(zip(nodes, prios)),
                             min_shares={n: s for n, s in zip(nodes, shares) if s > 0} if nodes else {},
                             default_priority=v["default_priority"], stale_after_s=v["stale_after_s"],
@@ -267,6 +268,9 @@ class EnergyMonitorNode(Node):
             over = math.isfinite(b.consumption_w) and b.consumption_w > 1.1 * b.allocation_w + 1e-9
             level = DiagnosticStatus.STALE if b.stale else (DiagnosticStatus.WARN if over else DiagnosticStatus.OK)
             message = "stale: no report" if b.stale else ("over budget" if over else "ok")
+            if not b.active:
+                level = DiagnosticStatus.WARN
+                message = "deactivated: its share cannot pay its cheapest level (zero budget until it can)"
             out.append(DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: {b.node}",
                                         message=message, hardware_id=meter, values=[
                 KeyValue(key="allocation_w", value=f"{b.allocation_w:.4g}"),
@@ -276,6 +280,7 @@ class EnergyMonitorNode(Node):
                 KeyValue(key="compute_fraction", value=f"{b.compute_fraction:.4g}"),
                 KeyValue(key="gain_w", value=f"{state.gain_w:.4g}" if state.gain_w is not None else "nan"),
                 KeyValue(key="stale", value=str(b.stale).lower()),
+                KeyValue(key="active", value=str(b.active).lower()),
                 KeyValue(key="source", value=source)]))
         return out
 
