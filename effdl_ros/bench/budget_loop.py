@@ -108,14 +108,7 @@ def run(*, duration_s: float = 90.0, calibrate_s: float = 20.0, fps: float = 5.0
     from effdl_ros.runtime import backend
 
     backend.select("dds")
-    from effdl_ros.cli.graph import default_config
     from effdl_ros.energy.cost_model import get_profile
-    from effdl_ros.runtime import Node
-    from effdl_ros.runtime.launch import Supervisor, load_pipeline
-    from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, DiagnosticArray, EnergyReport, Pose2D,
-                                            ResourceBudgetArray)
-    from effdl_ros.runtime.qos import latched
-    from effdl_ros.runtime.testing import InprocGraph
 
     core_w = get_profile("x86_cpu").core_w
     run_s = duration_s - calibrate_s
