@@ -479,11 +479,17 @@ class BudgetPolicy:
         alloc, live, scale = self._split(total, names, stale)
         cfg = self.config
         budgets = []
+        if cfg.slew > 0 and not stepped:
+            for n in live:
+                prev = self.nodes[n].alloc_prev
+                if prev is not None and prev > 0:
+                    alloc[n] = min(prev * (1.0 + cfg.slew), max(prev * (1.0 - cfg.slew), alloc[n]))
+            used = sum(alloc[n] for n in live)
+            if used > total > 0:  # a node joining while others still slew down: never above the total
+                for n in live:
+                    alloc[n] *= total / used
         for n in names:
             st = self.nodes[n]
-            prev = st.alloc_prev
-            if cfg.slew > 0 and not stepped and not stale[n] and prev is not None and prev > 0:
-                alloc[n] = min(prev * (1.0 + cfg.slew), max(prev * (1.0 - cfg.slew), alloc[n]))
             st.alloc_prev = alloc[n] if not stale[n] else None
             kappa = math.exp(st.log_kappa)
             cmd = min(total, max(0.0, alloc[n] * kappa))  # never more than the whole budget
