@@ -116,3 +116,41 @@ def test_bad_image_is_dropped_and_the_node_keeps_running(graph):
     peer.send_image()
     g.step(0.05)
     assert len(peer.labels) == 1
+
+
+def test_lifecycle_configure_activate_deactivate_cleanup(tmp_path):
+    """Issue 18: a managed node. autostart:=false leaves it unconfigured (no model); configure loads
+    the model, activate starts the work, deactivate stops it, cleanup frees the model; a bad model
+    fails configure (and is a startup error with autostart)."""
+    from effdl_ros.errors import DataError
+    from effdl_ros.runtime.lifecycle import ACTIVE, INACTIVE, UNCONFIGURED, TransitionCallbackReturn
+
+    torch.set_num_threads(1)
+    models = tmp_path / "models"
+    _save(models / "a.pt", 0)
+    with InprocGraph(simulated=True) as g:
+        node = g.add(SegmentationNode, parameter_overrides=[
+            Parameter("model_path", value=str(models / "a.pt")), Parameter("autostart", value=False)])
+        peer = g.add(Peer)
+        assert node.current_state == UNCONFIGURED and node.model is None
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.model is not None
+        peer.send_image()
+        g.step(0.05)
+        assert node.current_state == INACTIVE and peer.labels == [] and node.items == 0   # no work
+        node.trigger_activate()
+        peer.send_image()
+        g.step(0.05)
+        assert node.current_state == ACTIVE and len(peer.labels) == 1 and node.items == 1
+        node.trigger_deactivate()
+        peer.send_image()
+        g.step(0.05)
+        assert len(peer.labels) == 1 and node.items == 1                                 # stopped
+        node.trigger_cleanup()
+        assert node.current_state == UNCONFIGURED and node.model is None
+        (models / "bad.pt").write_bytes(b"not a checkpoint")
+        bad = g.add(SegmentationNode, node_name="bad", parameter_overrides=[
+            Parameter("model_path", value=str(models / "bad.pt")), Parameter("autostart", value=False)])
+        assert bad.trigger_configure() == TransitionCallbackReturn.FAILURE and bad.current_state == UNCONFIGURED
+        with pytest.raises(DataError):
+            g.add(SegmentationNode, node_name="bad2",
+                  parameter_overrides=[Parameter("model_path", value=str(models / "bad.pt"))])
