@@ -154,3 +154,33 @@ def test_lifecycle_configure_activate_deactivate_cleanup(tmp_path):
         with pytest.raises(DataError):
             g.add(SegmentationNode, node_name="bad2",
                   parameter_overrides=[Parameter("model_path", value=str(models / "bad.pt"))])
+
+
+def test_the_energy_monitor_deactivates_and_reactivates_it(graph):
+    """A zero budget with a 0 ms deadline (the monitor's deactivation on purpose) stops the work; the
+    next real budget brings it back; a zero total alone (deadline inf) does not deactivate."""
+    from effdl_ros.runtime.lifecycle import ACTIVE, INACTIVE
+
+    g, node, peer, _ = graph
+
+    def send(power, deadline):
+        peer.budgets.publish(ResourceBudgetArray(budgets=[ResourceBudget(
+            target_node="/segmentation", power_w=power, energy_per_item_j=0.0, latency_deadline_ms=deadline,
+            compute_fraction=0.0)]))
+
+    send(0.0, math.inf)
+    g.step(1.1)
+    assert node.current_state == ACTIVE
+    send(0.0, 0.0)
+    g.step(1.1)
+    assert node.current_state == INACTIVE
+    items = node.items
+    peer.send_image()
+    g.step(0.05)
+    assert node.items == items
+    send(0.5, math.inf)
+    g.step(1.1)
+    assert node.current_state == ACTIVE
+    peer.send_image()
+    g.step(0.05)
+    assert node.items == items + 1

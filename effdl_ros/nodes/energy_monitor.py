@@ -241,9 +241,11 @@ class EnergyMonitorNode(Node):
         self.last = alloc
         stamp = self.get_clock().now().to_msg()
         validity = Duration(seconds=self.policy.config.stale_after_s).to_msg()
+        # A node deactivated on purpose gets a zero budget with a 0 ms deadline ("no time at all"): a
+        # lifecycle model node deactivates itself on it and re-activates on the next real budget.
         budgets = [ResourceBudget(target_node=b.node, power_w=b.power_w, energy_per_item_j=b.energy_per_item_j,
-                                  latency_deadline_ms=math.inf, compute_fraction=b.compute_fraction,
-                                  validity=validity) for b in alloc.budgets]
+                                  latency_deadline_ms=math.inf if b.active else 0.0,
+                                  compute_fraction=b.compute_fraction, validity=validity) for b in alloc.budgets]
         self._pub.publish(ResourceBudgetArray(header=Header(stamp=stamp), total_power_w=alloc.total_power_w,
                                               budgets=budgets))
         self._diag.publish(DiagnosticArray(header=Header(stamp=stamp), status=self._diagnostics(alloc)))

@@ -22,6 +22,8 @@ Parameters: model_path (models/madan_multi.pt, relative to the package share fol
 A lifecycle (managed) node (effdl_ros.runtime.lifecycle: rclpy.lifecycle under ROS 2): configure loads
 and times the model and creates the publishers, the budget client and the model-update subscription;
 activate subscribes `image`; deactivate unsubscribes it (no work, no compute); cleanup frees the model.
+The energy monitor's deactivation (a zero budget with a 0 ms deadline) deactivates the node; its next
+real budget re-activates it.
 With autostart (the default) the node configures and activates itself on construction, so `effdl-ros
 run`, the launch file, replay and the demo get an active node; autostart:=false leaves it unconfigured
 for a lifecycle manager. A configure error at autostart is a startup error, as before.
@@ -79,6 +81,7 @@ class SegmentationNode(LifecycleNode):
         self._fraction = fraction
         self._image_sub = None
         self._configure_error = None
+        self._off_by_monitor = False
         if self.get_parameter("autostart").value:
             self.trigger_configure()
             if self._configure_error is not None:
@@ -114,7 +117,24 @@ class SegmentationNode(LifecycleNode):
         self._publish_label_info()
         self.model_updates = ModelUpdateSubscriber(self, self._install, self.model_dir,
                                                    on_installed=self._publish_label_info)
+        self._follow_timer = self.create_timer(1.0, self._follow_monitor)
         return TransitionCallbackReturn.SUCCESS
+
+    def _follow_monitor(self) -> None:
+        """The energy monitor deactivates a node on purpose with a zero budget and a 0 ms deadline;
+        deactivate on it, and re-activate (only if it was the monitor's doing) on the next real budget."""
+        b = self.budget.current()
+        if b.stale or b.source != "monitor":
+            return
+        off = b.latency_deadline_ms == 0.0 and b.power_w == 0.0
+        if off and self._image_sub is not None:
+            self.get_logger().warning("deactivated by the energy monitor: its budget cannot pay the cheapest scale")
+            self.trigger_deactivate()
+            self._off_by_monitor = True
+        elif not off and self._image_sub is None and self._off_by_monitor:
+            self.get_logger().info("re-activated: the energy monitor's budget pays a scale again")
+            self._off_by_monitor = False
+            self.trigger_activate()
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         """Subscribe the images: work starts."""
@@ -131,6 +151,7 @@ class SegmentationNode(LifecycleNode):
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         """Free the model and what configure made."""
+        self.destroy_timer(self._follow_timer)
         self.budget.destroy()
         self.destroy_subscription(self.model_updates.subscription)
         for pub in (self._labels_pub, self._overlay_pub, self._info_pub):
