@@ -480,14 +480,24 @@ class BudgetPolicy:
         cfg = self.config
         budgets = []
         if cfg.slew > 0 and not stepped:
+            rises = {}
             for n in live:
                 prev = self.nodes[n].alloc_prev
                 if prev is not None and prev > 0:
                     alloc[n] = min(prev * (1.0 + cfg.slew), max(prev * (1.0 - cfg.slew), alloc[n]))
-            used = sum(alloc[n] for n in live)
-            if used > total > 0:  # a node joining while others still slew down: never above the total
-                for n in live:
-                    alloc[n] *= total / used
+                    if alloc[n] > prev:
+                        rises[n] = alloc[n] - prev
+            excess = sum(alloc[n] for n in live) - total
+            if excess > 0 and total > 0:
+                # never above the total: the nodes on their way up wait for those slewing down
+                up = sum(rises.values())
+                for n, r in rises.items():
+                    alloc[n] -= min(r, excess * r / up)
+                excess -= min(up, excess)
+                if excess > 1e-12:  # a node joining (no previous allocation): everyone makes room
+                    used = sum(alloc[n] for n in live)
+                    for n in live:
+                        alloc[n] *= total / used
         for n in names:
             st = self.nodes[n]
             st.alloc_prev = alloc[n] if not stale[n] else None
