@@ -103,7 +103,7 @@ class _Cumulative:
 
 def run(*, duration_s: float = 90.0, calibrate_s: float = 20.0, fps: float = 5.0, estimate: str = "ops",
         config: Optional[str] = None, log: Callable[[str], None] = print, deadband: float = 0.05,
-        domain_id: Optional[int] = None) -> Dict[str, Any]:
+        domain_id: Optional[int] = None, threads: int = 1) -> Dict[str, Any]:
     """Run the graph and record; returns {"periods": [...], "meta": {...}} (see the module docstring)."""
     from effdl_ros.runtime import backend
 
@@ -116,16 +116,21 @@ def run(*, duration_s: float = 90.0, calibrate_s: float = 20.0, fps: float = 5.0
     # budgets and reports with ours (seen: a second monitor's 10 W total interleaved with this one's).
     if domain_id is None:
         domain_id = int(os.environ.get("EFFDL_BENCH_DOMAIN_ID", 100 + os.getpid() % 100))
-    saved = os.environ.get("ROS_DOMAIN_ID")
-    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
-    log(f"DDS domain {domain_id} (ROS_DOMAIN_ID), so no other graph on this machine mixes in")
+    # One torch thread per node process: three processes with a thread per core each oversubscribe a
+    # small machine (the inproc demo keeps up at 5 frames/s where the dds graph, so configured, did not).
+    env = {"ROS_DOMAIN_ID": str(domain_id), "OMP_NUM_THREADS": str(threads)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    log(f"DDS domain {domain_id} (ROS_DOMAIN_ID), so no other graph on this machine mixes in; "
+        f"OMP_NUM_THREADS={threads} per node process")
     try:
         return _run(duration_s, calibrate_s, run_s, fps, estimate, config, log, deadband, core_w, domain_id)
     finally:
-        if saved is None:
-            os.environ.pop("ROS_DOMAIN_ID", None)
-        else:
-            os.environ["ROS_DOMAIN_ID"] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _run(duration_s, calibrate_s, run_s, fps, estimate, config, log, deadband, core_w, domain_id):
@@ -216,7 +221,9 @@ def _run(duration_s, calibrate_s, run_s, fps, estimate, config, log, deadband, c
                 sup.stop()
     periods = _periods(budgets, monitor_diag, energy, cpu, knobs, core_w)
     return {"periods": [{**p.__dict__, "graph_w": p.graph_w} for p in periods],
-            "meta": {"fps": fps, "duration_s": duration_s, "domain_id": domain_id, "calibrate_s": calibrate_s, "estimate": estimate,
+            "meta": {"fps": fps, "duration_s": duration_s, "domain_id": domain_id,
+                     "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")), "calibrate_s": calibrate_s,
+                     "estimate": estimate,
                      "deadband": deadband, "core_w": core_w, "nodes": list(MODEL_NODES), "cpus": os.cpu_count(),
                      "power_source": "modelled: " + ("executed MACs x x86_cpu profile" if estimate == "ops"
                                                      else "process CPU time (measured) x core_w")}}

@@ -23,6 +23,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimate", choices=("ops", "cpu_time"), default="ops",
                    help="what the nodes report: executed MACs x profile (ops) or their process's CPU time x "
                         "power per core (cpu_time); both modelled")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per node process (OMP_NUM_THREADS; default 1: three processes on a "
+                        "small machine oversubscribe it otherwise)")
     p.add_argument("--deadband", type=float, default=0.05, help="the monitor's PI deadband (default 0.05)")
     p.add_argument("--config", default=None, help="pipeline YAML (default: the shipped config/pipeline.yaml)")
     p.add_argument("--plot", default="budget_loop.png", help="PNG to write ('' for none)")
@@ -50,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.duration <= args.calibrate + 10 or args.calibrate < 5 or args.fps <= 0:
         raise ConfigError("need --calibrate >= 5 s, --duration > --calibrate + 10 s and --fps > 0.")
     result = run(duration_s=args.duration, calibrate_s=args.calibrate, fps=args.fps, estimate=args.estimate,
-                 config=args.config, deadband=args.deadband, log=lambda m: print(m, file=sys.stderr, flush=True))
+                 config=args.config, deadband=args.deadband, threads=args.threads, log=lambda m: print(m, file=sys.stderr, flush=True))
     figs = figures(result["periods"], min_shares=_min_shares(args.config))
     result["figures"] = figs
     from rich.console import Console
