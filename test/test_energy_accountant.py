@@ -117,3 +117,45 @@ def test_exception_in_the_body_still_books_the_item_and_propagates():
             item.energy_j = 1.0
             raise ValueError("boom")
     assert acct.snapshot().items_processed == 1
+
+
+def test_cpu_time_estimate_on_a_busy_loop():
+    """Issue 18: no meter, one node per process: the process's CPU seconds (from the OS) x the
+    profile's power per busy core; meter and source say so, and the MAC figure stays beside it."""
+    import time as _time
+
+    from effdl_ros.energy.cost_model import get_profile
+
+    profile = get_profile("x86_cpu")
+    acct = Accountant("/busy", profile=profile, estimate="cpu_time")
+    acct.report()
+    t0, c0 = _time.monotonic(), _time.process_time()
+    with acct.item() as item:
+        x = 0
+        while _time.process_time() - c0 < 0.2:   # a busy loop until it has used 0.2 CPU seconds
+            x += 1
+        item.macs = 10**6
+    cpu = _time.process_time() - c0
+    snap = acct.report()
+    assert snap.meter == "cputime:x86_cpu" and snap.source == "modelled" and acct.estimate == "cpu_time"
+    assert snap.power_w == pytest.approx(cpu * profile.core_w / snap.period_s, rel=0.15)
+    assert snap.energy_j == pytest.approx(cpu * profile.core_w, rel=0.15)   # ~0.2 s x 6.9 W, however shared
+    assert _time.monotonic() - t0 >= 0.2 * 0.99
+    assert snap.energy_j == pytest.approx(snap.power_w * snap.period_s, rel=0.01)  # + the first, tiny period
+    assert snap.ops_power_w > 0 and snap.ops_power_w != snap.power_w   # the MAC model, beside
+
+
+def test_cpu_time_estimate_with_an_injected_clock_and_its_errors():
+    from effdl_ros.errors import ConfigError
+
+    clock, cpu = [0.0], [5.0]
+    acct = Accountant("/n", estimate="cpu_time", clock=lambda: clock[0], cpu_clock=lambda: cpu[0])
+    clock[0], cpu[0] = 2.0, 6.0       # 1 CPU second in 2 s
+    snap = acct.report()
+    assert snap.power_w == pytest.approx(acct.profile.core_w / 2)
+    clock[0] = 3.0                    # idle period: 0 W
+    assert acct.report().power_w == 0.0
+    with pytest.raises(ConfigError, match="estimate"):
+        Accountant("/n", estimate="guess")
+    with pytest.raises(ConfigError, match="core_w"):
+        Accountant("/n", profile="desktop_gpu", estimate="cpu_time")

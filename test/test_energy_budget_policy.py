@@ -181,3 +181,157 @@ def test_invented_nodes_cannot_dilute_the_configured_ones():
     for k in range(100):
         capped.observe(Report(f"/ghost_{k}", 0.5, 1.0, items_processed=1))
     assert len(capped.step(1.0).budgets) == 2 + 5
+
+
+# ------------------------------------------------------------------ real-node-like plants (issue 18)
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from effdl_ros.energy.dither import LevelDither  # noqa: E402
+
+
+class _DiscretePlant:
+    """A node with a ladder of knob levels (relative costs), picking from compute_fraction as the real
+    nodes do: the largest level under it, or (dither=True) a per-item mix of the two around it (the
+    segmentation node). Items arrive at `rate` per period; each costs level x full_j x (1 + noise)."""
+
+    def __init__(self, name, levels, full_w, rate, noise, dither, rng):
+        self.name, self.levels, self.full_w, self.rate = name, sorted(levels), full_w, rate
+        self.noise, self.rng = noise, rng
+        self.dither = LevelDither(levels) if dither else None
+        self.items = 0
+
+    def run_period(self, cf):
+        energy, frac = 0.0, 0.0
+        for _ in range(self.rate):
+            if self.dither is not None:
+                c = self.dither.pick(cf)
+            else:
+                fit = [lv for lv in self.levels if lv <= cf + 1e-9]
+                c = fit[-1] if fit else self.levels[0]
+            energy += c * self.full_w / self.rate * (1 + self.rng.gauss(0, self.noise))
+            frac += c
+        self.items += self.rate
+        return max(0.0, energy), min(1.0, frac / self.rate)
+
+
+def _run_plants(plants, total, periods, config_kw=None, rng=None):
+    """Budget step at 0 s; reports 0.4 s after each budget; returns per-period (total used, allocations)."""
+    cfg = PolicyConfig(total_power_w=total, priorities={p.name: 1.0 for p in plants}, **REAL_TUNING,
+                       **(config_kw or {}))
+    policy = BudgetPolicy(cfg)
+    cmd = {p.name: 1.0 for p in plants}
+    out = []
+    for k in range(periods):
+        alloc = policy.step(float(k))
+        cmd = {b.node: b.compute_fraction for b in alloc.budgets}
+        used = 0.0
+        for p in plants:
+            power, frac = p.run_period(cmd.get(p.name, 1.0))
+            used += power
+            policy.observe(Report(p.name, k + 0.4, power, frac, p.items))
+        out.append((used, {b.node: b.allocation_w for b in alloc.budgets}))
+    return out
+
+
+#: the shipped graph's monitor tuning (config/pipeline.yaml)
+REAL_TUNING = dict(kp=0.0, ki=0.2, deadband=0.05, slew=0.1, hold_below=0.35)
+SEG = [s * s for s in (1.0, 0.875, 0.75, 0.625, 0.5)]
+TRACKER = [1.0, 0.767, 0.696, 0.629, 0.48, 0.431, 0.385, 0.296, 0.262, 0.189, 0.116]
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), share=st.floats(0.4, 0.75), noise=st.floats(0.0, 0.05),
+       seg_w=st.floats(1.0, 2.0), trk_w=st.floats(0.5, 1.5))
+def test_policy_is_steady_with_noisy_discrete_knob_plants(seed, share, noise, seg_w, trk_w):
+    """Issue 18's goal on plants like the real nodes: a dithered 5-level knob (segmentation), a ~10-25 %
+    ladder without dithering (tracker), a tiny node (ddi). After start-up: the total within +-10 % of the
+    budget in >= 90 % of periods, no allocation moving more than 15 % per period, none starved.
+    The limit of the design: the dithered node must have room to take up the coarse node's gap; where
+    it sits at full compute and the coarse node holds most of the budget, the total can be a level's
+    gap x that node's share off (seen: -11 % with segmentation 0.31 W and tracker 1 W at 69 %, -11 % with
+    0.5 W and 1.25 W at 56 %), so the dithered node here draws at least 1 W at full compute."""
+    import random
+
+    rng = random.Random(seed)
+    plants = [_DiscretePlant("/seg", SEG, seg_w, 5, noise, True, rng),
+              _DiscretePlant("/trk", TRACKER, trk_w, 5, noise, False, rng),
+              _DiscretePlant("/ddi", [0.3, 0.6, 1.0], 0.02, 5, noise, False, rng)]
+    full = seg_w + trk_w + 0.02
+    total = share * full
+    trace = _run_plants(plants, total, 40)
+    steady = trace[10:]   # after the start-up (no model of the knobs yet) has settled
+    within = [abs(used / total - 1) <= 0.10 for used, _ in steady]
+    assert sum(within) >= 0.9 * len(within), [round(u / total, 3) for u, _ in steady]
+    for (_, a0), (_, a1) in zip(steady, steady[1:]):
+        for n in a0:
+            assert abs(a1[n] / a0[n] - 1) <= 0.15 + 1e-9, (n, a0[n], a1[n])
+    assert all(a > 0 for _, alloc in steady for a in alloc.values())
+
+
+def test_a_step_of_the_total_moves_the_discrete_plants_within_three_periods():
+    import random
+
+    rng = random.Random(1)
+    plants = [_DiscretePlant("/seg", SEG, 1.0, 5, 0.02, True, rng),
+              _DiscretePlant("/trk", TRACKER, 2.0, 5, 0.02, False, rng)]
+    cfg = PolicyConfig(total_power_w=1.8, priorities={"/seg": 1.0, "/trk": 1.0}, **REAL_TUNING)
+    policy = BudgetPolicy(cfg)
+    used = []
+    for k in range(60):
+        if k == 30:
+            policy.configure(PolicyConfig(**{**cfg.__dict__, "total_power_w": 0.9}))
+        alloc = policy.step(float(k))
+        cmd = {b.node: b.compute_fraction for b in alloc.budgets}
+        total = 0.0
+        for p in plants:
+            power, frac = p.run_period(cmd[p.name])
+            total += power
+            policy.observe(Report(p.name, k + 0.4, power, frac, p.items))
+        used.append(total)
+    before = used[12:30]
+    after = used[33:]
+    assert sum(abs(u / 1.8 - 1) <= 0.1 for u in before) >= 0.9 * len(before)
+    assert sum(abs(u / 0.9 - 1) <= 0.1 for u in after) >= 0.9 * len(after), [round(u, 3) for u in after]
+
+
+def test_level_dither_follows_a_continuous_target():
+    d = LevelDither(SEG)
+    for target in (0.3, 0.5, 0.7, 0.9):
+        picks = [d.pick(target) for _ in range(50)]
+        assert all(p in SEG for p in picks)
+        assert sum(picks[-20:]) / 20 == pytest.approx(target, abs=0.02)
+    assert d.pick(2.0) == 1.0 and d.pick(0.01) == 0.25 and d.pick(math.nan) == 1.0
+    with pytest.raises(ConfigError):
+        LevelDither([0.0, 1.0])
+
+
+def test_a_node_whose_share_cannot_pay_its_cheapest_level_is_deactivated_by_priority_and_returns():
+    """Issue 18: below the graph's cheapest configuration the lowest-priority node that cannot pay its
+    cheapest level is deactivated on purpose (zero budget, active=False), not starved; it comes back
+    when the total pays its cheapest level again (+ margin)."""
+    import random
+
+    rng = random.Random(3)
+    plants = {"/seg": _DiscretePlant("/seg", SEG, 1.0, 5, 0.0, True, rng),        # cheapest 0.25 W
+              "/trk": _DiscretePlant("/trk", TRACKER, 2.0, 5, 0.0, False, rng)}   # cheapest 0.23 W
+    cfg = PolicyConfig(total_power_w=2.0, priorities={"/seg": 2.0, "/trk": 1.0}, deactivate=True, **REAL_TUNING)
+    policy = BudgetPolicy(cfg)
+    history = []
+    for k in range(75):
+        total = 2.0 if k < 25 else (0.35 if k < 50 else 2.0)
+        if k in (25, 50):
+            policy.configure(PolicyConfig(**{**cfg.__dict__, "total_power_w": total}))
+        alloc = policy.step(float(k))
+        history.append({b.node: b for b in alloc.budgets})
+        for name, p in plants.items():
+            b = alloc.for_node(name)
+            if not b.active:
+                continue   # a deactivated node does no work (a lifecycle node would be inactive)
+            power, frac = p.run_period(b.compute_fraction)
+            policy.observe(Report(name, k + 0.4, power, frac, p.items))
+    assert all(h["/seg"].active and h["/trk"].active for h in history[:25])
+    low = history[40:50]
+    assert all(not h["/trk"].active and h["/trk"].power_w == 0.0 for h in low)   # lower priority: off
+    assert all(h["/seg"].active and h["/seg"].allocation_w == pytest.approx(0.35) for h in low)
+    assert all(h["/seg"].active and h["/trk"].active for h in history[60:])   # back with the budget

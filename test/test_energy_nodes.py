@@ -166,3 +166,49 @@ def test_battery_mode_takes_the_total_from_the_battery(tmp_path):
         (bat / "energy_now").write_text("nonsense\n")   # a broken battery file: logged, last total kept
         g.step(1.0)
         assert mon.last.total_power_w == pytest.approx(36000 * 0.9 / (1000 - 1.0), rel=1e-2)
+
+
+def test_calibrated_total_and_budget_schedule():
+    """Issue 18: the monitor measures the unconstrained graph, then sets total = fraction x that figure,
+    steps it on schedule, and takes a new fraction at run time; the diagnostics carry both."""
+    with InprocGraph(simulated=True) as g:
+        mon = g.add(EnergyMonitorNode, parameter_overrides=monitor_params(
+            total=100.0, calibrate_s=8.0, budget_fraction=0.5, schedule_after_s=[10.0], schedule_fractions=[0.25]))
+        g.step(0.37)
+        add_loads(g)
+        rec = g.add(Recorder)
+        g.step(5.0)
+        assert mon.calibrated_w is None and mon.policy.config.total_power_w == 100.0
+        g.step(6.0)
+        cal = mon.calibrated_w
+        assert cal == pytest.approx(5.0 + 8.0 + 7.5, rel=0.1)       # the loads at full compute (modelled)
+        assert mon.policy.config.total_power_w == pytest.approx(0.5 * cal)
+        g.step(10.0)
+        assert mon.policy.config.total_power_w == pytest.approx(0.25 * cal)
+        used = sum(m.power_w for t, m in rec.reports[-3:])
+        assert used == pytest.approx(0.25 * cal, rel=0.15)
+        assert mon.set_parameters([P("budget_fraction", 0.4)])[0].successful
+        assert mon.policy.config.total_power_w == pytest.approx(0.4 * cal)
+        assert not mon.set_parameters([P("budget_fraction", -1.0)])[0].successful
+        total = [s for d in rec.diagnostics for s in d.status if s.name.endswith(": total")][-1]
+        values = {kv.key: kv.value for kv in total.values}
+        assert float(values["calibrated_w"]) == pytest.approx(cal, rel=1e-3)
+
+
+def test_budget_client_publishes_the_knobs_with_each_report():
+    from effdl_ros.energy.accountant import Accountant
+    from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+
+    with InprocGraph(simulated=True) as g:
+        node = g.add(lambda **kw: Node("knobbed", **kw))
+        client = BudgetClient(node, Accountant("/knobbed", clock=node_clock_seconds(node)), report_period_sec=0)
+        rec = g.add(Recorder)
+        for scale in (1.0, 0.75, 0.75, 0.5):
+            client.set_knob("scale", scale)
+        client.publish_report()
+        g.step(0.1)
+        status = [s for d in rec.diagnostics for s in d.status if s.name == "/knobbed: knobs"]
+        values = {kv.key: kv.value for kv in status[-1].values}
+        assert float(values["scale_mean"]) == pytest.approx(0.75) and float(values["scale"]) == 0.5
+        assert values["estimate"] == "ops"
+        assert math.isnan(client.knobs()["scale"][0])   # a new period

@@ -116,3 +116,71 @@ def test_bad_image_is_dropped_and_the_node_keeps_running(graph):
     peer.send_image()
     g.step(0.05)
     assert len(peer.labels) == 1
+
+
+def test_lifecycle_configure_activate_deactivate_cleanup(tmp_path):
+    """Issue 18: a managed node. autostart:=false leaves it unconfigured (no model); configure loads
+    the model, activate starts the work, deactivate stops it, cleanup frees the model; a bad model
+    fails configure (and is a startup error with autostart)."""
+    from effdl_ros.errors import DataError
+    from effdl_ros.runtime.lifecycle import ACTIVE, INACTIVE, UNCONFIGURED, TransitionCallbackReturn
+
+    torch.set_num_threads(1)
+    models = tmp_path / "models"
+    _save(models / "a.pt", 0)
+    with InprocGraph(simulated=True) as g:
+        node = g.add(SegmentationNode, parameter_overrides=[
+            Parameter("model_path", value=str(models / "a.pt")), Parameter("autostart", value=False)])
+        peer = g.add(Peer)
+        assert node.current_state == UNCONFIGURED and node.model is None
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.model is not None
+        peer.send_image()
+        g.step(0.05)
+        assert node.current_state == INACTIVE and peer.labels == [] and node.items == 0   # no work
+        node.trigger_activate()
+        peer.send_image()
+        g.step(0.05)
+        assert node.current_state == ACTIVE and len(peer.labels) == 1 and node.items == 1
+        node.trigger_deactivate()
+        peer.send_image()
+        g.step(0.05)
+        assert len(peer.labels) == 1 and node.items == 1                                 # stopped
+        node.trigger_cleanup()
+        assert node.current_state == UNCONFIGURED and node.model is None
+        (models / "bad.pt").write_bytes(b"not a checkpoint")
+        bad = g.add(SegmentationNode, node_name="bad", parameter_overrides=[
+            Parameter("model_path", value=str(models / "bad.pt")), Parameter("autostart", value=False)])
+        assert bad.trigger_configure() == TransitionCallbackReturn.FAILURE and bad.current_state == UNCONFIGURED
+        with pytest.raises(DataError):
+            g.add(SegmentationNode, node_name="bad2",
+                  parameter_overrides=[Parameter("model_path", value=str(models / "bad.pt"))])
+
+
+def test_the_energy_monitor_deactivates_and_reactivates_it(graph):
+    """A zero budget with a 0 ms deadline (the monitor's deactivation on purpose) stops the work; the
+    next real budget brings it back; a zero total alone (deadline inf) does not deactivate."""
+    from effdl_ros.runtime.lifecycle import ACTIVE, INACTIVE
+
+    g, node, peer, _ = graph
+
+    def send(power, deadline):
+        peer.budgets.publish(ResourceBudgetArray(budgets=[ResourceBudget(
+            target_node="/segmentation", power_w=power, energy_per_item_j=0.0, latency_deadline_ms=deadline,
+            compute_fraction=0.0)]))
+
+    send(0.0, math.inf)
+    g.step(1.1)
+    assert node.current_state == ACTIVE
+    send(0.0, 0.0)
+    g.step(1.1)
+    assert node.current_state == INACTIVE
+    items = node.items
+    peer.send_image()
+    g.step(0.05)
+    assert node.items == items
+    send(0.5, math.inf)
+    g.step(1.1)
+    assert node.current_state == ACTIVE
+    peer.send_image()
+    g.step(0.05)
+    assert node.items == items + 1

@@ -280,7 +280,7 @@ def test_demo_live_with_a_reader_and_a_viewer_that_never_reads(tmp_path):
     config.write_text(DEMO_CONFIG)
     frames, fps = 40, 20.0  # the whole bundled clip
     proc = subprocess.Popen([sys.executable, "-m", "effdl_ros.cli.main", "demo", "--config", str(config),
-                             "--no-live", "--frames", str(frames), "--fps", str(fps),
+                             "--no-live", "--frames", str(frames), "--loops", "1", "--fps", str(fps),
                              "--report", str(tmp_path / "report"), "--foxglove", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=_env())
     output = []

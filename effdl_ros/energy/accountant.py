@@ -6,6 +6,11 @@ meter where one is readable (the device's energy during the item: MEASURED), els
 time x the profile's power (TDP mode). `report()` closes a period and returns the EnergyReport fields.
 No ROS here: effdl_ros.runtime.budget.BudgetClient turns reports into messages.
 
+With estimate="cpu_time" (no meter readable, one node per process: the dds backend or rclpy) a period's
+energy is instead the process's CPU seconds from the OS (all its threads, torch's workers included) x the
+profile's power per busy core: meter "cputime:<profile>", source MODELLED (the CPU time is measured, the
+watts per core are not). The MAC-based figure is still summed beside it (EnergySnapshot.ops_power_w).
+
 A device meter measures the whole device: where several nodes run at once, each one's measured energy
 includes the others' (an over-attribution, said in the README); the monitor's total reads the meter itself.
 """
@@ -18,7 +23,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from effdl_ros.energy.cost_model import MEASURED, MODELLED, Profile, get_profile, walltime_energy_j
+from effdl_ros.energy.cost_model import (MEASURED, MODELLED, Profile, cpu_time_energy_j, get_profile,
+                                        walltime_energy_j)
+from effdl_ros.errors import ConfigError
 
 _log = logging.getLogger("effdl_ros.energy.accountant")
 
@@ -37,6 +44,7 @@ class EnergySnapshot:
     meter: str
     period_s: float          # length of the period these averages cover (s)
     period_items: int        # items in that period
+    ops_power_w: float = math.nan  # the MAC-based model's power over the period, beside a CPU-time figure (W)
 
 
 class Item:
@@ -69,14 +77,28 @@ class Accountant:
     :param meter: an effdl_ros.energy.meters.Meter, or None for the cost model only.
     :param profile: a cost-model Profile or profile name (default: the x86_cpu profile).
     :param clock: seconds, monotonic; a simulated clock in tests.
+    :param estimate: "ops" (MACs and bytes, else busy time x TDP) or "cpu_time" (the process's CPU
+        seconds x the profile's core_w); used only where no meter is given.
+    :param cpu_clock: CPU seconds of this process (default time.process_time: all threads); injectable.
     """
 
+    ESTIMATES = ("ops", "cpu_time")
+
     def __init__(self, node_name: str, *, meter=None, profile: "Profile | str | None" = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, estimate: str = "ops",
+                 cpu_clock: Callable[[], float] = time.process_time) -> None:
         self.node_name = node_name
         self._meter = meter
         self._profile = get_profile(profile) if isinstance(profile, str) else (profile or get_profile())
         self._clock = clock
+        if estimate not in self.ESTIMATES:
+            raise ConfigError(f"energy estimate {estimate!r} is not one of {list(self.ESTIMATES)}.")
+        if estimate == "cpu_time" and self._profile.core_w is None:
+            raise ConfigError(f"energy estimate cpu_time needs core_w in energy profile {self._profile.name!r}.")
+        self._cpu_time = estimate == "cpu_time" and meter is None
+        self._cpu_clock = cpu_clock
+        self._cpu_energy_j = 0.0
+        self._cpu_mark = cpu_clock() if self._cpu_time else 0.0
         self._j_per_mac = self._profile.pj_per_mac / self._profile.efficiency * 1e-12
         self._j_per_byte = self._profile.pj_per_byte * 1e-12
         self._lock = threading.Lock()
@@ -100,7 +122,16 @@ class Accountant:
     def meter_name(self) -> str:
         if self._meter is not None and not self._meter_failed:
             return self._meter.name
+        if self._cpu_time:
+            return f"cputime:{self._profile.name}"
         return self._profile.meter_name
+
+    @property
+    def estimate(self) -> str:
+        """Where the reported energy comes from: "meter", "cpu_time" or "ops"."""
+        if self._meter is not None and not self._meter_failed:
+            return "meter"
+        return "cpu_time" if self._cpu_time else "ops"
 
     def item(self) -> Item:
         """`with acct.item() as item:` around one item of work."""
@@ -162,27 +193,42 @@ class Accountant:
         self._p_frac += frac * items
         self._source = source
 
-    def _snapshot(self, now: float) -> EnergySnapshot:
+    def _snapshot(self, now: float, cpu_j: float = 0.0) -> EnergySnapshot:
         period = now - self._period_start
         n = self._p_items
+        ops_w = self._p_energy / period if period > 0 else 0.0
+        if self._cpu_time:
+            energy, power, source = self._cpu_energy_j + cpu_j, (cpu_j / period if period > 0 else 0.0), MODELLED
+        else:
+            energy, power, source = self._energy_j, ops_w, self._source
         return EnergySnapshot(
-            node=self.node_name, energy_j=self._energy_j,
-            power_w=self._p_energy / period if period > 0 else 0.0,
+            node=self.node_name, energy_j=energy, power_w=power,
             items_processed=self._items,
             compute_fraction=self._p_frac / n if n else 1.0,
             latency_ms=1000.0 * self._p_busy / n if n else 0.0,
-            source=self._source, meter=self.meter_name, period_s=max(0.0, period), period_items=n)
+            source=source, meter=self.meter_name, period_s=max(0.0, period), period_items=n,
+            ops_power_w=ops_w)
+
+    def _cpu_j(self) -> float:
+        """Modelled energy of the CPU time charged to this process since the last period closed."""
+        if not self._cpu_time:
+            return 0.0
+        return cpu_time_energy_j(self._cpu_clock() - self._cpu_mark, self._profile)
 
     def snapshot(self) -> EnergySnapshot:
         """The current figures, without closing the period."""
         with self._lock:
-            return self._snapshot(self._clock())
+            return self._snapshot(self._clock(), self._cpu_j())
 
     def report(self) -> EnergySnapshot:
         """The figures of the period that ends now; the next period starts now."""
         with self._lock:
             now = self._clock()
-            snap = self._snapshot(now)
+            cpu_now = self._cpu_clock() if self._cpu_time else 0.0
+            cpu_j = cpu_time_energy_j(cpu_now - self._cpu_mark, self._profile) if self._cpu_time else 0.0
+            snap = self._snapshot(now, cpu_j)
+            self._cpu_energy_j += cpu_j
+            self._cpu_mark = cpu_now
             self._period_start = now
             self._reset_period()
             return snap

@@ -15,8 +15,28 @@
    corrected twice, so a step of the total moves every command at once and causes no integral kick.
    Anti-windup: kappa is clamped, one report changes it by at most a factor of 2, and while the node
    cannot follow (full compute yet under budget, or under half its command spent) kappa is held <= 1.
-4. Work conservation: such a saturated node's allocation is capped at its demand + 10 % and the
-   surplus goes by priority to the nodes that can use it; the cap lifts when the node stops saturating.
+4. A knob-level model per node: the filtered power per unit of compute fraction (gain_w, an
+   exponential average of reported power / reported compute fraction over periods with items). The
+   compute_fraction sent is command / gain_w, so a node whose knob follows compute_fraction (segmentation
+   scale, tracker level, DDI exit) moves by what its measured cost per unit says, not by one noisy report.
+5. Work conservation: a node cannot use more than its power at full compute, gain_w (and a node that ran
+   at full compute yet spent less than it was allowed has shown its demand): its allocation is capped
+   there + 10 % and the surplus goes by priority to the nodes that can use it. The caps come from the
+   filtered model, so they do not toggle from period to period.
+6. Steadiness on real nodes (coarse discrete knobs, noisy per-period figures): between steps of the total,
+   an allocation moves by at most `slew` of itself per period; a step of the total moves every allocation
+   at once. A relative error inside `deadband` adds no integral action, so a node that sits on one knob
+   level inside the band is left there instead of being pushed across to the next level and back.
+   With hold_below > 0, a node under its allocation by deadband..hold_below (a coarse knob's level just
+   below) is held there and its unspent share capped off to nodes that can use it (a dithered knob takes
+   it up); where nobody can, it may try the level above, and once both levels around the allocation
+   have been seen it stays on the nearer one. A step of the total clears all of this.
+7. Deactivation (deactivate=True): a node that was asked for less compute than it ran has shown its
+   cheapest level's power (floor_w). When a live node's share cannot pay that, the lowest-priority such
+   node is deactivated on purpose (zero budget, NodeBudget.active False, one per period) and its share
+   goes to the others; the highest-priority inactive node is re-activated once its share would pay its
+   cheapest level + reactivate_margin. (The nodes are not lifecycle nodes yet: a deactivated node runs
+   its cheapest level on a zero budget; DDI skips its items.)
 
 No ROS here; the energy_monitor node feeds reports in and publishes what step() returns.
 """
@@ -59,6 +79,15 @@ class PolicyConfig:
     report_period_s: float = 1.0          # nodes' report period, for their first report's window (s)
     only_configured: bool = False         # ignore reports from nodes not in priorities / min_shares
     max_unconfigured: int = 32            # at most this many unconfigured nodes are taken in
+    gain_filter: float = 0.3              # weight of a new period in each node's knob model, (0, 1]
+    slew: float = 0.15                    # between steps of the total, an allocation moves <= this share
+                                          # of itself per period (0: no limit)
+    deadband: float = 0.0                 # |ln(allocation / consumption)| below this: no integral action
+    hold_below: float = 0.0               # a node spending less than its allocation by deadband..this (log)
+                                          # is held on its knob level and its unspent share passed on (0: off)
+    deactivate: bool = False              # deactivate (lowest priority first) a node whose allocation cannot
+                                          # pay its cheapest level; re-activate it when it can again
+    reactivate_margin: float = 0.2        # re-activate once the allocation pays the cheapest level + this share
 
     def validated(self) -> "PolicyConfig":
         """Raise ConfigError with the parameter's name and the reason where a value is invalid."""
@@ -90,6 +119,14 @@ class PolicyConfig:
         check("ki", self.ki, finite(self.ki) and 0 < self.ki <= 1.5, "must lie in (0, 1.5]")
         check("kappa_min", self.kappa_min, finite(self.kappa_min) and 0 < self.kappa_min <= 1, "must lie in (0, 1]")
         check("kappa_max", self.kappa_max, finite(self.kappa_max) and self.kappa_max >= 1, "must be >= 1")
+        check("gain_filter", self.gain_filter, finite(self.gain_filter) and 0 < self.gain_filter <= 1,
+              "must lie in (0, 1]")
+        check("slew", self.slew, finite(self.slew) and 0 <= self.slew, "must be >= 0 (0: no limit)")
+        check("deadband", self.deadband, finite(self.deadband) and 0 <= self.deadband < 1, "must lie in [0, 1)")
+        check("hold_below", self.hold_below, finite(self.hold_below) and 0 <= self.hold_below < 2,
+              "must lie in [0, 2)")
+        check("reactivate_margin", self.reactivate_margin,
+              finite(self.reactivate_margin) and 0 <= self.reactivate_margin <= 2, "must lie in [0, 2]")
         check("report_period_s", self.report_period_s, finite(self.report_period_s) and self.report_period_s > 0,
               "must be > 0 s")
         return self
@@ -119,6 +156,7 @@ class NodeBudget:
     kappa: float
     consumption_w: float    # the last reported consumption (NaN before the first report)
     stale: bool
+    active: bool = True     # False: deactivated on purpose (its budget could not pay its cheapest level)
 
 
 @dataclass(frozen=True)
@@ -183,6 +221,16 @@ class _NodeState:
     demand_w: Optional[float] = None   # set while the node cannot use its share (full compute, under budget)
     history: _History = field(default_factory=_History)
     reports: int = 0
+    gain_w: Optional[float] = None     # knob model: filtered power per unit compute fraction (W)
+    alloc_prev: Optional[float] = None  # the allocation of the last step (W)
+    held_w: Optional[float] = None     # held on a knob level below its allocation: what it spends there (W)
+    low_w: Optional[float] = None      # what it spent on the last level under its allocation (W)
+    high_w: Optional[float] = None     # ... and on the last level over it (W)
+    hold_blocked: bool = False         # nobody could use its unspent share: it may take the level above
+    floor_w: Optional[float] = None    # what it spends on its cheapest level (learned: asked for less, it
+                                       # did not go lower) (W)
+    frac_sent: Optional[float] = None  # the compute fraction of the last budget sent
+    active: bool = True
 
 
 class BudgetPolicy:
@@ -197,6 +245,7 @@ class BudgetPolicy:
         self._start: Optional[float] = start
         self._zero_total = False
         self._battery_warned = False
+        self._last_total: Optional[float] = None
         self.configure(config)
 
     def configure(self, config: PolicyConfig) -> None:
@@ -261,7 +310,13 @@ class BudgetPolicy:
         if prev is not None and report.items_processed >= prev.items_processed and window > 0:
             state.item_rate_hz = (report.items_processed - prev.items_processed) / window
         worked = report.items_processed > (prev.items_processed if prev is not None else 0)
+        if worked and state.active and state.frac_sent is not None and \
+                state.frac_sent < 0.8 * report.compute_fraction and report.compute_fraction < 0.999:
+            # asked for (much) less compute than it ran: it is on its cheapest level
+            p = report.power_w
+            state.floor_w = p if state.floor_w is None else 0.5 * (state.floor_w + p)
         if worked:
+            self._learn_gain(state, report)
             self._correct(state, report, window)
         else:
             state.demand_w = None  # a period without items says nothing about what the node needs
@@ -280,6 +335,17 @@ class BudgetPolicy:
             self._last_reject_log = now
 
     # ------------------------------------------------------------------------------------------ loop
+
+    def _learn_gain(self, state: _NodeState, report: Report) -> None:
+        """Update the node's knob model: power per unit compute fraction, filtered over periods."""
+        if report.compute_fraction < 0.01 or report.power_w <= 0:
+            return  # nothing run, or nothing spent: no information on the cost of compute
+        g = report.power_w / report.compute_fraction
+        if state.gain_w is None:
+            state.gain_w = g
+        else:
+            a = self.config.gain_filter
+            state.gain_w = math.exp((1 - a) * math.log(state.gain_w) + a * math.log(g))  # geometric: robust
 
     def _correct(self, state: _NodeState, report: Report, window: float) -> None:
         """One PI step on e = ln(allocation / consumption) over the report's window."""
@@ -302,8 +368,33 @@ class BudgetPolicy:
         state.demand_w = report.power_w if full and y < (1.0 - HEADROOM / 2) * alloc else None
         lo, hi = math.log(cfg.kappa_min), math.log(cfg.kappa_max)
         in_force = math.log(cmd / alloc)  # the correction the consumption was made under
+        p = report.power_w
+        held = cfg.hold_below > 0 and not saturated and not state.hold_blocked and \
+            cfg.deadband <= e < cfg.hold_below and (state.held_w is not None or report.compute_fraction < 0.999)
+        if held:  # a coarse knob's level just under the allocation: stay there, pass the rest on
+            state.held_w = p if state.held_w is None else 0.5 * (state.held_w + p)
+        elif e < -cfg.deadband or e >= cfg.hold_below:
+            state.held_w = None
+        # Between two levels that bracket the allocation (both seen since the last step of the total):
+        # stay on the nearer one instead of crossing back and forth.
+        stay = False
+        if state.high_w is not None and state.high_w <= alloc:
+            state.high_w = None  # the allocation moved past it: no longer a level above
+        if state.low_w is not None and state.low_w >= alloc:
+            state.low_w = None
+        if cfg.hold_below > 0 and cfg.deadband <= abs(e) < cfg.hold_below:
+            if e > 0 and state.high_w is not None:
+                stay = abs(alloc - p) <= abs(alloc - state.high_w)
+            elif e < 0 and state.low_w is not None:
+                stay = abs(alloc - p) < abs(alloc - state.low_w)
+            if e > 0:  # the nearest levels seen on either side
+                state.low_w = p if state.low_w is None else max(state.low_w, p)
+            else:
+                state.high_w = p if state.high_w is None else min(state.high_w, p)
         if saturated:
             new = min(state.log_kappa, 0.0)  # asking for more than the allocation would not help
+        elif held or stay or abs(e) < cfg.deadband:
+            new = in_force                   # close enough for a coarse knob: hold the correction
         else:
             step = cfg.ki * e + cfg.kp * (e - state.last_error)
             new = in_force + min(_MAX_STEP, max(-_MAX_STEP, step))
@@ -331,17 +422,30 @@ class BudgetPolicy:
         capped: Dict[str, float] = {}
         for _ in range(len(live)):
             surplus = 0.0
+            newly = []
             for n in live:
                 st = self.nodes[n]
-                if n in capped or st.demand_w is None:
+                if n in capped:
                     continue
-                cap = max(st.demand_w * (1.0 + HEADROOM), scale_total * st.min_share)
+                demand = _demand(st)
+                if demand is None:
+                    continue
+                cap = max(demand * (1.0 + HEADROOM), scale_total * st.min_share)
                 if alloc[n] > cap:
                     surplus += alloc[n] - cap
                     alloc[n] = cap
                     capped[n] = cap
+                    newly.append(n)
             takers = [n for n in live if n not in capped]
             weight = sum(self.nodes[n].priority for n in takers)
+            if surplus > 0 and weight <= 0:  # nobody can use it: the last nodes capped keep it (a cut gains nothing)
+                back = sum(self.nodes[n].priority for n in newly)
+                for n in newly:
+                    alloc[n] += surplus * self.nodes[n].priority / back
+                    if self.nodes[n].held_w is not None:  # holding it down helps nobody: let it go up
+                        self.nodes[n].held_w = None
+                        self.nodes[n].hold_blocked = True
+                return
             if surplus <= 0 or weight <= 0:
                 return
             for n in takers:
@@ -357,13 +461,73 @@ class BudgetPolicy:
             else:
                 _log.info("total power budget is %.3g W again", total)
         total = max(0.0, total)
+        stepped = self._last_total is None or abs(total - self._last_total) > 1e-9 * max(1.0, total)
+        self._last_total = total
+        if stepped:
+            for st in self.nodes.values():  # a new total: every node may find another level
+                st.held_w, st.low_w, st.high_w, st.hold_blocked = None, None, None, False
         for name, st in list(self.nodes.items()):  # forget unconfigured nodes long gone
             if not st.configured and st.last_report is not None and \
                     now - st.last_report.stamp > FORGET_AFTER_STALE * self.config.stale_after_s:
                 _log.info("node %s silent for %.0f s: forgotten", name, now - st.last_report.stamp)
                 del self.nodes[name]
-        names = sorted(self.nodes)
-        stale = {n: self.is_stale(self.nodes[n], now) for n in names}
+        all_names = sorted(self.nodes)
+        stale = {n: self.is_stale(self.nodes[n], now) for n in all_names}
+        if self.config.deactivate:
+            self._activation(total, all_names, stale)
+        names = [n for n in all_names if self.nodes[n].active]
+        alloc, live, scale = self._split(total, names, stale)
+        cfg = self.config
+        budgets = []
+        if cfg.slew > 0 and not stepped:
+            rises = {}
+            for n in live:
+                prev = self.nodes[n].alloc_prev
+                if prev is not None and prev > 0:
+                    alloc[n] = min(prev * (1.0 + cfg.slew), max(prev * (1.0 - cfg.slew), alloc[n]))
+                    if alloc[n] > prev:
+                        rises[n] = alloc[n] - prev
+            excess = sum(alloc[n] for n in live) - total
+            if excess > 0 and total > 0:
+                # never above the total: the nodes on their way up wait for those slewing down
+                up = sum(rises.values())
+                for n, r in rises.items():
+                    alloc[n] -= min(r, excess * r / up)
+                excess -= min(up, excess)
+                if excess > 1e-12:  # a node joining (no previous allocation): everyone makes room
+                    used = sum(alloc[n] for n in live)
+                    for n in live:
+                        alloc[n] *= total / used
+        for n in names:
+            st = self.nodes[n]
+            st.alloc_prev = alloc[n] if not stale[n] else None
+            kappa = math.exp(st.log_kappa)
+            cmd = min(total, max(0.0, alloc[n] * kappa))  # never more than the whole budget
+            st.history.add(now, alloc[n], cmd)
+            rep = st.last_report
+            frac = 1.0
+            if st.gain_w is not None and not stale[n]:
+                frac = min(1.0, max(0.0, cmd / st.gain_w))
+            elif rep is not None and rep.power_w > 0 and not stale[n]:
+                frac = min(1.0, max(0.0, rep.compute_fraction * cmd / rep.power_w))
+            rate = st.item_rate_hz
+            per_item = cmd / rate if rate > 0 and math.isfinite(rate) else math.inf
+            st.frac_sent = frac if not stale[n] else None
+            budgets.append(NodeBudget(n, alloc[n], cmd, frac, per_item, kappa,
+                                      rep.power_w if rep is not None else math.nan, stale[n]))
+        for n in all_names:
+            st = self.nodes[n]
+            if not st.active:  # deactivated on purpose: a zero budget, said so
+                st.history.add(now, 0.0, 0.0)
+                st.alloc_prev, st.frac_sent = None, None
+                rep = st.last_report
+                budgets.append(NodeBudget(n, 0.0, 0.0, 0.0, 0.0, math.exp(st.log_kappa),
+                                          rep.power_w if rep is not None else math.nan, stale[n], active=False))
+        budgets.sort(key=lambda b: b.node)
+        return Allocation(now, total, tuple(budgets))
+
+    def _split(self, total: float, names: List[str], stale: Dict[str, bool]):
+        """Minimum shares, then the rest by priority, then work conservation: (alloc, live, scale)."""
         min_sum = sum(self.nodes[n].min_share for n in names)
         scale = 1.0 / min_sum if min_sum > 1 else 1.0
         alloc = {n: total * self.nodes[n].min_share * scale for n in names}
@@ -376,23 +540,40 @@ class BudgetPolicy:
             # from a useful budget and a cold start of all nodes adds up to the total; the offer is not taken
             # from the live nodes, who share the whole rest.
             w = weight if not stale[n] else weight_all
-            alloc[n] += rest * self.nodes[n].priority / w
+            alloc[n] += rest * self.nodes[n].priority / w if w > 0 else 0.0
         self._water_fill(alloc, live, total * scale)
-        budgets = []
-        for n in names:
-            st = self.nodes[n]
-            kappa = math.exp(st.log_kappa)
-            cmd = min(total, max(0.0, alloc[n] * kappa))  # never more than the whole budget
-            st.history.add(now, alloc[n], cmd)
-            rep = st.last_report
-            frac = 1.0
-            if rep is not None and rep.power_w > 0 and not stale[n]:
-                frac = min(1.0, max(0.0, rep.compute_fraction * cmd / rep.power_w))
-            rate = st.item_rate_hz
-            per_item = cmd / rate if rate > 0 and math.isfinite(rate) else math.inf
-            budgets.append(NodeBudget(n, alloc[n], cmd, frac, per_item, kappa,
-                                      rep.power_w if rep is not None else math.nan, stale[n]))
-        return Allocation(now, total, tuple(budgets))
+        return alloc, live, scale
+
+    def _activation(self, total: float, names: List[str], stale: Dict[str, bool]) -> None:
+        """Deactivate (lowest priority first, one per period) a live node whose share cannot pay its
+        cheapest level; re-activate (highest priority first) one whose share would pay it + margin."""
+        active = [n for n in names if self.nodes[n].active]
+        alloc, _, _ = self._split(total, active, stale)
+        short = [n for n in active if not stale[n] and self.nodes[n].floor_w is not None
+                 and alloc[n] < self.nodes[n].floor_w * (1.0 - max(self.config.deadband, 0.05))]
+        if short and len(active) > 1:
+            n = min(short, key=lambda m: (self.nodes[m].priority, m))
+            self.nodes[n].active = False
+            _log.warning("node %s deactivated: its share %.3g W cannot pay its cheapest level (%.3g W)",
+                         n, alloc[n], self.nodes[n].floor_w)
+            return
+        inactive = sorted((n for n in names if not self.nodes[n].active),
+                          key=lambda m: (-self.nodes[m].priority, m))
+        for n in inactive:
+            trial, _, _ = self._split(total, active + [n], stale)
+            floor = self.nodes[n].floor_w or 0.0
+            if trial[n] >= floor * (1.0 + self.config.reactivate_margin):
+                self.nodes[n].active = True
+                _log.info("node %s re-activated: its share %.3g W pays its cheapest level (%.3g W)",
+                          n, trial[n], floor)
+                return
+
+
+def _demand(st: _NodeState) -> Optional[float]:
+    """What a node could spend at most (W): the least of its shown demand, what it spends on the level
+    it is held on, and its modelled power at full compute."""
+    known = [v for v in (st.demand_w, st.held_w, st.gain_w) if v is not None]
+    return min(known) if known else None
 
 
 def settling(times, values, *, t_step: float, target: float, before: float, period_s: float,

@@ -1,12 +1,14 @@
 """The cost model: energy of the work a node actually ran, where no meter can be read.
 
-Two modes, both MODELLED (never call their output measured):
+Three modes, all MODELLED (never call their output measured):
 
 * operations: executed MACs x pJ/MAC + bytes touched x pJ/byte, with per-platform coefficients from
   config/energy_profiles.yaml. The 45 nm operation energies come from Horowitz, "Computing's energy
   problem (and what we can do about it)", ISSCC 2014; the platform figures are derived from datasheets,
   each with its source beside it in the YAML file.
 * wall time x power: busy seconds x (idle + (TDP - idle) x utilisation), for CPUs whose TDP is known.
+* CPU time x power per core: the CPU seconds the OS charged to the node's process (measured) x the
+  profile's core_w (a datasheet-derived figure), for a node that has its process to itself.
 
 Counting uses torch's own dispatcher: only aten ops that really execute are seen, so a layer a gate
 skipped costs nothing, unlike counting a static graph.
@@ -24,7 +26,7 @@ MEASURED = "measured"
 MODELLED = "modelled"
 DEFAULT_PROFILE = "x86_cpu"
 
-_FIELDS = ("description", "pj_per_mac", "pj_per_byte", "tdp_w", "idle_w", "efficiency")
+_FIELDS = ("description", "pj_per_mac", "pj_per_byte", "tdp_w", "idle_w", "efficiency", "core_w")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Profile:
     idle_w: Optional[float] = None
     efficiency: float = 1.0          # achieved share of peak MAC throughput, (0, 1]
     description: str = ""
+    core_w: Optional[float] = None   # power of one fully busy core (W), for the CPU-time mode
 
     @property
     def meter_name(self) -> str:
@@ -136,7 +139,8 @@ def _profile_from(name: str, fields: Mapping[str, Any], where: str) -> Profile:
         raise ConfigError(f"{where}: idle_w {idle} exceeds tdp_w {tdp}.")
     return Profile(name=name, pj_per_mac=_number(fields, "pj_per_mac", where),
                    pj_per_byte=_number(fields, "pj_per_byte", where), tdp_w=tdp, idle_w=idle,
-                   efficiency=eff, description=str(fields.get("description", "")))
+                   efficiency=eff, description=str(fields.get("description", "")),
+                   core_w=_number(fields, "core_w", where, optional=True))
 
 
 def get_profile(name: str = DEFAULT_PROFILE, path: Union[str, Path, None] = None) -> Profile:
@@ -162,6 +166,16 @@ def walltime_energy_j(busy_s: float, profile: Profile, *, utilisation: float = 1
     idle = profile.idle_w or 0.0
     u = 0.0 if not math.isfinite(utilisation) else min(1.0, max(0.0, utilisation))
     return max(0.0, busy_s) * (idle + (profile.tdp_w - idle) * u)
+
+
+def cpu_time_energy_j(cpu_s: float, profile: Profile) -> float:
+    """Modelled energy (J) of CPU seconds the OS charged to a process: cpu_s x the profile's core_w.
+
+    The CPU time is measured (by the OS); the watts per busy core are a profile figure, so the result is
+    MODELLED, never measured."""
+    if profile.core_w is None:
+        raise ConfigError(f"energy profile {profile.name!r} has no core_w, so the CPU-time mode is unavailable.")
+    return max(0.0, cpu_s) * profile.core_w
 
 
 def estimate(work: Work, profile: Profile) -> Estimate:

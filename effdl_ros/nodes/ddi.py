@@ -39,6 +39,8 @@ PARAMETERS = (
     Param("default_compute_fraction", 1.0, "compute fraction used while no fresh budget", range=(0.0, 1.0)),
     Param("confidence", 0.0, "halt at an exit whose top softmax >= this (0 = off)", range=(0.0, 1.0)),
     Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
+    Param("energy_estimate", "ops", "ops: energy modelled from executed MACs; cpu_time: from this process's CPU time",
+          choices=("ops", "cpu_time")),
     Param("item_rate_hz", 0.0, "expected items per second (0 = unknown: power limits ignored)",
           range=(0.0, 1e6)),
     Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
@@ -63,7 +65,8 @@ class DdiNode(Node):
         model_dir = self.get_parameter("model_dir").value
         self.model_dir = resolve_path(model_dir) if model_dir else model_path.parent
         self.acct = Accountant(self.get_fully_qualified_name(), clock=node_clock_seconds(self),
-                               profile=self.get_parameter("energy_profile").value)
+                               profile=self.get_parameter("energy_profile").value,
+                               estimate=self.get_parameter("energy_estimate").value)
         self._install(model_path)          # a bad initial model is a startup error (DataError)
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
@@ -151,6 +154,8 @@ class DdiNode(Node):
             item.compute_fraction = result.macs / self.engine.full_macs
         self.items += 1
         self.last = (result, ceiling)
+        self.budget.set_knob("mac_ceiling", ceiling)
+        self.budget.set_knob("exit", result.exit_index)
         probs = torch.softmax(result.logits, 0)
         k = min(int(self.get_parameter("top_k").value), probs.numel())
         scores, idx = probs.topk(k)

@@ -16,7 +16,17 @@ torch.load(weights_only=True); a bad file is refused with one error and the old 
 
 Parameters: model_path (models/madan_multi.pt, relative to the package share folder), model_dir
 ("" = the model's folder), default_compute_fraction (1.0, used while no fresh budget), overlay_alpha
-(0.5), publish_overlay (true), threads (0 = torch's default), energy_profile (x86_cpu), stale_after_s (3.0).
+(0.5), publish_overlay (true), threads (0 = torch's default), energy_profile (x86_cpu), energy_estimate
+(ops | cpu_time), stale_after_s (3.0), autostart (true).
+
+A lifecycle (managed) node (effdl_ros.runtime.lifecycle: rclpy.lifecycle under ROS 2): configure loads
+and times the model and creates the publishers, the budget client and the model-update subscription;
+activate subscribes `image`; deactivate unsubscribes it (no work, no compute); cleanup frees the model.
+The energy monitor's deactivation (a zero budget with a 0 ms deadline) deactivates the node; its next
+real budget re-activates it.
+With autostart (the default) the node configures and activates itself on construction, so `effdl-ros
+run`, the launch file, replay and the demo get an active node; autostart:=false leaves it unconfigured
+for a lifecycle manager. A configure error at autostart is a startup error, as before.
 """
 from __future__ import annotations
 
@@ -25,8 +35,8 @@ from pathlib import Path
 from effdl_ros.resources import resolve_path
 from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.nodekit.entry import run
-from effdl_ros.runtime import Node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+from effdl_ros.runtime.lifecycle import LifecycleNode, TransitionCallbackReturn
 from effdl_ros.runtime.images import cv2_to_imgmsg, imgmsg_to_cv2
 from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
 from effdl_ros.runtime.messages import Header, Image, LabelInfo, VisionClass
@@ -43,11 +53,14 @@ PARAMETERS = (
     Param("publish_overlay", True, "publish segmentation/overlay"),
     Param("threads", 0, "torch threads (0 = torch's default)", range=(0, 1024)),
     Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
+    Param("energy_estimate", "ops", "ops: energy modelled from executed MACs; cpu_time: from this process's CPU time",
+          choices=("ops", "cpu_time")),
     Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+    Param("autostart", True, "configure and activate on construction (false: wait for a lifecycle manager)"),
 )
 
 
-class SegmentationNode(Node):
+class SegmentationNode(LifecycleNode):
     def __init__(self, node_name: str = "segmentation", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         declare(self, PARAMETERS)
@@ -67,18 +80,44 @@ class SegmentationNode(Node):
             import torch
 
             torch.set_num_threads(threads)
+        self.acct = Accountant(name, clock=node_clock_seconds(self),
+                               profile=self.get_parameter("energy_profile").value,
+                               estimate=self.get_parameter("energy_estimate").value)
+        self.items = 0
+        self.last_settings = None
+        self.model = None
+        self._fraction = fraction
+        self._image_sub = None
+        self._configure_error = None
+        self._off_by_monitor = False
+        if self.get_parameter("autostart").value:
+            self.trigger_configure()
+            if self._configure_error is not None:
+                raise self._configure_error  # a bad initial model is a startup error (DataError)
+            self.trigger_activate()
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        """Load and time the model; publishers, budget client, model updates (no work yet)."""
+        from effdl_ros.energy.budget import Budget
+        from effdl_ros.energy.dither import LevelDither
+        from effdl_ros.errors import EffdlError
+        from effdl_ros.segmentation.settings import SCALES, settings_for_budget
+
+        self._configure_error = None
         model_path = resolve_path(self.get_parameter("model_path").value)
         model_dir = self.get_parameter("model_dir").value
         self.model_dir = resolve_path(model_dir) if model_dir else model_path.parent
-        self.acct = Accountant(name, clock=node_clock_seconds(self),
-                               profile=self.get_parameter("energy_profile").value)
-        self.items = 0
-        self.last_settings = None
-        self._install(model_path)  # a bad initial model is a startup error (DataError)
-        from effdl_ros.segmentation.settings import settings_for_budget
-
-        self.default_scale = settings_for_budget(Budget(compute_fraction=fraction)).input_scale
-        self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
+        try:
+            self._install(model_path)
+        except EffdlError as err:
+            self._configure_error = err
+            self.get_logger().error(f"configure failed: {err}")
+            return TransitionCallbackReturn.FAILURE
+        self.default_scale = settings_for_budget(Budget(compute_fraction=self._fraction)).input_scale
+        self._dither = LevelDither([s * s for s in SCALES])  # frame-by-frame mix of two scales
+        self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=self._fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
         self._labels_pub = self.create_publisher(Image, "segmentation/labels", 5)
         self._overlay_pub = self.create_publisher(Image, "segmentation/overlay", 5)
@@ -86,7 +125,53 @@ class SegmentationNode(Node):
         self._publish_label_info()
         self.model_updates = ModelUpdateSubscriber(self, self._install, self.model_dir,
                                                    on_installed=self._publish_label_info)
-        self.create_subscription(Image, "image", guarded(self, self.on_image), qos_profile_sensor_data)
+        self._follow_timer = self.create_timer(1.0, self._follow_monitor)
+        return TransitionCallbackReturn.SUCCESS
+
+    def _follow_monitor(self) -> None:
+        """The energy monitor deactivates a node on purpose with a zero budget and a 0 ms deadline;
+        deactivate on it, and re-activate (only if it was the monitor's doing) on the next real budget."""
+        b = self.budget.current()
+        if b.stale or b.source != "monitor":
+            return
+        off = b.latency_deadline_ms == 0.0 and b.power_w == 0.0
+        if off and self._image_sub is not None:
+            self.get_logger().warning("deactivated by the energy monitor: its budget cannot pay the cheapest scale")
+            self.trigger_deactivate()
+            self._off_by_monitor = True
+        elif not off and self._image_sub is None and self._off_by_monitor:
+            self.get_logger().info("re-activated: the energy monitor's budget pays a scale again")
+            self._off_by_monitor = False
+            self.trigger_activate()
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        """Subscribe the images: work starts."""
+        self._image_sub = self.create_subscription(Image, "image", guarded(self, self.on_image),
+                                                   qos_profile_sensor_data)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        """Unsubscribe the images: no work, no compute (reports and budgets go on)."""
+        if self._image_sub is not None:
+            self.destroy_subscription(self._image_sub)
+            self._image_sub = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        """Free the model and what configure made."""
+        self.destroy_timer(self._follow_timer)
+        self.budget.destroy()
+        self.destroy_subscription(self.model_updates.subscription)
+        for pub in (self._labels_pub, self._overlay_pub, self._info_pub):
+            self.destroy_publisher(pub)
+        self.model = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        if self._image_sub is not None:
+            self.destroy_subscription(self._image_sub)
+            self._image_sub = None
+        return TransitionCallbackReturn.SUCCESS
 
 
     def _install(self, path: Path) -> None:
@@ -126,7 +211,7 @@ class SegmentationNode(Node):
 
         rgb = imgmsg_to_cv2(msg, "rgb8")
         settings = settings_for_budget(self.budget.current(), default_scale=self.default_scale,
-                                       full_ms=self.full_ms)
+                                       full_ms=self.full_ms, dither=self._dither)
         with self.acct.item() as item:
             labels = predict(self.model, self.config, rgb, scale=settings.input_scale)
             macs = self.macs.get(settings.input_scale)
@@ -138,6 +223,7 @@ class SegmentationNode(Node):
             item.compute_fraction = macs / self.macs[1.0]
         self.items += 1
         self.last_settings = settings
+        self.budget.set_knob("scale", settings.input_scale)
         self._labels_pub.publish(cv2_to_imgmsg(labels, "mono8", header=msg.header))
         if self.get_parameter("publish_overlay").value:
             alpha = float(self.get_parameter("overlay_alpha").value)

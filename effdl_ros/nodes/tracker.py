@@ -35,6 +35,8 @@ PARAMETERS = (
     Param("default_compute_fraction", 1.0, "compute fraction used while no fresh budget", range=(0.0, 1.0)),
     Param("threads", 1, "torch threads (0 = torch's default)", range=(0, 1024)),
     Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
+    Param("energy_estimate", "ops", "ops: energy modelled from executed MACs; cpu_time: from this process's CPU time",
+          choices=("ops", "cpu_time")),
     Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
     Param("class_id", "target", "class_id of the published detection"),
     Param("init_box", [0.0, 0.0, 0.0, 0.0], "x, y, w, h in pixels of the object to follow from the first "
@@ -64,12 +66,17 @@ class TrackerNode(Node):
         self.model_path = resolve_path(self.get_parameter("model_path").value)
         self.model = load_model(self.model_path)
         self._settings_for = settings_for_budget
+        from effdl_ros.tracking.tracker import level_index
+
+        self._level_index = level_index
+        self._level_shares = {}
         self.default_settings = settings_for_budget(Budget(compute_fraction=fraction), TrackerSettings(),
                                                     self.model)
         self.full_macs = level_macs(LEVELS[1], self.model)
         self.tracker = RoamTracker(self.model, self.default_settings)
         self.acct = Accountant(name, clock=node_clock_seconds(self),
-                               profile=self.get_parameter("energy_profile").value)
+                               profile=self.get_parameter("energy_profile").value,
+                               estimate=self.get_parameter("energy_estimate").value)
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
         self.track_id = 0
@@ -97,6 +104,15 @@ class TrackerNode(Node):
         from effdl_ros.runtime.messages import Image
 
         return Image
+
+    def _level_share(self, settings) -> float:
+        """Modelled MACs per frame of these settings (updates amortised) / those of the default level."""
+        from effdl_ros.tracking.tracker import LEVELS, level_macs
+
+        key = tuple(getattr(settings, k) for k in LEVELS[1])
+        if key not in self._level_shares:
+            self._level_shares[key] = level_macs(dict(zip(LEVELS[1], key)), self.model) / self.full_macs
+        return self._level_shares[key]
 
     # ------------------------------------------------------------------------------------ callbacks
 
@@ -132,8 +148,11 @@ class TrackerNode(Node):
             else:
                 box, score, lost = None, 0.0, True
                 item.macs = 0
-            item.compute_fraction = min(1.0, item.macs / self.full_macs) if item.macs else 0.0
+            # the level's modelled share (updates amortised), not this frame's: an update frame alone
+            # would read > 1 and be clipped, and the monitor's knob model would see a wrong cost per unit
+            item.compute_fraction = min(1.0, self._level_share(self.tracker.settings)) if item.macs else 0.0
         self.items += 1
+        self.budget.set_knob("level", self._level_index(self.tracker.settings))
         if box is not None and not lost:
             det = Detection2D(header=msg.header, id=str(self.track_id))
             det.bbox = BoundingBox2D(size_x=float(box[2]), size_y=float(box[3]))

@@ -9,6 +9,11 @@ Accountant.
     self.acct = Accountant(self.get_fully_qualified_name(), clock=node_clock_seconds(self))
     self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=1.0))
     ... knobs = mapping(self.budget.current())
+    self.budget.set_knob("scale", 0.75)   # what the budget set, per item: in /diagnostics every period
+
+The knobs go out with each report as one DiagnosticStatus on `/diagnostics` named "<node>: knobs"
+(per knob: the mean over the period's items and the last value), for `energy status`, the demo and the
+budget-loop bench.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ import math
 from typing import Any, Callable, Optional
 
 from effdl_ros.energy.budget import Budget
-from effdl_ros.runtime.messages import EnergyReport, Header, ResourceBudgetArray
+from effdl_ros.runtime.messages import (DiagnosticArray, DiagnosticStatus, EnergyReport, Header, KeyValue,
+                                        ResourceBudgetArray)
 from effdl_ros.runtime.qos import latched
 from effdl_ros.runtime.safety import guarded
 
@@ -64,6 +70,8 @@ class BudgetClient:
         self._sub = node.create_subscription(ResourceBudgetArray, BUDGET_TOPIC,
                                              guarded(node, self._on_budgets), latched(1))
         self._pub = node.create_publisher(EnergyReport, REPORT_TOPIC, 10)
+        self._knobs: dict = {}      # name -> [sum, count, last] over the report period
+        self._diag = None
         self._timer = node.create_timer(report_period_sec, self.publish_report) if report_period_sec > 0 else None
 
     # ---------------------------------------------------------------------------------------- budgets
@@ -102,8 +110,36 @@ class BudgetClient:
 
     # ---------------------------------------------------------------------------------------- reports
 
+    def set_knob(self, name: str, value: float) -> None:
+        """Record the value a knob took for one item (its period mean goes out with the next report)."""
+        k = self._knobs.setdefault(name, [0.0, 0, value])
+        k[0] += float(value)
+        k[1] += 1
+        k[2] = value
+
+    def knobs(self) -> dict:
+        """{knob: (mean over the current period, last value)} (NaN mean when no item yet)."""
+        return {n: (k[0] / k[1] if k[1] else math.nan, k[2]) for n, k in self._knobs.items()}
+
+    def _publish_knobs(self) -> None:
+        if not self._knobs:
+            return
+        if self._diag is None:
+            self._diag = self._node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        values = []
+        for name, (mean, last) in self.knobs().items():
+            values += [KeyValue(key=f"{name}_mean", value=f"{mean:.6g}"), KeyValue(key=name, value=f"{last:.6g}")]
+        values.append(KeyValue(key="estimate", value=self._acct.estimate if hasattr(self._acct, "estimate") else ""))
+        stamp = self._node.get_clock().now().to_msg()
+        self._diag.publish(DiagnosticArray(header=Header(stamp=stamp), status=[DiagnosticStatus(
+            level=DiagnosticStatus.OK, name=f"{self._name}: knobs", message="ok", hardware_id=self._name,
+            values=values)]))
+        for k in self._knobs.values():
+            k[0], k[1] = 0.0, 0
+
     def publish_report(self) -> None:
-        """Close the accountant's period and publish it as an EnergyReport."""
+        """Close the accountant's period and publish it as an EnergyReport (and the knobs' diagnostics)."""
+        self._publish_knobs()
         snap = self._acct.report()
         source = EnergyReport.SOURCE_MEASURED if snap.source == "measured" else EnergyReport.SOURCE_MODELLED
         msg = EnergyReport(header=Header(stamp=self._node.get_clock().now().to_msg()), node=self._name,

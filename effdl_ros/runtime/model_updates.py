@@ -31,7 +31,7 @@ class ModelUpdateSubscriber:
         self.version = 0
         self.accepted = 0
         self.rejected = 0
-        node.create_subscription(ModelUpdate, TOPIC, guarded(node, self.on_update), latched(1))
+        self.subscription = node.create_subscription(ModelUpdate, TOPIC, guarded(node, self.on_update), latched(1))
 
     def on_update(self, msg: Any) -> None:
         from effdl_ros.errors import DataError

@@ -52,11 +52,15 @@ class TrackerSettings:
 
 
 #: Budget levels, richest first: (settings overrides). Their cost is modelled by macs_per_frame.
+#: Below the default (LEVELS[1]) the window shrinks in 8-pixel steps (about 10 % of the cost each) at the
+#: same update interval, so a budget finds a level within ~10 % below it and the update's cost arrives
+#: at the same rhythm on every level (a longer interval makes a node's power per second lumpy: one
+#: update's MACs are ~3 frames' worth); only the last two levels cut the updates.
 LEVELS: List[Dict] = [
     dict(update_interval=5, optimizer_steps=2, search_scales=(0.96, 1.0, 1.04), search_size=161),
-    dict(update_interval=5, optimizer_steps=2, search_scales=(1.0,), search_size=161),
-    dict(update_interval=10, optimizer_steps=1, search_scales=(1.0,), search_size=129),
-    dict(update_interval=20, optimizer_steps=1, search_scales=(1.0,), search_size=97),
+    *[dict(update_interval=5, optimizer_steps=2, search_scales=(1.0,), search_size=s)
+      for s in (161, 153, 145, 137, 129, 121, 113, 105, 97)],
+    dict(update_interval=5, optimizer_steps=1, search_scales=(1.0,), search_size=97),
     dict(update_interval=0, optimizer_steps=0, search_scales=(1.0,), search_size=97),
 ]
 
@@ -368,6 +372,14 @@ def settings_for_budget(budget, base: TrackerSettings = TrackerSettings(), model
         if c <= b.compute_fraction * full + 1:
             return replace(base, **lv)
     return replace(base, **LEVELS[-1])
+
+
+def level_index(settings: "TrackerSettings") -> int:
+    """The index in LEVELS of the level these settings run (-1: none, e.g. a hand-set default)."""
+    for i, lv in enumerate(LEVELS):
+        if all(getattr(settings, k) == v for k, v in lv.items()):
+            return i
+    return -1
 
 
 def level_macs(level: Dict, model: Optional[RoamModel] = None) -> float:
