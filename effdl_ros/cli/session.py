@@ -98,19 +98,14 @@ class GraphSession:
 
     def init_tracker(self, box) -> None:
         """Send the tracker the box to follow (x, y, w, h in pixels) on tracker/init."""
+        from effdl_ros.cli.track import init_message
         from effdl_ros.runtime.messages import Detection2D
         from effdl_ros.runtime.qos import latched
 
         if self._init_pub is None:
             self._init_pub = self.feeder.create_publisher(Detection2D, "tracker/init", latched(1))
-        x, y, w, h = (float(v) for v in box)
-        msg = Detection2D()
+        msg = init_message([float(v) for v in box])
         msg.header.stamp = self.feeder.get_clock().now().to_msg()
-        msg.header.frame_id = "camera"
-        msg.bbox.center.position.x = x + w / 2
-        msg.bbox.center.position.y = y + h / 2
-        msg.bbox.size_x = w
-        msg.bbox.size_y = h
         self._init_pub.publish(msg)
         self.graph.spin_until_idle()
 

@@ -66,6 +66,18 @@ class Param:
         return None
 
 
+# Parameters every budgeted model node has, declared once here so their meaning stays the same.
+ENERGY_PROFILE = Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)")
+ENERGY_ESTIMATE = Param("energy_estimate", "ops", "ops: energy modelled from executed MACs; cpu_time: from this "
+                        "process's CPU time", choices=("ops", "cpu_time"))
+BUDGET_STALE_AFTER = Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6))
+HOTSWAP_MODEL_DIR = Param("model_dir", "", "folder that hot-swapped models must lie in (\"\" = the model's folder)")
+
+
+def default_fraction(value: float = 1.0) -> Param:
+    return Param("default_compute_fraction", value, "compute fraction used while no fresh budget", range=(0.0, 1.0))
+
+
 def find(params: Sequence[Param], name: str) -> Optional[Param]:
     return next((p for p in params if p.name == name), None)
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import Param, declare
+from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, HOTSWAP_MODEL_DIR,
+                                            Param, declare, default_fraction)
 from effdl_ros.nodekit.entry import run
 from effdl_ros.runtime import Node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
@@ -34,16 +35,15 @@ from effdl_ros.runtime.safety import guarded
 PARAMETERS = (
     Param("model_path", "models/ddi_mnist5k.pt", "DDI checkpoint (relative to the package share folder)",
           path="file"),
-    Param("model_dir", "", "folder that hot-swapped models must lie in (\"\" = the model's folder)"),
+    HOTSWAP_MODEL_DIR,
     Param("top_k", 3, "classes per Classification", range=(1, 1000)),
-    Param("default_compute_fraction", 1.0, "compute fraction used while no fresh budget", range=(0.0, 1.0)),
+    default_fraction(1.0),
     Param("confidence", 0.0, "halt at an exit whose top softmax >= this (0 = off)", range=(0.0, 1.0)),
-    Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
-    Param("energy_estimate", "ops", "ops: energy modelled from executed MACs; cpu_time: from this process's CPU time",
-          choices=("ops", "cpu_time")),
+    ENERGY_PROFILE,
+    ENERGY_ESTIMATE,
     Param("item_rate_hz", 0.0, "expected items per second (0 = unknown: power limits ignored)",
           range=(0.0, 1e6)),
-    Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+    BUDGET_STALE_AFTER,
 )
 
 

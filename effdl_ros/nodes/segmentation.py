@@ -33,7 +33,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import Param, declare
+from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, HOTSWAP_MODEL_DIR,
+                                            Param, declare, default_fraction)
 from effdl_ros.nodekit.entry import run
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -47,15 +48,14 @@ from effdl_ros.runtime.safety import guarded
 PARAMETERS = (
     Param("model_path", "models/madan_multi.pt", "segmenter checkpoint (relative to the package share folder)",
           path="file"),
-    Param("model_dir", "", "folder that hot-swapped models must lie in (\"\" = the model's folder)"),
-    Param("default_compute_fraction", 1.0, "compute fraction used while no fresh budget", range=(0.0, 1.0)),
+    HOTSWAP_MODEL_DIR,
+    default_fraction(1.0),
     Param("overlay_alpha", 0.5, "weight of the class colours in segmentation/overlay", range=(0.0, 1.0)),
     Param("publish_overlay", True, "publish segmentation/overlay"),
     Param("threads", 0, "torch threads (0 = torch's default)", range=(0, 1024)),
-    Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
-    Param("energy_estimate", "ops", "ops: energy modelled from executed MACs; cpu_time: from this process's CPU time",
-          choices=("ops", "cpu_time")),
-    Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+    ENERGY_PROFILE,
+    ENERGY_ESTIMATE,
+    BUDGET_STALE_AFTER,
     Param("autostart", True, "configure and activate on construction (false: wait for a lifecycle manager)"),
 )
 
@@ -65,7 +65,6 @@ class SegmentationNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         declare(self, PARAMETERS)
         from effdl_ros.energy.accountant import Accountant
-        from effdl_ros.energy.budget import Budget
         from effdl_ros.errors import ConfigError
 
         name = self.get_fully_qualified_name()

@@ -15,7 +15,7 @@ from effdl_ros.energy.accountant import Accountant
 from effdl_ros.energy.budget import Budget
 from effdl_ros.energy.synthetic_load import SyntheticLoad, SyntheticLoadSettings
 from effdl_ros.errors import ConfigError
-from effdl_ros.nodekit.parameters import Param, declare
+from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, Param, declare
 from effdl_ros.nodekit.entry import run
 from effdl_ros.runtime import Node, SetParametersResult
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
@@ -34,7 +34,7 @@ PARAMETERS = (
     Param("min_fraction", 0.02, "cheapest compute fraction", range=(0.0, 1.0)),
     Param("macs_per_item", 0, "MACs per item at full compute (0 = unknown)", range=(0, 2**62)),
     Param("default_power_w", 0.0, "power budget while no fresh budget (0 = unlimited)", range=(0.0, 1e6)),
-    Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+    BUDGET_STALE_AFTER,
     Param("report_period_s", 1.0, "seconds between energy reports", range=(1e-3, 1e6)),
     Param("seed", 0, "noise seed"),
 )

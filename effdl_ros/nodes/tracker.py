@@ -18,7 +18,8 @@ from __future__ import annotations
 
 
 from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import Param, declare
+from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, Param,
+                                            declare, default_fraction)
 from effdl_ros.nodekit.entry import run
 from effdl_ros.runtime import Node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
@@ -32,12 +33,11 @@ from effdl_ros.runtime.safety import guarded
 PARAMETERS = (
     Param("model_path", "models/roam_r18l1.pt", "ROAM checkpoint (relative to the package share folder)",
           path="file"),
-    Param("default_compute_fraction", 1.0, "compute fraction used while no fresh budget", range=(0.0, 1.0)),
+    default_fraction(1.0),
     Param("threads", 1, "torch threads (0 = torch's default)", range=(0, 1024)),
-    Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
-    Param("energy_estimate", "ops", "ops: energy modelled from executed MACs; cpu_time: from this process's CPU time",
-          choices=("ops", "cpu_time")),
-    Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+    ENERGY_PROFILE,
+    ENERGY_ESTIMATE,
+    BUDGET_STALE_AFTER,
     Param("class_id", "target", "class_id of the published detection"),
     Param("init_box", [0.0, 0.0, 0.0, 0.0], "x, y, w, h in pixels of the object to follow from the first "
           "image (all 0 = wait for tracker/init)", range=(0.0, 1e6)),

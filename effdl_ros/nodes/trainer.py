@@ -23,7 +23,7 @@ from __future__ import annotations
 
 
 from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import Param, declare
+from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, ENERGY_PROFILE, Param, declare, default_fraction
 from effdl_ros.nodekit.entry import run
 from effdl_ros.runtime import Node
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
@@ -53,11 +53,11 @@ PARAMETERS = (
     Param("validate_every", 20, "executed steps between validations", range=(1, 10**7)),
     Param("min_train_samples", 32, "no step before this many training samples", range=(1, 10**7)),
     Param("min_holdout", 10, "no decision on fewer held-out samples", range=(1, 10**7)),
-    Param("default_compute_fraction", 0.5, "compute fraction used while no fresh budget", range=(0.0, 1.0)),
+    default_fraction(0.5),
     Param("steps_per_second", 2.0, "training steps per second at full budget", range=(0.0, 1e4)),
     Param("max_steps_per_second", 10.0, "upper bound of steps per second", range=(0.0, 1e4)),
-    Param("energy_profile", "x86_cpu", "energy cost profile of the device (effdl_ros.energy.cost_model)"),
-    Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6)),
+    ENERGY_PROFILE,
+    BUDGET_STALE_AFTER,
     Param("tick_hz", 20.0, "scheduler ticks per second", range=(1e-3, 1e4)),
 )
 
