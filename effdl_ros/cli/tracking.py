@@ -83,7 +83,8 @@ def _run_train(a: argparse.Namespace) -> int:
 def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("sequences", nargs="+", type=Path, help="sequence folders (OTB, VOT or UAV123 layout)")
     p.add_argument("--trackers", default="roam,csrt,kcf,mil",
-                   help="comma-separated: roam, roam-untrained, csrt, kcf, mil (default roam,csrt,kcf,mil)")
+                   help="comma-separated: roam, roam:CHECKPOINT, roam-level0..4 (a budget level's knobs), "
+                        "roam-untrained, csrt, kcf, mil (default roam,csrt,kcf,mil)")
     p.add_argument("--model", type=Path, default=None, help="ROAM checkpoint (default models/roam_hc16.pt)")
     p.add_argument("--json", type=Path, default=None, help="write results here")
     p.add_argument("--plot", type=Path, default=None, help="write the OTB success plot here (.png)")
@@ -129,6 +130,20 @@ def _run_eval(a: argparse.Namespace) -> int:
         if name == "roam":
             model = load_model(a.model or default_model_path())
             factories[name] = lambda m=model: RoamTracker(m, settings)
+        elif name.startswith("roam:"):      # another checkpoint side by side, e.g. roam:models/roam_r18l1.pt
+            model_x = load_model(Path(name[len("roam:"):]))
+            factories[name] = lambda m=model_x: RoamTracker(m, settings)
+        elif name.startswith("roam-level"):  # a budget level's knobs, e.g. roam-level0 .. roam-level4
+            from dataclasses import replace
+
+            from effdl_ros.tracking.tracker import LEVELS
+
+            try:
+                level = LEVELS[int(name[len("roam-level"):])]
+            except (ValueError, IndexError):
+                raise ConfigError(f"unknown tracker {name!r}; levels are roam-level0 .. roam-level{len(LEVELS) - 1}") from None
+            model_l = load_model(a.model or default_model_path())
+            factories[name] = lambda m=model_l, lv=level: RoamTracker(m, replace(settings, **lv))
         elif name == "roam-untrained":
             model_u = random_model(0, settings.search_size)
             factories[name] = lambda m=model_u: RoamTracker(m, settings)
