@@ -131,3 +131,51 @@ class ManagedModelNode(LifecycleNode):
         elif not off and self._off_by_monitor and self.current_state.label == "inactive":
             self.get_logger().info("re-activated: the energy monitor's budget pays a level again")
             self.trigger_activate()
+
+
+class LifecycleSwitch:
+    """The energy monitor's hand on the nodes' lifecycle: `<node>/change_state` (de)activate calls.
+
+    A request goes out only when the node offers the service (a lifecycle node on the dds or inproc
+    backend, or under rclpy); `outcome[node]` says what happened, for the diagnostics. Calls are
+    asynchronous: the monitor's period never waits on a node.
+    """
+
+    def __init__(self, node) -> None:
+        self._node = node
+        self._clients = {}
+        self.outcome = {}
+
+    def _client(self, target: str):
+        if target not in self._clients:
+            from effdl_ros.runtime.ros_interfaces import service_type
+
+            self._clients[target] = self._node.create_client(
+                service_type("lifecycle_msgs/srv/ChangeState"), target.rstrip("/") + "/change_state")
+        return self._clients[target]
+
+    def set_active(self, target: str, active: bool) -> bool:
+        """Ask `target` to activate/deactivate; False when it offers no lifecycle service."""
+        from effdl_ros.runtime.ros_interfaces import message
+
+        client = self._client(target)
+        label = "activate" if active else "deactivate"
+        if not client.service_is_ready():
+            self.outcome[target] = f"{label}: no lifecycle service, budget signal only"
+            return False
+        request = client.srv_type.Request(transition=message("lifecycle_msgs/msg/Transition")(label=label))
+        self.outcome[target] = f"{label}: requested over {client.srv_name}"
+        future = client.call_async(request)
+
+        def done(f) -> None:
+            ok = f.result() is not None and bool(f.result().success)
+            self.outcome[target] = (f"{label}d over {client.srv_name}" if ok else
+                                    f"{label}: refused by the node (already {label}d by the budget signal?)")
+
+        future.add_done_callback(done)
+        return True
+
+    def destroy(self) -> None:
+        for client in self._clients.values():
+            self._node.destroy_client(client)
+        self._clients.clear()
