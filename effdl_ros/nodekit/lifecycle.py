@@ -40,6 +40,7 @@ class ManagedModelNode(LifecycleNode):
         self._configure_error: Optional[Exception] = None
         self._off_by_monitor = False
         self._follow_timer = None
+        self._label = "unconfigured"  # own record: rclpy's LifecycleNode has no public state property
 
     # --------------------------------------------------------------------------------- subclass API
     def configure_work(self) -> None:
@@ -61,7 +62,12 @@ class ManagedModelNode(LifecycleNode):
 
     @property
     def is_active(self) -> bool:
-        return self.current_state.label == "active"
+        return self._label == "active"
+
+    @property
+    def lifecycle_label(self) -> str:
+        """unconfigured | inactive | active | finalized (after the last successful transition)."""
+        return self._label
 
     # --------------------------------------------------------------------------------- transitions
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -79,6 +85,7 @@ class ManagedModelNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._follow_timer = self.create_timer(FOLLOW_PERIOD_S, self._follow_monitor)
         self._configured = [e for e in _entities(self) if id(e) not in before]
+        self._label = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
@@ -87,12 +94,14 @@ class ManagedModelNode(LifecycleNode):
         self.activate_work()
         self._activated = [e for e in _entities(self) if id(e) not in before]
         self._off_by_monitor = False
+        self._label = "active"
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         """Destroy what activate made: no work, no compute (reports and budgets go on)."""
         self._destroy(self._activated)
         self._activated = []
+        self._label = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
@@ -100,12 +109,19 @@ class ManagedModelNode(LifecycleNode):
         self._destroy(self._configured)
         self._configured = []
         self._follow_timer = None
+        if self.budget is not None:
+            self.budget.destroy()
+            if getattr(self.budget, "_diag", None) is not None:  # the knob diagnostics it made lazily
+                self.destroy_publisher(self.budget._diag)
+            self.budget = None
         self.free_work()
+        self._label = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
         self._destroy(self._activated)
         self._activated = []
+        self._label = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
     def _destroy(self, entities: List[Any]) -> None:
@@ -128,7 +144,7 @@ class ManagedModelNode(LifecycleNode):
             self.get_logger().warning("deactivated by the energy monitor: its budget cannot pay the cheapest level")
             self.trigger_deactivate()
             self._off_by_monitor = True
-        elif not off and self._off_by_monitor and self.current_state.label == "inactive":
+        elif not off and self._off_by_monitor and self._label == "inactive":
             self.get_logger().info("re-activated: the energy monitor's budget pays a level again")
             self.trigger_activate()
 
