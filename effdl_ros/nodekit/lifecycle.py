@@ -158,7 +158,10 @@ class LifecycleSwitch:
     """
 
     def __init__(self, node) -> None:
+        from effdl_ros.runtime.local.node import Node as LocalNode
+
         self._node = node
+        self._local = isinstance(node, LocalNode)
         self._clients = {}
         self.outcome = {}
 
@@ -167,7 +170,8 @@ class LifecycleSwitch:
             from effdl_ros.runtime.ros_interfaces import service_type
 
             self._clients[target] = self._node.create_client(
-                service_type("lifecycle_msgs/srv/ChangeState"), target.rstrip("/") + "/change_state")
+                service_type("lifecycle_msgs/srv/ChangeState", local=self._local),
+                target.rstrip("/") + "/change_state")
         return self._clients[target]
 
     def set_active(self, target: str, active: bool) -> bool:
@@ -175,11 +179,12 @@ class LifecycleSwitch:
         from effdl_ros.runtime.ros_interfaces import message
 
         client = self._client(target)
+        Transition = message("lifecycle_msgs/msg/Transition", local=self._local)
         label = "activate" if active else "deactivate"
         if not client.service_is_ready():
             self.outcome[target] = f"{label}: no lifecycle service, budget signal only"
             return False
-        request = client.srv_type.Request(transition=message("lifecycle_msgs/msg/Transition")(label=label))
+        request = client.srv_type.Request(transition=Transition(label=label))
         self.outcome[target] = f"{label}: requested over {client.srv_name}"
         future = client.call_async(request)
 

@@ -98,13 +98,14 @@ def _service(srvtype: str) -> ServiceType:
     return ServiceType(srvtype, get_class(srvtype + "_Request"), get_class(srvtype + "_Response"))
 
 
-def service_type(srvtype: str):
-    """'rcl_interfaces/srv/GetParameters' -> the service class (rclpy's own under the rclpy backend)."""
+def service_type(srvtype: str, *, local: bool = False):
+    """'rcl_interfaces/srv/GetParameters' -> the service class: rclpy's own under the rclpy backend
+    unless local (a node of our runtime: a local context also runs where rclpy is selected)."""
     from effdl_ros.runtime.backend import uses_rclpy
 
     if srvtype not in _SERVICES:
         raise KeyError(f"unknown service type {srvtype!r}; known: {', '.join(sorted(_SERVICES))}")
-    if uses_rclpy():
+    if uses_rclpy() and not local:
         import importlib
 
         package, _srv, name = srvtype.split("/")
@@ -112,11 +113,11 @@ def service_type(srvtype: str):
     return _service(srvtype)
 
 
-def message(typename: str) -> type:
-    """A message class used by these services, e.g. 'lifecycle_msgs/msg/State'."""
+def message(typename: str, *, local: bool = False) -> type:
+    """A message class used by these services, e.g. 'lifecycle_msgs/msg/State' (local: as above)."""
     from effdl_ros.runtime.backend import uses_rclpy
 
-    if uses_rclpy():
+    if uses_rclpy() and not local:
         import importlib
 
         package, _msg, name = typename.split("/")

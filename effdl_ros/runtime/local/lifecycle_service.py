@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from effdl_ros.runtime.ros_interfaces import message, service_type
+from effdl_ros.runtime.ros_interfaces import message as _message
+from effdl_ros.runtime.ros_interfaces import service_type as _service_type
+
+
+def message(typename: str) -> type:
+    return _message(typename, local=True)  # our node: our classes, whichever backend is selected
+
+
+def service_type(srvtype: str):
+    return _service_type(srvtype, local=True)
 
 #: (label, from state id) -> transition id
 TRANSITION_IDS: Dict[Tuple[str, int], int] = {

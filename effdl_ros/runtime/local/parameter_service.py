@@ -11,7 +11,16 @@ from typing import Any, List
 import numpy as np
 
 from effdl_ros.runtime.local.parameters import Parameter, ParameterNotDeclaredException, ParameterType
-from effdl_ros.runtime.ros_interfaces import message, service_type
+from effdl_ros.runtime.ros_interfaces import message as _message
+from effdl_ros.runtime.ros_interfaces import service_type as _service_type
+
+
+def message(typename: str) -> type:
+    return _message(typename, local=True)  # our node: our classes, whichever backend is selected
+
+
+def service_type(srvtype: str):
+    return _service_type(srvtype, local=True)
 
 _SERVICES = (
     ("describe_parameters", "rcl_interfaces/srv/DescribeParameters"),
