@@ -13,7 +13,7 @@ executed MACs per frame go to the Accountant (reports on `energy/reports`).
 Parameters: model_path (models/roam_r18l1.pt, relative to the package share folder),
 default_compute_fraction (1.0, used while no fresh budget), threads (1; 0 = torch's default),
 energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target"), init_box ([0, 0, 0, 0] = none),
-autostart (true).
+level_hysteresis (0.1: a level changes only when the budget is 10 % past its boundary), autostart (true).
 
 A lifecycle (managed) node (effdl_ros.nodekit.lifecycle): configure loads the model and creates the
 tracker, `tracks` and the budget client; activate subscribes `image` and `tracker/init`; deactivate
@@ -46,6 +46,8 @@ PARAMETERS = (
     Param("class_id", "target", "class_id of the published detection"),
     Param("init_box", [0.0, 0.0, 0.0, 0.0], "x, y, w, h in pixels of the object to follow from the first "
           "image (all 0 = wait for tracker/init)", range=(0.0, 1e6)),
+    Param("level_hysteresis", 0.1, "relative margin past a level boundary before the level changes "
+          "(0 = none)", range=(0.0, 0.5)),
     AUTOSTART,
 )
 
@@ -67,7 +69,7 @@ class TrackerNode(ManagedModelNode):
         from effdl_ros.energy.budget import Budget
         from effdl_ros.errors import ConfigError
         from effdl_ros.tracking.tracker import (LEVELS, RoamTracker, TrackerSettings, level_macs, load_model,
-                                                settings_for_budget)
+                                                settings_for_budget, settings_with_hysteresis)
 
         name = self.get_fully_qualified_name()
         fraction = float(self.get_parameter("default_compute_fraction").value)
@@ -80,7 +82,7 @@ class TrackerNode(ManagedModelNode):
             torch.set_num_threads(threads)
         self.model_path = resolve_path(self.get_parameter("model_path").value)
         self.model = load_model(self.model_path)
-        self._settings_for = settings_for_budget
+        self._settings_for = settings_with_hysteresis
         from effdl_ros.tracking.tracker import level_index
 
         self._level_index = level_index
@@ -145,7 +147,8 @@ class TrackerNode(ManagedModelNode):
 
     def on_image(self, msg) -> None:
         rgb = imgmsg_to_cv2(msg, "rgb8")
-        settings = self._settings_for(self.budget.current(), self.default_settings, self.model)
+        settings = self._settings_for(self.budget.current(), self.tracker.settings, self.default_settings,
+                                      self.model, margin=float(self.get_parameter("level_hysteresis").value))
         out = Detection2DArray(header=msg.header)
         with self.acct.item() as item:
             if self.pending_box is not None:
