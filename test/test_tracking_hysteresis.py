@@ -1,6 +1,5 @@
 """The tracker's level hysteresis: no flipping between two levels on a jittering budget (issue 18)."""
 import numpy as np
-import pytest
 
 from effdl_ros.energy.budget import Budget
 from effdl_ros.tracking.tracker import (LEVELS, TrackerSettings, level_index, level_macs, settings_for_budget,
