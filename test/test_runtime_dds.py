@@ -428,8 +428,10 @@ def test_ros_discovery_info_lists_our_nodes_and_endpoints(dds_graph):
     assert g.spin_until(heard, TIMEOUT)
     entry = latest[ours].node_entities_info_seq[0]
     assert (entry.node_namespace, entry.node_name) == ("/robot", "talker")
-    assert [bytes(w.data) for w in entry.writer_gid_seq] == [pub._handle._writer.get_guid().bytes]
-    assert len(entry.reader_gid_seq) == 1
+    # the publisher and one reply writer per parameter service (ros2 service list finds them too)
+    services = [s._handle.writer.get_guid().bytes for s in node._services]
+    assert [bytes(w.data) for w in entry.writer_gid_seq] == [pub._handle._writer.get_guid().bytes] + services
+    assert len(entry.reader_gid_seq) == 1 + len(services) and len(services) == 6
     participants = BuiltinDataReader(observer, BuiltinTopicDcpsParticipant).take(N=20)
     assert ours in [p.key.bytes for p in participants]  # the gid is the participant's GUID
     _delete(observer)
@@ -464,4 +466,5 @@ def test_discovery_info_skips_an_endpoint_deleted_meanwhile(dds_graph):
     (info,) = [n for n in g.context.transport.discovery_info().node_entities_info_seq
                if n.node_name == "going"]
     expected = kept._handle._writer.get_guid().bytes
-    assert [bytes(w.data) for w in info.writer_gid_seq] == [expected]
+    services = [s._handle.writer.get_guid().bytes for s in node._services]  # parameter services
+    assert [bytes(w.data) for w in info.writer_gid_seq] == [expected] + services

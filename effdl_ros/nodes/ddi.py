@@ -13,7 +13,11 @@ addressed to this node; the file must lie inside `model_dir`; a bad file keeps t
 Parameters: model_path (default models/ddi_mnist5k.pt, relative to the package share folder),
 model_dir ("" = the model's folder), top_k (3), default_compute_fraction (1.0, used while no fresh
 budget), confidence (0 = off; else halt at an exit whose top softmax >= it), energy_profile (x86_cpu),
-item_rate_hz (0 = unknown: power limits ignored), stale_after_s (3.0).
+item_rate_hz (0 = unknown: power limits ignored), stale_after_s (3.0), autostart (true).
+
+A lifecycle (managed) node (effdl_ros.nodekit.lifecycle): configure loads and times the model and
+creates the publishers, the budget client and the model-update subscription; activate subscribes
+`image`; deactivate unsubscribes it; cleanup frees the model. autostart (default) activates on start.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from effdl_ros.resources import resolve_path
 from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, HOTSWAP_MODEL_DIR,
                                             Param, declare, default_fraction)
 from effdl_ros.nodekit.entry import run
-from effdl_ros.runtime import Node
+from effdl_ros.nodekit.lifecycle import AUTOSTART, ManagedModelNode
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
@@ -44,13 +48,23 @@ PARAMETERS = (
     Param("item_rate_hz", 0.0, "expected items per second (0 = unknown: power limits ignored)",
           range=(0.0, 1e6)),
     BUDGET_STALE_AFTER,
+    AUTOSTART,
 )
 
 
-class DdiNode(Node):
+class DdiNode(ManagedModelNode):
     def __init__(self, node_name: str = "ddi", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         declare(self, PARAMETERS)
+        self.items = 0
+        self.over_budget_items = 0          # items run at the cheapest exit although the budget was lower
+        self.over_budget = False
+        self.last = None                    # (DDIResult, ceiling) of the newest item
+        self.engine = None
+        self.autostart()
+
+    def configure_work(self) -> None:
+        """Check the parameters, load and time the model; outputs, budget client, model updates."""
         from effdl_ros.energy.accountant import Accountant
         from effdl_ros.energy.budget import Budget
         from effdl_ros.errors import ConfigError
@@ -70,15 +84,16 @@ class DdiNode(Node):
         self._install(model_path)          # a bad initial model is a startup error (DataError)
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
-        self.items = 0
-        self.over_budget_items = 0          # items run at the cheapest exit although the budget was lower
-        self.over_budget = False
         self._diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.last = None                    # (DDIResult, ceiling) of the newest item
         self._pub = self.create_publisher(Classification, "ddi/classification", 10)
         self.model_updates = ModelUpdateSubscriber(self, self._install, self.model_dir)
+
+    def activate_work(self) -> None:
         self.create_subscription(type(self)._image_type(), "image", guarded(self, self.on_image),
                                  qos_profile_sensor_data)
+
+    def free_work(self) -> None:
+        self.engine = None
 
     @staticmethod
     def _image_type():

@@ -66,6 +66,7 @@ PARAMETERS = (
     Param("schedule_fractions", [0.0], "the fractions that apply from those times"),
     Param("meter", "auto", "auto: read a power meter where one is readable; anything else: modelled only"),
     Param("power_supply_root", "/sys/class/power_supply", "where the battery meter looks"),
+    Param("lifecycle_services", True, "also (de)activate a node over its change_state service where it has one"),
 )
 
 
@@ -95,6 +96,10 @@ class EnergyMonitorNode(Node):
         self._diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(EnergyReport, REPORT_TOPIC, guarded(self, self._on_report), 10)
         self._timer = self.create_timer(1.0 / rate, self._tick)
+        from effdl_ros.nodekit.lifecycle import LifecycleSwitch
+
+        self.lifecycle = LifecycleSwitch(self)
+        self._active: Dict[str, bool] = {}
         self.add_on_set_parameters_callback(self._on_set)
         self._tick()  # the first budgets go out now, not one period later
         self.get_logger().info(f"total {config.total_power_w:.3g} W ({config.mode}), meter "
@@ -248,6 +253,7 @@ class EnergyMonitorNode(Node):
                 self._meter_reading = None
         alloc = self.policy.step(now)
         self.last = alloc
+        self._switch_lifecycles(alloc)
         stamp = self.get_clock().now().to_msg()
         validity = Duration(seconds=self.policy.config.stale_after_s).to_msg()
         # A node deactivated on purpose gets a zero budget with a 0 ms deadline ("no time at all"): a
@@ -258,6 +264,17 @@ class EnergyMonitorNode(Node):
         self._pub.publish(ResourceBudgetArray(header=Header(stamp=stamp), total_power_w=alloc.total_power_w,
                                               budgets=budgets))
         self._diag.publish(DiagnosticArray(header=Header(stamp=stamp), status=self._diagnostics(alloc)))
+
+    def _switch_lifecycles(self, alloc: Allocation) -> None:
+        """A node the policy (de)activates changes lifecycle state over its change_state service too."""
+        if not self.get_parameter("lifecycle_services").value:
+            return
+        for b in alloc.budgets:
+            if self._active.get(b.node, True) != b.active:
+                self.lifecycle.set_active(b.node, b.active)
+                self.get_logger().info(f"{b.node}: {'re-activated' if b.active else 'deactivated'} by the policy "
+                                       f"({self.lifecycle.outcome.get(b.node, 'budget signal')})")
+            self._active[b.node] = b.active
 
     def _diagnostics(self, alloc: Allocation) -> List[Any]:
         meter = self.meter.name if self.meter is not None else "none (reports modelled)"
@@ -282,6 +299,8 @@ class EnergyMonitorNode(Node):
             if not b.active:
                 level = DiagnosticStatus.WARN
                 message = "deactivated: its share cannot pay its cheapest level (zero budget until it can)"
+            if b.node in self.lifecycle.outcome:
+                message += f"; lifecycle: {self.lifecycle.outcome[b.node]}"
             out.append(DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: {b.node}",
                                         message=message, hardware_id=meter, values=[
                 KeyValue(key="allocation_w", value=f"{b.allocation_w:.4g}"),

@@ -14,7 +14,13 @@ executed MACs per frame go to the Accountant (reports on `energy/reports`).
 
 Parameters: model_path (models/roam_r18l1.pt, relative to the package share folder),
 default_compute_fraction (1.0, used while no fresh budget), threads (1; 0 = torch's default),
-energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target"), init_box ([0, 0, 0, 0] = none).
+energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target"), init_box ([0, 0, 0, 0] = none),
+level_hysteresis (0 = off; e.g. 0.1: a level changes only when the budget is 10 % past its boundary),
+autostart (true).
+
+A lifecycle (managed) node (effdl_ros.nodekit.lifecycle): configure loads the model and creates the
+tracker, `tracks` and the budget client; activate subscribes `image` and `tracker/init`; deactivate
+unsubscribes them; cleanup frees the model. autostart (default) activates on start.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from effdl_ros.resources import resolve_path
 from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, Param,
                                             declare, default_fraction)
 from effdl_ros.nodekit.entry import run
-from effdl_ros.runtime import Node
+from effdl_ros.nodekit.lifecycle import AUTOSTART, ManagedModelNode
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, Detection2DArray, DiagnosticArray,
@@ -44,18 +50,30 @@ PARAMETERS = (
     Param("class_id", "target", "class_id of the published detection"),
     Param("init_box", [0.0, 0.0, 0.0, 0.0], "x, y, w, h in pixels of the object to follow from the first "
           "image (all 0 = wait for tracker/init)", range=(0.0, 1e6)),
+    Param("level_hysteresis", 0.0, "relative margin past a level boundary before the level changes "
+          "(0 = none; 0.1 did not help in the budget-loop bench)", range=(0.0, 0.5)),
+    AUTOSTART,
 )
 
 
-class TrackerNode(Node):
+class TrackerNode(ManagedModelNode):
     def __init__(self, node_name: str = "tracker", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         declare(self, PARAMETERS)
+        self.track_id = 0
+        self.tracking = False
+        self.items = 0
+        self.last_result = None
+        self.model = None
+        self.autostart()
+
+    def configure_work(self) -> None:
+        """Check the parameters, load the model; tracker, `tracks`, budget client."""
         from effdl_ros.energy.accountant import Accountant
         from effdl_ros.energy.budget import Budget
         from effdl_ros.errors import ConfigError
         from effdl_ros.tracking.tracker import (LEVELS, RoamTracker, TrackerSettings, level_macs, load_model,
-                                                settings_for_budget)
+                                                settings_for_budget, settings_with_hysteresis)
 
         name = self.get_fully_qualified_name()
         fraction = float(self.get_parameter("default_compute_fraction").value)
@@ -68,7 +86,7 @@ class TrackerNode(Node):
             torch.set_num_threads(threads)
         self.model_path = resolve_path(self.get_parameter("model_path").value)
         self.model = load_model(self.model_path)
-        self._settings_for = settings_for_budget
+        self._settings_for = settings_with_hysteresis
         from effdl_ros.tracking.tracker import level_index
 
         self._level_index = level_index
@@ -82,16 +100,19 @@ class TrackerNode(Node):
                                estimate=self.get_parameter("energy_estimate").value)
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
-        self.track_id = 0
         self.tracking = False
         self.pending_box = self._init_box_parameter(name)
-        self.items = 0
-        self.last_result = None
         self._pub = self.create_publisher(Detection2DArray, "tracks", 10)
         self._diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.track_state = "idle"
+
+    def activate_work(self) -> None:
         self.create_subscription(Detection2D, "tracker/init", guarded(self, self.on_init), 10)
         self.create_subscription(self._image_type(), "image", guarded(self, self.on_image), qos_profile_sensor_data)
+
+    def free_work(self) -> None:
+        self.model = self.tracker = None
+        self.tracking = False
 
     def _init_box_parameter(self, name: str):
         """init_box x, y, w, h: the object to follow from the first image (all 0: wait for tracker/init)."""
@@ -132,7 +153,8 @@ class TrackerNode(Node):
 
     def on_image(self, msg) -> None:
         rgb = imgmsg_to_cv2(msg, "rgb8")
-        settings = self._settings_for(self.budget.current(), self.default_settings, self.model)
+        settings = self._settings_for(self.budget.current(), self.tracker.settings, self.default_settings,
+                                      self.model, margin=float(self.get_parameter("level_hysteresis").value))
         out = Detection2DArray(header=msg.header)
         with self.acct.item() as item:
             if self.pending_box is not None:

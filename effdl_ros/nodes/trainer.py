@@ -17,7 +17,13 @@ relative to the package share folder), model_dir ("" = the model's folder), out_
 must be inside the consumer's model_dir for it to accept), use_pseudo_labels (true), pseudo_threshold
 (0.9), capacity (512), holdout_every (5), batch_size (16), lr (0.01), validate_every (20),
 min_train_samples (32), default_compute_fraction (0.5), steps_per_second (2.0), max_steps_per_second
-(10.0), min_holdout (10: no decision on fewer held-out samples), energy_profile (x86_cpu), stale_after_s (3.0), tick_hz (20.0).
+(10.0), min_holdout (10: no decision on fewer held-out samples), energy_profile (x86_cpu), stale_after_s (3.0), tick_hz (20.0),
+autostart (true).
+
+A lifecycle (managed) node (effdl_ros.nodekit.lifecycle): configure loads the deployed model into the
+online trainer and creates `trainer/model_update` and the budget client; activate subscribes the
+samples and starts the training timer; deactivate stops both (the buffer is kept); cleanup frees the
+model and the buffer. autostart (default) activates on start.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from __future__ import annotations
 from effdl_ros.resources import resolve_path
 from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, ENERGY_PROFILE, Param, declare, default_fraction
 from effdl_ros.nodekit.entry import run
-from effdl_ros.runtime import Node
+from effdl_ros.nodekit.lifecycle import AUTOSTART, ManagedModelNode
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.messages import Classification, Header, Image, ModelUpdate
@@ -59,13 +65,23 @@ PARAMETERS = (
     ENERGY_PROFILE,
     BUDGET_STALE_AFTER,
     Param("tick_hz", 20.0, "scheduler ticks per second", range=(1e-3, 1e4)),
+    AUTOSTART,
 )
 
 
-class TrainerNode(Node):
+class TrainerNode(ManagedModelNode):
     def __init__(self, node_name: str = "trainer", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         declare(self, PARAMETERS)
+        self.steps_executed = 0
+        self.steps_dropped = 0
+        self.updates_published = 0
+        self.updates_refused = 0
+        self.online = None
+        self.autostart()
+
+    def configure_work(self) -> None:
+        """Check the parameters, load the deployed model; `trainer/model_update`, budget client."""
         p = lambda name: self.get_parameter(name).value  # noqa: E731
         from effdl_ros.energy.accountant import Accountant
         from effdl_ros.energy.budget import Budget
@@ -103,20 +119,22 @@ class TrainerNode(Node):
         self.labels = StampPairer()
         self.predictions = StampPairer()
         self.knobs = self.defaults
-        self.steps_executed = 0
-        self.steps_dropped = 0
-        self.updates_published = 0
-        self.updates_refused = 0
         self._dense_step_macs = None
         self._pub = self.create_publisher(ModelUpdate, "trainer/model_update", latched(1))
+        self.get_logger().info(f"fine-tuning {model_path.name} for {p('consumer_node')}; updates go to "
+                               f"{out_dir}")
+
+    def activate_work(self) -> None:
+        p = lambda name: self.get_parameter(name).value  # noqa: E731
         self.create_subscription(Image, "image", guarded(self, self.on_image), qos_profile_sensor_data)
         self.create_subscription(Classification, "trainer/labels", guarded(self, self.on_label), 10)
         if p("use_pseudo_labels"):
             self.create_subscription(Classification, "ddi/classification",
                                      guarded(self, self.on_prediction), 10)
         self.create_timer(1.0 / float(p("tick_hz")), self.on_tick)
-        self.get_logger().info(f"fine-tuning {model_path.name} for {p('consumer_node')}; updates go to "
-                               f"{out_dir}")
+
+    def free_work(self) -> None:
+        self.online = None
 
     # ---------------------------------------------------------------------------------- samples
     def _decode(self, msg):

@@ -28,6 +28,7 @@ if uses_rclpy():
         shutdown,
         spin,
         spin_once,
+        spin_until_future_complete,
     )
 else:
     from effdl_ros.runtime.backends.local import (  # noqa: F401
@@ -45,6 +46,7 @@ else:
         shutdown,
         spin,
         spin_once,
+        spin_until_future_complete,
     )
 
 

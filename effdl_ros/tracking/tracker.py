@@ -461,6 +461,30 @@ def settings_for_budget(budget, base: TrackerSettings = TrackerSettings(), model
     return replace(base, **LEVELS[-1])
 
 
+def settings_with_hysteresis(budget, current: TrackerSettings, base: TrackerSettings = TrackerSettings(),
+                             model: Optional[RoamModel] = None, margin: float = 0.1) -> TrackerSettings:
+    """settings_for_budget with hysteresis: leave the level `current` runs only when the budget's
+    compute fraction is past the boundary by `margin` (relative) - a richer level must fit within
+    (1 - margin) x the fraction, the current one must exceed (1 + margin) x it to be given up.
+
+    Why: the level boundaries are coarse (ROAM's model updates on or off is a 40 % step in power), and
+    the fraction the monitor sends jitters by a few % from period to period; without a margin the
+    tracker flips between two levels around a boundary and the graph's total swings with it.
+    """
+    b = budget.sanitized()
+    cur = level_index(current)
+    if b.stale or cur < 0 or margin <= 0:
+        return settings_for_budget(budget, base, model)
+    costs = [level_macs(lv, model) for lv in LEVELS]
+    full = costs[1]
+    if costs[cur] > b.compute_fraction * (1.0 + margin) * full + 1:  # clearly too expensive: go down
+        return settings_for_budget(budget, base, model)
+    for i, c in enumerate(costs[:cur]):  # the richest level that fits with room to spare
+        if c <= b.compute_fraction * (1.0 - margin) * full + 1:
+            return replace(base, **LEVELS[i])
+    return replace(base, **LEVELS[cur])
+
+
 def level_index(settings: "TrackerSettings") -> int:
     """The index in LEVELS of the level these settings run (-1: none, e.g. a hand-set default)."""
     for i, lv in enumerate(LEVELS):

@@ -390,6 +390,9 @@ class DdsTransport:
                        if isinstance(s._handle, _Reader)]
             writers = [p._handle._writer for p in list(node._publishers)
                        if isinstance(p._handle, _Writer)]
+            for endpoint in list(getattr(node, "_services", ())) + list(getattr(node, "_clients", ())):
+                readers += endpoint._handle.dds_readers()  # rq/rr topics (`ros2 service list`)
+                writers += endpoint._handle.dds_writers()
             nodes.append(NodeInfo(node_namespace=node.get_namespace(), node_name=node.get_name(),
                                   reader_gid_seq=gids(readers), writer_gid_seq=gids(writers)))
         return Info(gid=gid(self.participant), node_entities_info_seq=nodes)

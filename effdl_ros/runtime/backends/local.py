@@ -47,3 +47,13 @@ def spin(node: Node, executor: Optional[SingleThreadedExecutor] = None) -> None:
         executor.spin()
     finally:
         executor.remove_node(node)
+
+
+def spin_until_future_complete(node: Node, future, executor: Optional[SingleThreadedExecutor] = None,
+                               timeout_sec: Optional[float] = None) -> None:
+    executor = executor or get_global_executor()
+    executor.add_node(node)
+    try:
+        executor.spin_until_future_complete(future, timeout_sec=timeout_sec)
+    finally:
+        executor.remove_node(node)

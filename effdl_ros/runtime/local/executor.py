@@ -44,6 +44,7 @@ class SingleThreadedExecutor:
         for node in self._nodes:
             entities.extend(node._subscriptions)
             entities.extend(node._timers)
+            entities.extend(getattr(node, "_services", ()))
         if not entities:
             return None
         n = len(entities)
@@ -96,6 +97,15 @@ class SingleThreadedExecutor:
         while count < max_callbacks and self.spin_once(timeout_sec=0):
             count += 1
         return count
+
+    def spin_until_future_complete(self, future, timeout_sec: Optional[float] = None) -> None:
+        """Spin until future is done or timeout_sec has passed (rclpy's Executor method)."""
+        deadline = None if timeout_sec is None else time.monotonic() + timeout_sec
+        while not future.done() and not self._shutdown and self.context.ok():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            self.spin_once(timeout_sec=min(0.1, remaining) if remaining is not None else 0.1)
 
     def shutdown(self, timeout_sec: Optional[float] = None) -> bool:
         self._shutdown = True

@@ -9,8 +9,10 @@ raises LifecycleError naming the state and the allowed ones (rclpy raises its ow
 Publishers made with create_lifecycle_publisher publish only while the node is active (rclpy's
 LifecyclePublisher); LifecycleNode.on_activate / on_deactivate switch them, so an override calls super().
 
-Services (`~/change_state`, `~/get_state`) are not offered yet on these backends: transitions are
-triggered in process (trigger_configure() ...) or by the launch harness.
+With enable_communication_interface (the default) the node offers rclpy's lifecycle services
+(`~/change_state`, `~/get_state`, `~/get_available_states`, `~/get_available_transitions`) and
+publishes `~/transition_event` (effdl_ros.runtime.local.lifecycle_service); on the dds backend they are
+ROS 2 services on the wire, so `ros2 lifecycle set /tracker deactivate` reaches the node.
 """
 from __future__ import annotations
 
@@ -90,6 +92,10 @@ class LifecycleNode(Node):
         self._lc_state = UNCONFIGURED
         self._managed: List[LifecyclePublisher] = []
         self._on_transition: List[Callable[[State, State, str], None]] = []
+        if enable_communication_interface:
+            from effdl_ros.runtime.local.lifecycle_service import LifecycleService
+
+            self._lifecycle_service = LifecycleService(self)
 
     # ------------------------------------------------------------------------------------ state
     @property

@@ -82,11 +82,17 @@ class Node:
         self._publishers: List[Publisher] = []
         self._subscriptions: List[Subscription] = []
         self._timers: List[Timer] = []
+        self._services: List[Any] = []
+        self._clients: List[Any] = []
         self.declare_parameter("use_sim_time", False)
         if automatically_declare_parameters_from_overrides:
             for name, param in self._overrides.items():
                 if name not in self._parameters:
                     self.declare_parameter(name, param.value)
+        if start_parameter_services:
+            from effdl_ros.runtime.local.parameter_service import ParameterService
+
+            self._parameter_service = ParameterService(self)
         self.context.nodes.append(self)
         self.context.transport.node_created(self)
 
@@ -264,6 +270,49 @@ class Node:
         self.context.notify()
         return timer
 
+    def create_service(self, srv_type: Any, srv_name: str, callback: Callable[[Any, Any], Any], *,
+                       qos_profile: Optional[QoSProfile] = None, callback_group=None):
+        """callback(request, response) -> response runs in the spinning thread (rclpy's contract)."""
+        from effdl_ros.runtime.dds_services import SERVICES_QOS
+        from effdl_ros.runtime.local.services import Service
+
+        service = Service(self, srv_type, self.resolve_topic_name(srv_name), callback,
+                          as_profile(qos_profile) if qos_profile is not None else SERVICES_QOS)
+        self._services.append(service)
+        return service
+
+    def create_client(self, srv_type: Any, srv_name: str, *, qos_profile: Optional[QoSProfile] = None,
+                      callback_group=None):
+        from effdl_ros.runtime.dds_services import SERVICES_QOS
+        from effdl_ros.runtime.local.services import Client
+
+        client = Client(self, srv_type, self.resolve_topic_name(srv_name),
+                        as_profile(qos_profile) if qos_profile is not None else SERVICES_QOS)
+        self._clients.append(client)
+        return client
+
+    def destroy_service(self, service) -> bool:
+        if service in self._services:
+            self._services.remove(service)
+            service.destroy()
+            return True
+        return False
+
+    def destroy_client(self, client) -> bool:
+        if client in self._clients:
+            self._clients.remove(client)
+            client.destroy()
+            return True
+        return False
+
+    @property
+    def services(self):
+        yield from self._services
+
+    @property
+    def clients(self):
+        yield from self._clients
+
     def destroy_publisher(self, publisher: Publisher) -> bool:
         if publisher in self._publishers:
             self._publishers.remove(publisher)
@@ -292,9 +341,10 @@ class Node:
         return self.context.transport.count_subscribers(self.resolve_topic_name(topic_name))
 
     def destroy_node(self) -> None:
-        for entity in self._publishers + self._subscriptions + self._timers:
+        for entity in self._publishers + self._subscriptions + self._timers + self._services + self._clients:
             entity.destroy()
         self._publishers, self._subscriptions, self._timers = [], [], []
+        self._services, self._clients = [], []
         if self in self.context.nodes:
             self.context.nodes.remove(self)
             self.context.transport.node_destroyed(self)
