@@ -221,6 +221,10 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None, help="also write a PNG of predictions on three val frames")
+    p.add_argument("--sources", default="sunny,dusk",
+                   help="the sources the checkpoints were trained from (as given to train madan)")
+    p.add_argument("--eval-on", default="val", choices=["val", "dusk-report"],
+                   help="CamVid val, or the dusk sequence's 22 report frames (target camvid:0001TP)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -235,7 +239,9 @@ def _run_bench(args: argparse.Namespace) -> int:
         from effdl_ros.resources import share_path
 
         models = share_path("models")
-    rows = run_segmentation_benchmark(models, _camvid_root(args.camvid_root), args.max_frames)
+    sources = [x.strip() for x in args.sources.split(",") if x.strip()]
+    rows = run_segmentation_benchmark(models, _camvid_root(args.camvid_root), args.max_frames, sources=sources,
+                                      eval_on=args.eval_on)
     print(f"{'method':<62} {'mIoU':>6} {'pix acc':>8} {'ms/frame':>9}")
     for r in rows:
         tag = "  <- best single" if r["role"] == "best_single" else ""
@@ -243,16 +249,18 @@ def _run_bench(args: argparse.Namespace) -> int:
     s = summary(rows)
     if "madan_minus_best_single_points" in s:
         print(f"MADAN - best single-source: {s['madan_minus_best_single_points']:+.1f} mIoU points (goal >= +3)")
+    if "madan_minus_merged_points" in s:
+        print(f"MADAN - all sources merged: {s['madan_minus_merged_points']:+.1f} mIoU points (goal >= +3)")
     if "gap_closed" in s:
         print(f"share of the source-only -> oracle gap closed by MADAN: {100 * s['gap_closed']:.0f} % (goal >= 50 %)")
-    print(f"CamVid val, {rows[0]['frames']} frames, CPU, {torch.get_num_threads()} threads; "
+    print(f"CamVid {args.eval_on}, {rows[0]['frames']} frames, CPU, {torch.get_num_threads()} threads; "
           "times measured in this run")
     if args.json:
         _write_json(Path(args.json), {"rows": rows, "summary": s})
     if args.figure:
         from effdl_ros.segmentation.benchmark import qualitative_figure
 
-        print(f"figure: {qualitative_figure(models, _camvid_root(args.camvid_root), Path(args.figure))}")
+        print(f"figure: {qualitative_figure(models, _camvid_root(args.camvid_root), Path(args.figure), sources=sources)}")
     return 0
 
 

@@ -472,9 +472,10 @@ def save_role_generators(checkpoint: Path, generators: Sequence[nn.Module], sour
 
 #: Checkpoint names the benchmark looks for, per role.
 def checkpoint_names(sources: Sequence[str]) -> Dict[str, str]:
-    names = {f"source:{s}": f"madan_source_{s}.pt" for s in sources}
+    slug = {s: s.replace(":", "_") for s in sources}          # camvid:0006R0 -> madan_source_camvid_0006R0.pt
+    names = {f"source:{s}": f"madan_source_{slug[s]}.pt" for s in sources}
     names["source:merged"] = "madan_source_merged.pt"
-    names.update({f"single:{s}": f"madan_single_{s}.pt" for s in sources})
+    names.update({f"single:{s}": f"madan_single_{slug[s]}.pt" for s in sources})
     names["madan"] = "madan_multi.pt"
     names["oracle"] = "madan_oracle.pt"
     return names
