@@ -14,8 +14,18 @@ from typing import Optional, Sequence
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", default="sunny,dusk",
-                   help="comma-separated rendered source styles (see effdl_ros.segmentation.scenes.STYLES)")
-    p.add_argument("--target", default="camvid", help="target domain; only 'camvid' (its train frames, unlabelled)")
+                   help="comma-separated labelled sources: rendered styles (effdl_ros.segmentation.scenes.STYLES) "
+                        "and/or real CamVid sequences as camvid:SEQ, e.g. camvid:0006R0,camvid:0016E5,sunny")
+    p.add_argument("--target", default="camvid",
+                   help="unlabelled target: your camera's frames as a folder, a video or a bag (ROS 1 .bag, "
+                        "rosbag2 folder, .db3 or .mcap); or 'camvid' (CamVid train frames) or camvid:0001TP "
+                        "(the dusk sequence's adaptation frames)")
+    p.add_argument("--image-topic", default=None, help="with a bag target: the image topic (needed when it has several)")
+    p.add_argument("--target-frames", type=int, default=400,
+                   help="at most this many target frames, spread evenly over the recording (default 400)")
+    p.add_argument("--fresh", action="store_true",
+                   help="ignore finished stages of an earlier, interrupted run with the same settings "
+                        "(by default they are reused: a killed run resumes)")
     p.add_argument("--camvid-root", default=None, help="CamVid folder (default ../shared/data/segmentation/camvid)")
     p.add_argument("--out", default="models/madan_multi.pt", help="where the MADAN checkpoint goes")
     p.add_argument("--baselines", action="store_true",
@@ -77,28 +87,58 @@ def _plan(args: argparse.Namespace):
     return plan
 
 
+def _train_command(args: argparse.Namespace) -> str:
+    """The command that reproduces this training run (for the model card)."""
+    import shlex
+
+    parts = ["effdl-ros", "train", "madan", "--sources", args.sources, "--target", args.target,
+             "--preset", args.preset, "--seed", str(args.seed), "--out", str(args.out)]
+    if args.image_topic:
+        parts += ["--image-topic", args.image_topic]
+    if args.target != "camvid":
+        parts += ["--target-frames", str(args.target_frames)]
+    if args.time_budget != float("inf"):
+        parts += ["--time-budget", f"{args.time_budget:g}"]
+    if args.gan_batch is not None:
+        parts += ["--gan-batch", str(args.gan_batch)]
+    if args.baselines:
+        parts.append("--baselines")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def _run_train(args: argparse.Namespace) -> int:
     import math
+    import shutil
 
     import torch
 
     from effdl_ros.errors import ConfigError
-    from effdl_ros.segmentation.scenes import style
+    from effdl_ros.segmentation.domains import check_sources, load_target
     from effdl_ros.segmentation.train import train_all
 
-    if args.target != "camvid":
-        raise ConfigError(f"--target {args.target!r} is not supported; the one real target here is 'camvid'")
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
-    for s in sources:
-        style(s)
-    if len(set(sources)) != len(sources) or len(sources) < 2:
-        raise ConfigError(f"--sources {args.sources!r} must name at least two different styles")
+    check_sources(sources, args.target)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device} asked for, but torch sees no CUDA device")
+    if args.target_frames < 1:
+        raise ConfigError(f"--target-frames must be at least 1, not {args.target_frames}")
+    custom_target = args.target != "camvid"
+    if custom_target and args.parallel:
+        raise ConfigError("--parallel trains the CamVid comparison; drop it to adapt to --target " + args.target)
     plan = _plan(args)
-    root = _camvid_root(args.camvid_root)
+    needs_camvid = (not custom_target or args.target.startswith("camvid:") or args.baselines
+                    or any(s.startswith("camvid:") for s in sources))
+    root = _camvid_root(args.camvid_root) if needs_camvid else None
     out = Path(args.out)
     log = lambda m: print(m, flush=True)  # noqa: E731
+    target = None
+    if custom_target:
+        target = load_target(args.target, height=plan.height, width=plan.width, camvid_root=root,
+                             image_topic=args.image_topic, limit=args.target_frames)
+        log(f"target: {target.description}")
+    work_dir = out.parent / f".{out.stem}.stages"
+    if args.fresh and work_dir.exists():
+        shutil.rmtree(work_dir)
     if args.parallel:
         from effdl_ros.segmentation.parallel import train_all_parallel
 
@@ -114,14 +154,23 @@ def _run_train(args: argparse.Namespace) -> int:
     else:
         res = train_all(sources, root, out.parent, plan, device=args.device, seed=args.seed, madan_out=out,
                         baselines=args.baselines, samples_png=Path(args.samples) if args.samples else None,
-                        workers=args.workers, log=log, save_generators=args.save_generators)
+                        workers=args.workers, log=log, save_generators=args.save_generators, target=target,
+                        work_dir=work_dir)
+        from effdl_ros.segmentation.model_card import write_madan_card
+
+        card = write_madan_card(out, res.get("madan", {}), sources=sources,
+                                target=target.description if target is not None else "CamVid train frames, unlabelled",
+                                plan=plan,
+                                seed=args.seed, command=_train_command(args))
+        log(f"wrote {out} and its model card {card}")
+        shutil.rmtree(work_dir, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
     if args.quick_eval:
         from effdl_ros.segmentation.parallel import quick_eval
 
         paths = sorted(p for p in out.parent.glob("madan_*.pt") if not p.name.endswith("_generators.pt"))
-        ev = quick_eval(paths, root, device=args.device, height=plan.height, width=plan.width)
+        ev = quick_eval(paths, root or _camvid_root(args.camvid_root), device=args.device, height=plan.height, width=plan.width)
         for k, v in ev.items():
             print(f"quick eval (val at {plan.height}x{plan.width}) {k}: mIoU {100 * v['miou']:.1f}", flush=True)
         _write_json(Path(args.quick_eval), ev)
@@ -172,6 +221,10 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None, help="also write a PNG of predictions on three val frames")
+    p.add_argument("--sources", default="sunny,dusk",
+                   help="the sources the checkpoints were trained from (as given to train madan)")
+    p.add_argument("--eval-on", default="val", choices=["val", "dusk-report"],
+                   help="CamVid val, or the dusk sequence's 22 report frames (target camvid:0001TP)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -186,7 +239,9 @@ def _run_bench(args: argparse.Namespace) -> int:
         from effdl_ros.resources import share_path
 
         models = share_path("models")
-    rows = run_segmentation_benchmark(models, _camvid_root(args.camvid_root), args.max_frames)
+    sources = [x.strip() for x in args.sources.split(",") if x.strip()]
+    rows = run_segmentation_benchmark(models, _camvid_root(args.camvid_root), args.max_frames, sources=sources,
+                                      eval_on=args.eval_on)
     print(f"{'method':<62} {'mIoU':>6} {'pix acc':>8} {'ms/frame':>9}")
     for r in rows:
         tag = "  <- best single" if r["role"] == "best_single" else ""
@@ -194,16 +249,18 @@ def _run_bench(args: argparse.Namespace) -> int:
     s = summary(rows)
     if "madan_minus_best_single_points" in s:
         print(f"MADAN - best single-source: {s['madan_minus_best_single_points']:+.1f} mIoU points (goal >= +3)")
+    if "madan_minus_merged_points" in s:
+        print(f"MADAN - all sources merged: {s['madan_minus_merged_points']:+.1f} mIoU points (goal >= +3)")
     if "gap_closed" in s:
         print(f"share of the source-only -> oracle gap closed by MADAN: {100 * s['gap_closed']:.0f} % (goal >= 50 %)")
-    print(f"CamVid val, {rows[0]['frames']} frames, CPU, {torch.get_num_threads()} threads; "
+    print(f"CamVid {args.eval_on}, {rows[0]['frames']} frames, CPU, {torch.get_num_threads()} threads; "
           "times measured in this run")
     if args.json:
         _write_json(Path(args.json), {"rows": rows, "summary": s})
     if args.figure:
         from effdl_ros.segmentation.benchmark import qualitative_figure
 
-        print(f"figure: {qualitative_figure(models, _camvid_root(args.camvid_root), Path(args.figure))}")
+        print(f"figure: {qualitative_figure(models, _camvid_root(args.camvid_root), Path(args.figure), sources=sources)}")
     return 0
 
 

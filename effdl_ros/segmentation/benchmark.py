@@ -70,12 +70,27 @@ def _rows_spec(sources: Sequence[str]) -> List[Tuple[str, str]]:
     rows += [(f"single-source adaptation: {s} (CycleGAN+DSC+feature alignment)", names[f"single:{s}"])
              for s in sources]
     rows.append(("MADAN multi-source (" + "+".join(sources) + ")", names["madan"]))
-    rows.append(("oracle: trained on CamVid train labels", names["oracle"]))
+    rows.append(("oracle: trained on the target's labels", names["oracle"]))
     return rows
 
 
+#: Frames a benchmark reports on: CamVid val (daylight, sequence 0016E5), or the dusk sequence's last
+#: 22 frames in time (its first 40 are the adaptation frames of target camvid:0001TP).
+EVAL_SETS = ("val", "dusk-report")
+
+
+def eval_pairs(camvid_root, eval_on: str = "val") -> List[Tuple[Path, Path]]:
+    from effdl_ros.data.camvid import dusk_split, pairs
+
+    if eval_on == "val":
+        return pairs(Path(camvid_root), "val")
+    if eval_on == "dusk-report":
+        return dusk_split(Path(camvid_root))[1]
+    raise DataError(f"unknown evaluation set {eval_on!r}; choose from {', '.join(EVAL_SETS)}")
+
+
 def run_segmentation_benchmark(models_dir, camvid_root, max_frames: Optional[int] = None,
-                               sources: Sequence[str] = ("sunny", "dusk")) -> List[Dict]:
+                               sources: Sequence[str] = ("sunny", "dusk"), eval_on: str = "val") -> List[Dict]:
     """One run, the same CamVid val frames for every model; rows as the adaptation bench prints them.
 
     Each row: {"method", "miou", "pixel_acc", "ms_per_frame", "checkpoint", "per_class", "role"}.
@@ -85,11 +100,10 @@ def run_segmentation_benchmark(models_dir, camvid_root, max_frames: Optional[int
     """
     import torch
 
-    from effdl_ros.data.camvid import pairs
     from effdl_ros.segmentation.network import load_checkpoint
 
     models_dir, camvid_root = Path(models_dir), Path(camvid_root)
-    val = pairs(camvid_root, "val")
+    val = eval_pairs(camvid_root, eval_on)
     if max_frames:
         val = val[: int(max_frames)]
     rows = []
@@ -121,6 +135,9 @@ def summary(rows: Iterable[Dict]) -> Dict[str, float]:
     out: Dict[str, float] = {}
     if madan and best:
         out["madan_minus_best_single_points"] = 100.0 * (madan[0]["miou"] - best[0]["miou"])
+    merged = get("source_merged")
+    if madan and merged:
+        out["madan_minus_merged_points"] = 100.0 * (madan[0]["miou"] - merged[0]["miou"])
     if madan and oracle and src:
         s = max(r["miou"] for r in src)
         gap = oracle[0]["miou"] - s
@@ -142,7 +159,7 @@ def qualitative_figure(models_dir, camvid_root, out_png, *, frame_indices: Seque
     pal[IGNORE_INDEX] = 0
     def short(method: str) -> str:
         method = method.split(" (")[0].replace("single-source adaptation:", "single:")
-        return method.replace("all sources merged", "merged").replace(": trained on CamVid train labels", "")
+        return method.replace("all sources merged", "merged").replace(": trained on the target's labels", "")
 
     models = [(short(m), *load_checkpoint(Path(models_dir) / f)) for m, f in _rows_spec(sources)]
     rows = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -159,8 +159,10 @@ class RunningAccuracy:
 
 
 def save_generators(path: Path, generators: Sequence[nn.Module], sources: Sequence[str], *, ngf: int,
-                    n_blocks: int, input_hw: Sequence[int], seed: int) -> None:
-    """The source -> target generators of one pixel-level run (float16), saved atomically.
+                    n_blocks: int, input_hw: Sequence[int], seed: int, info: Optional[Dict] = None,
+                    half: bool = True) -> None:
+    """The source -> target generators of one pixel-level run (float16 unless ``half`` is False),
+    saved atomically; ``info`` (what the run did) is kept in the config.
 
     GAN training is the expensive stage (minutes of a GPU); with its generators kept, the adapted
     scenes can be re-made and the cheap segmenter stage retrained on a CPU.
@@ -169,10 +171,10 @@ def save_generators(path: Path, generators: Sequence[nn.Module], sources: Sequen
 
     if len(generators) != len(sources):
         raise ValueError(f"{len(generators)} generators for {len(sources)} sources")
-    state = {s: {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+    state = {s: {k: v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()
                  for k, v in g.state_dict().items()} for s, g in zip(sources, generators)}
     config = {"kind": "madan_generators", "sources": list(sources), "ngf": int(ngf), "n_blocks": int(n_blocks),
-              "input_hw": [int(v) for v in input_hw], "seed": int(seed)}
+              "input_hw": [int(v) for v in input_hw], "seed": int(seed), "info": dict(info or {})}
     atomic_torch_save({"generators": state, "config": config}, path)
 
 

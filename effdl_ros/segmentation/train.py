@@ -88,6 +88,30 @@ def _progress(it: int, iters: int, t0: float, seconds: float) -> float:
     return max(it / max(1, iters), (time.perf_counter() - t0) / seconds if math.isfinite(seconds) else 0.0)
 
 
+class _StageBar:
+    """A progress bar with an ETA per training stage (tqdm; silent where stderr is not a terminal).
+
+    Progress is the stage's fraction done (iterations or its share of the time budget, whichever
+    leads), so the ETA holds whichever limit ends the stage.
+    """
+
+    def __init__(self, name: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, desc=name, unit="%", disable=None, leave=False,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+        self.shown = 0
+
+    def update(self, prog: float) -> None:
+        now = min(100, int(prog * 100))
+        if now > self.shown:
+            self.bar.update(now - self.shown)
+            self.shown = now
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Inverse-square-root class frequency, normalised to mean 1 (rare classes: pole, sign, people)."""
     counts = torch.bincount(labels[labels < num_classes].flatten().long(), minlength=num_classes).double()
@@ -166,8 +190,10 @@ def train_segmenter(images: torch.Tensor, labels: torch.Tensor, plan: Plan, *, d
         acc = torch.tensor(ref.value, device=device)
         gated_t = torch.zeros((), device=device)
     t0, it, gated, losses = time.perf_counter(), 0, 0, []
+    bar = _StageBar(name)
     while True:
         prog = _progress(it, iters, t0, seconds)
+        bar.update(prog)
         if prog >= 1.0:
             break
         for g in opt.param_groups:
@@ -204,6 +230,7 @@ def train_segmenter(images: torch.Tensor, labels: torch.Tensor, plan: Plan, *, d
         opt.step()
         losses.append(float(loss.detach()) if it % 50 == 0 else losses[-1] if losses else 0.0)
         it += 1
+    bar.close()
     model.eval()
     info = {"iterations": it, "seconds": round(time.perf_counter() - t0, 1), "final_loss": round(losses[-1], 4)
             if losses else None}
@@ -262,8 +289,10 @@ def train_pixel_level(sources: Sequence[Tuple[str, torch.Tensor, torch.Tensor]],
     pools_s = [M.ImagePool(50, seed + 10 + i) for i in range(k)]
     t0, it, dynamic_done, hist = time.perf_counter(), 0, False, []
     sad_on = ccd_on = False
+    bar = _StageBar(name)
     while True:
         prog = _progress(it, iters, t0, seconds)
+        bar.update(prog)
         if prog >= 1.0:
             break
         if prog > 0.5:  # linear decay to 0 over the second half, as CycleGAN does
@@ -371,6 +400,7 @@ def train_pixel_level(sources: Sequence[Tuple[str, torch.Tensor, torch.Tensor]],
         if it % 100 == 0:
             hist.append({"it": it, **{kk: round(v, 4) for kk, v in terms.items()}})
         it += 1
+    bar.close()
     info = {"iterations": it, "seconds": round(time.perf_counter() - t0, 1), "madan": madan,
             "sad_on": sad_on, "ccd_on": ccd_on, "dynamic_dsc": dynamic_done, "last_terms": hist[-1] if hist else None}
     log(f"[{name}] {info}")
@@ -442,23 +472,88 @@ def save_role_generators(checkpoint: Path, generators: Sequence[nn.Module], sour
 
 #: Checkpoint names the benchmark looks for, per role.
 def checkpoint_names(sources: Sequence[str]) -> Dict[str, str]:
-    names = {f"source:{s}": f"madan_source_{s}.pt" for s in sources}
+    slug = {s: s.replace(":", "_") for s in sources}          # camvid:0006R0 -> madan_source_camvid_0006R0.pt
+    names = {f"source:{s}": f"madan_source_{slug[s]}.pt" for s in sources}
     names["source:merged"] = "madan_source_merged.pt"
-    names.update({f"single:{s}": f"madan_single_{s}.pt" for s in sources})
+    names.update({f"single:{s}": f"madan_single_{slug[s]}.pt" for s in sources})
     names["madan"] = "madan_multi.pt"
     names["oracle"] = "madan_oracle.pt"
     return names
 
 
+class StageStore:
+    """Finished stages of one training run, kept in a work folder so that a killed run resumes.
+
+    Each stage (a segmenter, a pixel-level run's generators) is saved atomically when it ends, under
+    a key that includes everything that shapes it (plan, sources, target, seed); a rerun with
+    ``--resume`` loads what is there and trains only the rest. A stage cut off by a kill starts over.
+    """
+
+    def __init__(self, folder: Optional[Path], signature: Dict, log: Callable[[str], None] = print) -> None:
+        import hashlib
+        import json
+
+        self.folder = Path(folder) if folder is not None else None
+        self.key = hashlib.sha1(json.dumps(signature, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        self.log = log
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, stage: str, kind: str) -> Optional[Path]:
+        if self.folder is None:
+            return None
+        safe = "".join(ch if ch.isalnum() else "_" for ch in stage)
+        return self.folder / f"{safe}.{self.key}.{kind}.pt"
+
+    def load_segmenter(self, stage: str):
+        from effdl_ros.segmentation.network import load_checkpoint
+
+        p = self._path(stage, "seg")
+        if p is None or not p.is_file():
+            return None
+        model, cfg = load_checkpoint(p)
+        self.log(f"[{stage}] resumed from {p}")
+        return model, dict(cfg.get("train", {}))
+
+    def save_segmenter(self, stage: str, model: TinySegNet, info: Dict, plan: Plan) -> None:
+        p = self._path(stage, "seg")
+        if p is not None:
+            cfg = config_for(len(CLASSES), plan.seg_width, (plan.height, plan.width), role=stage,
+                             train={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                                    for k, v in info.items()})
+            save_checkpoint(p, model, cfg)
+
+    def load_generators(self, stage: str, sources: Sequence[str]):
+        p = self._path(stage, "gen")
+        if p is None or not p.is_file():
+            return None
+        gens, cfg = M.load_generators(p)
+        self.log(f"[{stage}] resumed from {p}")
+        return [gens[s] for s in sources], dict(cfg.get("info", {}))
+
+    def save_generators(self, stage: str, gens: Sequence[nn.Module], sources: Sequence[str], info: Dict,
+                        plan: Plan, seed: int) -> None:
+        p = self._path(stage, "gen")
+        if p is not None:
+            M.save_generators(p, gens, sources, ngf=plan.ngf, n_blocks=plan.n_blocks,
+                              input_hw=(plan.height, plan.width), seed=seed,
+                              info={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                                    for k, v in info.items()}, half=False)
+
+
 def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Plan, *, device: str = "cpu",
               seed: int = 0, madan_out: Optional[Path] = None, baselines: bool = True,
               log: Callable[[str], None] = print, samples_png: Optional[Path] = None,
-              workers: int = 0, save_generators: bool = False) -> Dict[str, Dict]:
+              workers: int = 0, save_generators: bool = False, target=None,
+              work_dir: Optional[Path] = None) -> Dict[str, Dict]:
     """Train every model the benchmark compares; returns {role: info}. Writes checkpoints atomically.
 
+    :param sources: rendered styles or ``camvid:SEQ`` (domains.load_source).
+    :param target: a domains.TargetDomain (default: CamVid's train frames, unlabelled for adaptation).
+    :param work_dir: keep each finished stage there and reuse it on a rerun (StageStore).
     With ``save_generators`` each adapted checkpoint gets its generators beside it (generators_path).
     """
-    from effdl_ros.segmentation.scenes import render_domain
+    from effdl_ros.segmentation.domains import load_source, load_target
 
     if len(sources) < 2:
         raise ConfigError("train madan needs at least two sources, e.g. --sources sunny,dusk")
@@ -471,14 +566,19 @@ def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Pl
     H, W = plan.height, plan.width
     src = []
     for k, s in enumerate(sources):
-        imgs, labs = render_domain(s, plan.n_source, seed=seed + k, height=H, width=W, workers=workers)
+        imgs, labs = load_source(s, height=H, width=W, n_rendered=plan.n_source, seed=seed + k,
+                                 camvid_root=camvid_root, workers=workers)
         src.append((s, torch.from_numpy(imgs).to(device), torch.from_numpy(labs).to(device)))
-    t_imgs, t_labs = load_camvid_lowres(camvid_root, "train", H, W, limit=None if plan.n_source > 100 else 16)
-    target = torch.from_numpy(t_imgs).to(device)
-    log(f"data: {len(sources)} sources x {plan.n_source} rendered scenes, CamVid train {len(t_imgs)} frames "
-        f"(unlabelled for adaptation), {H}x{W}, {time.perf_counter() - t_start:.1f}s")
+    if target is None:
+        target = load_target("camvid", height=H, width=W, camvid_root=camvid_root,
+                             limit=None if plan.n_source > 100 else 16)
+    target_t = torch.from_numpy(target.images).to(device)
+    log(f"data: sources {', '.join(f'{s} ({x.shape[0]} labelled)' for s, x, _ in src)}; target {target.description}; "
+        f"{H}x{W}, {time.perf_counter() - t_start:.1f}s")
+    store = StageStore(work_dir, {"plan": asdict(plan), "sources": list(sources), "target": target.description,
+                                  "target_n": int(target.images.shape[0]), "seed": seed}, log=log)
     if str(device).startswith("cuda"):
-        warm_up(src, target, plan, device=device, seed=seed, baselines=baselines, log=log)
+        warm_up(src, target_t, plan, device=device, seed=seed, baselines=baselines, log=log)
     S = plan.seconds
     results: Dict[str, Dict] = {}
 
@@ -489,41 +589,58 @@ def train_all(sources: Sequence[str], camvid_root: Path, out_dir: Path, plan: Pl
         if save_generators and gens is not None:
             save_role_generators(p, gens[0], gens[1], plan=plan, seed=seed)
 
+    def segmenter(stage: str, *args, **kw):
+        done = store.load_segmenter(stage)
+        if done is not None:
+            return done
+        model, info = train_segmenter(*args, log=log, name=stage, **kw)
+        store.save_segmenter(stage, model, info, plan)
+        return model, info
+
+    def pixel_level(stage: str, domains, segs, **kw):
+        names_ = [d[0] for d in domains]
+        done = store.load_generators(stage, names_)
+        if done is not None:
+            return [g.to(device) for g in done[0]], done[1]
+        gens, info = train_pixel_level(domains, target_t, segs, plan, log=log, name=stage, **kw)
+        store.save_generators(stage, gens, names_, info, plan, seed)
+        return gens, info
+
     seg_s = S * plan.share_seg
     source_models = {}
     for k, (s, imgs, labs) in enumerate(src):
-        source_models[s], info = train_segmenter(imgs, labs, plan, device=device, seed=seed + 1, seconds=seg_s,
-                                                 log=log, name=f"source-only {s}")
+        source_models[s], info = segmenter(f"source-only {s}", imgs, labs, plan, device=device, seed=seed + 1,
+                                           seconds=seg_s)
         if baselines:
             save(f"source:{s}", source_models[s], info)
     if baselines:
         merged_i = torch.cat([x[1] for x in src], 0)
         merged_l = torch.cat([x[2] for x in src], 0)
-        m, info = train_segmenter(merged_i, merged_l, plan, device=device, seed=seed + 1, seconds=seg_s, log=log,
-                                  name="source-only merged")
+        m, info = segmenter("source-only merged", merged_i, merged_l, plan, device=device, seed=seed + 1,
+                            seconds=seg_s)
         save("source:merged", m, info)
         del merged_i, merged_l
-        labs_t = torch.from_numpy(t_labs).to(device)
-        m, info = train_segmenter(target, labs_t, plan, device=device, seed=seed + 1, seconds=seg_s, log=log,
-                                  name="oracle (CamVid train labels)")
-        save("oracle", m, info)
+        if target.labels is not None:
+            labs_t = torch.from_numpy(target.labels).to(device)
+            m, info = segmenter("oracle (target labels)", target_t, labs_t, plan, device=device, seed=seed + 1,
+                                seconds=seg_s)
+            save("oracle", m, info)
         for k, (s, imgs, labs) in enumerate(src):
-            Gs, ginfo = train_pixel_level([(s, imgs, labs)], target, [source_models[s]], plan, madan=False,
-                                          device=device, seed=seed + 2, seconds=S * plan.share_gan_single, log=log,
-                                          name=f"CycleGAN+DSC {s}")
+            Gs, ginfo = pixel_level(f"CycleGAN+DSC {s}", [(s, imgs, labs)], [source_models[s]], madan=False,
+                                    device=device, seed=seed + 2, seconds=S * plan.share_gan_single)
             adapted = translate(Gs[0], imgs)
-            m, info = train_segmenter(adapted, labs, plan, device=device, seed=seed + 1, seconds=seg_s,
-                                      target_images=target, log=log, name=f"single-source adapted {s}")
+            m, info = segmenter(f"single-source adapted {s}", adapted, labs, plan, device=device, seed=seed + 1,
+                                seconds=seg_s, target_images=target_t)
             info = {**info, **{f"pixel_{kk}": vv for kk, vv in ginfo.items()}}
             save(f"single:{s}", m, info, gens=(Gs, [s]))
             del Gs, adapted
-    Gs, ginfo = train_pixel_level(src, target, [source_models[s] for s in sources], plan, madan=True, device=device,
-                                  seed=seed + 2, seconds=S * plan.share_gan_madan, log=log, name="MADAN pixel-level")
+    Gs, ginfo = pixel_level("MADAN pixel-level", src, [source_models[s] for s in sources], madan=True,
+                            device=device, seed=seed + 2, seconds=S * plan.share_gan_madan)
     adapted = torch.cat([translate(g, x[1]) for g, x in zip(Gs, src)], 0)
     labels = torch.cat([x[2] for x in src], 0)
-    m, info = train_segmenter(adapted, labels, plan, device=device, seed=seed + 1, seconds=seg_s,
-                              target_images=target, log=log, name="MADAN segmenter + feature alignment")
-    info = {**info, **{f"pixel_{kk}": vv for kk, vv in ginfo.items()}}
+    m, info = segmenter("MADAN segmenter + feature alignment", adapted, labels, plan, device=device, seed=seed + 1,
+                        seconds=seg_s, target_images=target_t)
+    info = {**info, **{f"pixel_{kk}": vv for kk, vv in ginfo.items()}, "target": target.description}
     save("madan", m, info, path=madan_out, gens=(Gs, list(sources)))
     if samples_png is not None:
         _save_samples(samples_png, src, Gs)
