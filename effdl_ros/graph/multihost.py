@@ -259,15 +259,13 @@ def probe_main(out: str, topics: Sequence[str]) -> int:
     def stamp(msg) -> int:
         return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
-    def on_image(topic):
-        return lambda m: write("image", topic, stamp=stamp(m), hash=hashlib.sha1(
+    def on_image(topic, kind="image"):
+        return lambda m: write(kind, topic, stamp=stamp(m), hash=hashlib.sha1(
             bytes(memoryview(m.data))).hexdigest()[:16])
 
     def on_class(topic):
         return lambda m: write("output", topic, stamp=stamp(m), value=[
-            [r.hypothesis.class_id, round(float(r.hypothesis.score), 5)] for r in m.results]
-            if m.results and hasattr(m.results[0], "hypothesis") else
-            [[str(getattr(r, "class_id", "")), round(float(getattr(r, "score", 0.0)), 5)] for r in m.results])
+            [r.class_id, round(float(r.score), 5)] for r in m.results])
 
     for topic in topics:
         if topic == "image":
@@ -275,7 +273,7 @@ def probe_main(out: str, topics: Sequence[str]) -> int:
         elif topic.endswith("classification"):
             node.create_subscription(Classification, topic, on_class(topic), 50)
         elif topic.endswith("labels"):
-            node.create_subscription(Image, topic, on_image(topic), 50)
+            node.create_subscription(Image, topic, on_image(topic, "output"), 50)
         elif topic == "energy/budget":
             node.create_subscription(ResourceBudgetArray, topic, lambda m: write(
                 "budget", "energy/budget", targets=[b.target_node for b in m.budgets],
@@ -402,7 +400,7 @@ def _run_phase(cluster: Cluster, configs: Dict[str, Path], models: Sequence[str]
 def _summary(phase: dict, models: Sequence[str], after_ns: int = 0) -> dict:
     rec_c, rec_b = read_records(phase["probe_c"]), read_records(phase["probe_b"])
     out_topics = [OUTPUTS[m] for m in models]
-    images_c = [r for r in rec_c if r["k"] == "image" and r["t"] >= after_ns]
+    images_c = [r for r in rec_c if r["k"] == "image" and r["topic"] == "image" and r["t"] >= after_ns]
     outputs = [r for r in rec_c if r["k"] == "output" and r["t"] >= after_ns]
     budgets = [r for r in rec_c if r["k"] == "budget"]
     reports = [r for r in rec_c if r["k"] == "report"]
@@ -411,7 +409,7 @@ def _summary(phase: dict, models: Sequence[str], after_ns: int = 0) -> dict:
         lat = [r["latency_ms"] for r in reports if r["node"].endswith("/" + m) and r["latency_ms"] > 0]
         inference[m] = round(statistics.median(lat), 2) if lat else None
     return {
-        "images_at_b": sum(1 for r in rec_b if r["k"] == "image"),
+        "images_at_b": sum(1 for r in rec_b if r["k"] == "image" and r["topic"] == "image"),
         "images_at_c": len(images_c),
         "outputs": {t: sum(1 for r in outputs if r["topic"] == t) for t in out_topics},
         "budget_targets": sorted({t for r in budgets for t in r["targets"]}),
