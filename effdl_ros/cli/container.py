@@ -26,4 +26,11 @@ def _run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise ConfigError("give the command to run inside after --, e.g. -- bench dlbench --json /out/c.json")
-    return run_in_container(command, rootfs=args.rootfs, out_dir=args.out, runtime=args.runtime)
+    from effdl_ros.graph.signals import StopRequested, stop_on_signals
+
+    with stop_on_signals():  # a stop signal still deletes the container (run_in_container's finally)
+        try:
+            return run_in_container(command, rootfs=args.rootfs, out_dir=args.out, runtime=args.runtime)
+        except StopRequested as stop:
+            print(f"effdl-ros bench container: {stop.args[0]} received, container deleted", flush=True)
+            return 1
