@@ -32,9 +32,16 @@ def _run(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.frames < 1 or args.rate <= 0 or args.width < 16:
         raise ConfigError("--frames must be >= 1, --rate > 0 and --width >= 16")
-    result = run_multihost(models=models, frames=args.frames, rate_hz=args.rate, width=args.width,
-                           keep=Path(args.keep) if args.keep else None,
-                           log=lambda text: print(text, flush=True))
+    from effdl_ros.graph.signals import StopRequested, stop_on_signals
+
+    with stop_on_signals():  # Ctrl-C or SIGTERM still ends every process and removes the namespaces
+        try:
+            result = run_multihost(models=models, frames=args.frames, rate_hz=args.rate, width=args.width,
+                                   keep=Path(args.keep) if args.keep else None,
+                                   log=lambda text: print(text, flush=True))
+        except StopRequested as stop:
+            print(f"effdl-ros bench multihost: {stop.args[0]} received; hosts removed", flush=True)
+            return 1
     print(table(result))
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(result, indent=2) + "\n")

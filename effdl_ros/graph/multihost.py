@@ -316,7 +316,7 @@ MODEL_PARAMS = {
 OUTPUTS = {"ddi": "ddi/classification", "segmentation": "segmentation/labels"}
 
 
-def write_configs(folder: Path, models: Sequence[str], frames: int, rate_hz: float,
+def write_configs(folder: Path, models: Sequence[str], rate_hz: float,
                   width: int) -> Dict[str, Path]:
     """The pipeline file split by host (A: source, B: model nodes, C: energy monitor). The total power does not bind, so every frame runs the full
     model on both runs and their outputs can be compared frame by frame."""
@@ -452,7 +452,7 @@ def run_multihost(*, models: Sequence[str] = ("ddi",), frames: int = 8, rate_hz:
         with Network() as net:
             result["addresses"] = {h: net.address(h) for h in net.hosts}
             result["a_reaches_c"] = net.reachable("a", "c")
-            configs = write_configs(folder, models, frames, rate_hz, width)
+            configs = write_configs(folder, models, rate_hz, width)
             # one host: the whole graph on A
             cluster = Cluster(net, folder, domain_id)
             try:
