@@ -1,10 +1,13 @@
 """ros2 launch effdl_ros pipeline.launch.py [config:=/path/to/pipeline.yaml] [image:=/camera/image_raw] [rviz:=true]
+                                           [namespace:=robot1]
 
 Reads the same config/pipeline.yaml that `effdl-ros run` uses, checks the whole file first (the
 same one-sentence errors as `effdl-ros run`), and starts one launch_ros Node per entry, with its
 parameters, remappings, namespace and respawn setting. `image:=TOPIC` remaps every node's `image`
 (a robot's camera; use config/camera.yaml, which has no source node). The nodes run on the rclpy
-backend (EFFDL_ROS_BACKEND=rclpy).
+backend (EFFDL_ROS_BACKEND=rclpy). `namespace:=robot1` goes in front of every node's namespace (an
+entry's own namespace without a leading slash is relative to it, one with a slash is kept), as
+`effdl-ros run --namespace /robot1` does: two robots' graphs on one domain keep apart.
 rviz:=true also starts the `annotator` node (the tracks and the
 classification drawn into /image/annotated) and rviz2 with rviz/effdl_ros.rviz (that image, the camera
 image and the segmentation overlay); rviz2 itself is not a dependency of the package.
@@ -24,6 +27,7 @@ def _nodes(context):
     path = LaunchConfiguration("config").perform(context)
     image = LaunchConfiguration("image").perform(context)
     extra = [("image", image)] if image else []
+    pushed = LaunchConfiguration("namespace").perform(context).strip("/")
     try:
         from effdl_ros.graph.validate import validate_pipeline
         from effdl_ros.runtime.launch import load_pipeline
@@ -37,9 +41,12 @@ def _nodes(context):
     actions = []
     for entry in document["nodes"]:
         name = entry.get("name", entry["executable"])
-        namespace = "/" + str(entry.get("namespace", "")).strip("/")
-        fqn = namespace.rstrip("/") + "/" + name
+        own = str(entry.get("namespace", "") or "")
+        namespace = "/" + own.strip("/")
+        fqn = namespace.rstrip("/") + "/" + name  # the file names parameters without the pushed namespace
         section = parameters.get(fqn) or parameters.get(name) or {}
+        if pushed and not own.startswith("/"):
+            namespace = "/" + "/".join(p for p in (pushed, own.strip("/")) if p)
         actions.append(Node(
             package="effdl_ros", executable=entry["executable"], name=name, namespace=namespace,
             parameters=[section.get("ros__parameters", {})],
@@ -59,6 +66,8 @@ def generate_launch_description():
                               description="pipeline YAML: nodes, parameters, remappings"),
         DeclareLaunchArgument("image", default_value="",
                               description="remap every node's image topic, e.g. /camera/image_raw"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="push a namespace onto every node, e.g. robot1"),
         DeclareLaunchArgument("rviz", default_value="false",
                               description="true: also start rviz2 with rviz/effdl_ros.rviz"),
         OpaqueFunction(function=_nodes),

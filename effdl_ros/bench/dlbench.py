@@ -345,8 +345,9 @@ def _cpu_model() -> str:
 
 
 def in_container() -> bool:
-    """Docker/Podman leave /.dockerenv or /run/.containerenv; cgroups name docker/containerd."""
-    if os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv"):
+    """Docker/Podman leave /.dockerenv or /run/.containerenv; cgroups name docker/containerd;
+    `container=...` in the environment is systemd's convention (podman, LXC, `bench container`)."""
+    if os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv") or os.environ.get("container"):
         return True
     try:
         with open("/proc/1/cgroup") as f:

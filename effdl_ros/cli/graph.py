@@ -13,6 +13,9 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0.0,
                         help="stop after this many seconds (0 = until Ctrl-C, SIGTERM or SIGHUP)")
     add_remap_option(parser)
+    parser.add_argument("--namespace", default="", metavar="NS",
+                        help="push a namespace onto every node and relative topic, e.g. /robot1 "
+                             "(as `ros2 launch ... namespace:=robot1`): two robots on one domain keep apart")
     from effdl_ros.viz.foxglove_bridge import add_arguments as add_foxglove_arguments
 
     add_foxglove_arguments(parser)
@@ -30,16 +33,20 @@ def default_config() -> str:
     return str(share_path("config", "pipeline.yaml"))
 
 
-def checked_pipeline(config, remaps=()):
+def checked_pipeline(config, remaps=(), namespace=None):
     """Load and validate the whole pipeline file (and the command-line remappings) before any node
-    starts; a ConfigError names the file, the node and the problem."""
+    starts; a ConfigError names the file, the node and the problem. `namespace` is pushed onto
+    every node afterwards (effdl_ros.graph.names)."""
+    from effdl_ros.graph.names import apply_namespace, normalize_namespace
     from effdl_ros.graph.validate import apply_remaps, parse_remap, validate_pipeline
     from effdl_ros.runtime.launch import load_pipeline
 
+    normalize_namespace(namespace)  # a bad --namespace is refused before the file is read
     pipeline = load_pipeline(config or default_config())
     extra = [parse_remap(text) for text in remaps]
     validate_pipeline(pipeline, extra_remaps=extra)
     apply_remaps(pipeline, extra)
+    apply_namespace(pipeline, namespace)
     return pipeline
 
 
@@ -48,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     from effdl_ros.runtime import backend
 
     backend.select(args.backend)
-    pipeline = checked_pipeline(args.config, args.remap)
+    pipeline = checked_pipeline(args.config, args.remap, args.namespace)
     end = time.monotonic() + args.duration if args.duration > 0 else None
     started = time.monotonic()
     from effdl_ros.viz.foxglove_bridge import start_from_args as start_foxglove

@@ -46,7 +46,8 @@ PARAMETERS = (
           choices=("fixed", "battery")),
     Param("target_runtime_s", 3600.0, "mode battery: how long the charge must last", range=(1e-3, 1e9)),
     Param("battery_reserve", 0.1, "mode battery: share of the charge kept back", range=(0.0, 1.0)),
-    Param("nodes", [""], "fully qualified names of the governed nodes (others get default_priority)"),
+    Param("nodes", [""], "the governed nodes: relative names (ddi) expand against the monitor's namespace, "
+          "/absolute ones are kept; others get default_priority"),
     Param("priorities", [1.0], "one priority per entry of nodes"),
     Param("min_shares", [0.0], "one minimum share of the total per entry of nodes", range=(0.0, 1.0)),
     Param("default_priority", 1.0, "priority of a reporting node not listed in nodes", range=(0.0, 1e6)),
@@ -78,6 +79,7 @@ class EnergyMonitorNode(Node):
         values = {n: self.get_parameter(n).value for n in _POLICY_PARAMS}
         rate = self.get_parameter("rate_hz").value
         try:
+            values["nodes"] = expand_node_names(values["nodes"], self.get_namespace())
             config = self._config(values)
             _check_rate(rate)
         except ConfigError as err:
@@ -165,6 +167,7 @@ class EnergyMonitorNode(Node):
                                                   or not 0 < p.value <= 10):
                 return SetParametersResult(successful=False, reason="budget_fraction must lie in (0, 10]")
         try:
+            values["nodes"] = expand_node_names(values["nodes"], self.get_namespace())
             config = self._config(values)
             _check_rate(rate)
         except ConfigError as err:
@@ -313,6 +316,13 @@ class EnergyMonitorNode(Node):
                 KeyValue(key="active", value=str(b.active).lower()),
                 KeyValue(key="source", value=source)]))
         return out
+
+
+def expand_node_names(names: List[str], namespace: str) -> List[str]:
+    """`ddi` -> `<namespace>/ddi` (ROS 2's rule for relative names), so that one monitor per robot
+    (`--namespace /robot1`) governs only that robot's nodes; `/ddi` stays as it is."""
+    prefix = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    return [n if not n or n.startswith("/") else f"{prefix}/{n.strip('/')}" for n in names]
 
 
 def _check_rate(rate: Any) -> None:

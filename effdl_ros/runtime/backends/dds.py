@@ -16,32 +16,15 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+# discovery settings (ROS_AUTOMATIC_DISCOVERY_RANGE, ROS_STATIC_PEERS, CYCLONEDDS_URI) live there
+from effdl_ros.runtime.backends import dds_discovery
+from effdl_ros.runtime.backends.dds_discovery import LOOPBACK_CONFIG, discovery_config  # noqa: F401
 from effdl_ros.runtime.backends.dds_types import dds_topic_name, idl_type
 from effdl_ros.runtime.local.qos import HistoryPolicy, QoSProfile
 from effdl_ros.runtime.local.typesupport import deserialize, get_class, rihs01, typestore
 
 _TAKE_BATCH = 64
 
-#: Cyclone configuration for ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, as rmw_cyclonedds builds it:
-#: the loopback interface only, no multicast, unicast discovery of participant indices on localhost.
-LOOPBACK_CONFIG = (
-    "<CycloneDDS><Domain><General><Interfaces><NetworkInterface address=\"127.0.0.1\"/></Interfaces>"
-    "<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
-    "<MaxAutoParticipantIndex>64</MaxAutoParticipantIndex><Peers><Peer address=\"localhost\"/></Peers>"
-    "</Discovery></Domain></CycloneDDS>")
-
-
-def discovery_config(environ) -> Optional[str]:
-    """The CYCLONEDDS_URI to use for ROS_AUTOMATIC_DISCOVERY_RANGE, or None to leave Cyclone's own.
-
-    A user's CYCLONEDDS_URI always wins. LOCALHOST keeps every packet on the loopback interface
-    (the tests, CI and benchmarks set it); SUBNET (ROS 2's default) and unset leave Cyclone's
-    default, multicast discovery on the machine's interface.
-    """
-    if environ.get("CYCLONEDDS_URI"):
-        return None
-    scope = environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").strip().upper()
-    return LOOPBACK_CONFIG if scope == "LOCALHOST" else None
 DISCOVERY_TOPIC = "ros_discovery_info"  # no rt/ prefix (avoid_ros_namespace_conventions in rmw)
 ANNOUNCE_DELAY_SEC = 0.05
 
@@ -268,14 +251,15 @@ class DdsTransport:
         self.domain_id = int(context.domain_id)
         if not 0 <= self.domain_id <= 232:
             raise ConfigError(f"ROS_DOMAIN_ID={self.domain_id} is outside 0..232")
-        config = discovery_config(os.environ)
-        if config is not None:  # read by Cyclone when the domain is created; inherited by node processes
-            os.environ["CYCLONEDDS_URI"] = config
+        config = dds_discovery.discovery_config(os.environ)
+        dds_discovery.export_config(os.environ, config)
+        dds_discovery.acquire_domain(self.domain_id, config)
         try:
             # rmw_cyclonedds puts the security enclave in the participant's USER_DATA
             self.participant = DomainParticipant(self.domain_id,
                                                  qos=Qos(Policy.Userdata(data=b"enclave=/;")))
         except DDSException as err:
+            dds_discovery.release_domain(self.domain_id)
             raise ConfigError(f"cannot join DDS domain {self.domain_id} ({err}); check "
                               "CYCLONEDDS_URI and the network interfaces") from None
         self._lock = threading.RLock()
@@ -415,6 +399,8 @@ class DdsTransport:
 
     def shutdown(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             if self._announce_timer is not None:
                 self._announce_timer.cancel()
@@ -432,3 +418,4 @@ class DdsTransport:
             self._builtin.clear()
             self._topics.clear()
         _delete(self.participant)
+        dds_discovery.release_domain(self.domain_id)
