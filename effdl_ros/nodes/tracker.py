@@ -12,13 +12,15 @@ executed MACs per frame go to the Accountant (reports on `energy/reports`).
 
 Parameters: model_path (models/roam_r18l1.pt, relative to the package share folder),
 default_compute_fraction (1.0, used while no fresh budget), threads (1; 0 = torch's default),
-energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target"), init_box ([0, 0, 0, 0] = none).
+energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target"), init_box ([0, 0, 0, 0] = none),
+device (cpu | cuda | cuda:N | auto; on a GPU the energy per frame is measured with NVML, docs/gpu.md; no
+fp16: the online learned-optimiser steps use learning rates near 1e-6, below half precision's resolution).
 """
 from __future__ import annotations
 
 
 from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, Param,
+from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, DEVICE, ENERGY_ESTIMATE, ENERGY_PROFILE, Param,
                                             declare, default_fraction)
 from effdl_ros.nodekit.entry import run
 from effdl_ros.runtime import Node
@@ -41,6 +43,7 @@ PARAMETERS = (
     Param("class_id", "target", "class_id of the published detection"),
     Param("init_box", [0.0, 0.0, 0.0, 0.0], "x, y, w, h in pixels of the object to follow from the first "
           "image (all 0 = wait for tracker/init)", range=(0.0, 1e6)),
+    DEVICE,
 )
 
 
@@ -64,7 +67,11 @@ class TrackerNode(Node):
 
             torch.set_num_threads(threads)
         self.model_path = resolve_path(self.get_parameter("model_path").value)
-        self.model = load_model(self.model_path)
+        from effdl_ros.nodekit.device import node_device, node_meter
+        from effdl_ros.tracking.tracker import move_model
+
+        self.device, _ = node_device(self, fp16_parameter=False)
+        self.model = move_model(load_model(self.model_path), self.device)
         self._settings_for = settings_for_budget
         from effdl_ros.tracking.tracker import level_index
 
@@ -74,7 +81,7 @@ class TrackerNode(Node):
                                                     self.model)
         self.full_macs = level_macs(LEVELS[1], self.model)
         self.tracker = RoamTracker(self.model, self.default_settings)
-        self.acct = Accountant(name, clock=node_clock_seconds(self),
+        self.acct = Accountant(name, clock=node_clock_seconds(self), meter=node_meter(self, self.device),
                                profile=self.get_parameter("energy_profile").value,
                                estimate=self.get_parameter("energy_estimate").value)
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),

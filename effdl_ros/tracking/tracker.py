@@ -105,6 +105,13 @@ def load_model(path) -> RoamModel:
     return RoamModel(net, init, opt, ck.get("train", {}))
 
 
+def move_model(model: RoamModel, device) -> RoamModel:
+    """The model's three networks on `device` (in place); the tracker then runs its frames there."""
+    for m in (model.net, model.init, model.optimizer):
+        m.to(device)
+    return model
+
+
 def random_model(seed: int = 0, search_size: int = 161) -> RoamModel:
     """An untrained model (tests, or a baseline showing what training buys)."""
     from effdl_ros.tracking.roam import base_filter_for
@@ -136,7 +143,7 @@ def backbone_macs(net: RoamNet, search_size: int) -> int:
 
         hs = [m.register_forward_hook(hook) for m in net.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
         with torch.no_grad():
-            net.backbone(torch.zeros(1, 3, search_size, search_size))
+            net.backbone(torch.zeros(1, 3, search_size, search_size, device=net.mean.device))
         for h in hs:
             h.remove()
         _BACKBONE_MACS[search_size] = total[0]
@@ -162,6 +169,7 @@ class RoamTracker:
         self.net = model.net
         self.settings = settings.validated()
         self.params = None
+        self.device = model.net.mean.device   # where the model is: crops go there, boxes come back
 
     # -- geometry
     def _crop(self, image: np.ndarray, centre: np.ndarray, side: float, size: int) -> np.ndarray:
@@ -174,7 +182,9 @@ class RoamTracker:
                               borderMode=cv2.BORDER_REPLICATE)
 
     def _features(self, crops: List[np.ndarray]) -> torch.Tensor:
-        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+        from effdl_ros.device import to_device
+
+        x = to_device(np.stack(crops), self.device).permute(0, 3, 1, 2).float()
         with torch.no_grad():
             return self.net.features(x)
 
@@ -214,8 +224,8 @@ class RoamTracker:
                 boxes.append(wb)
                 anchors.append(wb[2:])
         feats = self._features(crops).unsqueeze(0)
-        boxes_t = torch.tensor(np.stack(boxes), dtype=torch.float32).unsqueeze(0)
-        anchors_t = torch.tensor(np.stack(anchors), dtype=torch.float32).unsqueeze(0)
+        boxes_t = torch.tensor(np.stack(boxes), dtype=torch.float32, device=self.device).unsqueeze(0)
+        anchors_t = torch.tensor(np.stack(anchors), dtype=torch.float32, device=self.device).unsqueeze(0)
         anchor = self.size * s / side
         self.fsize = self._fsize(anchor)
         init = self.model.init
@@ -276,7 +286,8 @@ class RoamTracker:
         crops = [self._crop(image, self.centre, side, s) for side in sides]
         feats = self._features(crops)                                   # [n, 64, H, W]
         n = len(sides)
-        anchors = torch.tensor(np.array([self.size * s / side for side in sides]), dtype=torch.float32)  # [n, 2]
+        anchors = torch.tensor(np.array([self.size * s / side for side in sides]), dtype=torch.float32,
+                               device=self.device)  # [n, 2]
         self.fsize = self._fsize(anchors[n // 2].tolist())
         with torch.no_grad():
             resp, deltas = self.net.heads(feats.unsqueeze(0), self.params, self.fsize)
@@ -290,7 +301,7 @@ class RoamTracker:
         dratio = torch.maximum(rr, 1 / rr)
         penalty = torch.exp(-(dscale * dratio - 1) * st.scale_penalty)
         m = map_size(s)
-        grid = torch.arange(m, dtype=torch.float32) * 4 - (s - 1) / 2
+        grid = torch.arange(m, dtype=torch.float32, device=self.device) * 4 - (s - 1) / 2
         widen = 2.0 if self.drift > 0 else 1.0
         sig_x = st.prior_sigma * widen * aw
         sig_y = st.prior_sigma * widen * ah
@@ -300,7 +311,7 @@ class RoamTracker:
         si, rem = divmod(best, m * m)
         yi, xi = divmod(rem, m)
         peak = float(resp[si, yi, xi])
-        b = boxes[si, :, yi, xi].numpy().astype(np.float64)
+        b = boxes[si, :, yi, xi].cpu().numpy().astype(np.float64)
         k = sides[si] / s
         cx = self.centre[0] + (b[0] - (s - 1) / 2) * k
         cy = self.centre[1] + (b[1] - (s - 1) / 2) * k
@@ -321,7 +332,8 @@ class RoamTracker:
         updated = False
         if not drifting and st.update_interval > 0:
             # sample: the chosen window, labelled with the estimated box (window pixels)
-            est = torch.tensor([[[b[0], b[1], self.size[0] / k, self.size[1] / k]]], dtype=torch.float32)
+            est = torch.tensor([[[b[0], b[1], self.size[0] / k, self.size[1] / k]]], dtype=torch.float32,
+                               device=self.device)
             self._push((feats[si:si + 1].unsqueeze(0), est, anchors[si:si + 1].unsqueeze(0)))
             if self.frame % st.update_interval == 0 and st.optimizer_steps > 0:
                 macs += self._optimise()
