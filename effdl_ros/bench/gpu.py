@@ -296,9 +296,11 @@ def bench_device(device_spec: str, opts: GpuBenchOptions, log=print) -> Dict:
 
 # ------------------------------------------------------------------------------------------ demo graph
 
-def demo_graph(device_spec: str, *, frames: int, calibrate_s: float, fps: float = 5.0, log=print) -> Dict:
+def demo_graph(device_spec: str, *, frames: int, calibrate_s: float, fps: float = 5.0, settle_frames: int = 10,
+               log=print) -> Dict:
     """The shipped graph on the bundled clip with the model nodes on the device, budget 60 % of its
-    calibrated power (binding); per node: mean energy per item and its source, mean power vs budget."""
+    calibrated power (binding); per node: mean energy per item and its source, mean power vs budget,
+    over the frames from `settle_frames` after calibration on (the allocator moves <= 10 % a period)."""
     from effdl_ros.runtime import backend
 
     backend.select("inproc")
@@ -317,19 +319,24 @@ def demo_graph(device_spec: str, *, frames: int, calibrate_s: float, fps: float 
             spec.parameters.update(calibrate_s=float(calibrate_s), budget_fraction=0.6)
     inp = looped(open_input("samples/vtest", limit=min(frames, 40), fps=fps), max(1, math.ceil(frames / 40)))
     log(f"demo graph on {device}: {frames} frames at {fps:g} frames/s, calibrating {calibrate_s:g} s ...")
-    seen = {"calibrated": None}
+    seen = {"calibrated": None, "at": None}
 
     def on_frame(index, session):
         monitor = session.node("energy_monitor")
         seen["calibrated"] = getattr(monitor, "calibrated_w", None) if monitor is not None else None
+        if seen["calibrated"] is not None and seen["at"] is None:
+            seen["at"] = index
 
     records, _, elapsed = replay(inp, pipeline, Pacer(1.0), on_frame=on_frame, init_box=list(INIT_BOX))
-    return summarise_demo(records, device=str(device), calibrated_w=seen["calibrated"], elapsed_s=elapsed)
+    start = len(records) if seen["at"] is None else seen["at"] + settle_frames
+    return summarise_demo(records[start:], device=str(device), calibrated_w=seen["calibrated"],
+                          elapsed_s=elapsed, frames_total=len(records))
 
 
-def summarise_demo(records: List[Dict], *, device: str, calibrated_w=None, elapsed_s=None) -> Dict:
-    """Per node over the records after calibration (those with a finite total budget): mean energy per
-    item, its source, mean power, mean budget; and the graph's total power vs the total budget."""
+def summarise_demo(records: List[Dict], *, device: str, calibrated_w=None, elapsed_s=None,
+                   frames_total: Optional[int] = None) -> Dict:
+    """Per node over the given records (those under the calibrated budget, with a finite total): mean
+    energy per item, its source, mean power, mean budget; and the graph's total power vs the total budget."""
     bound = [r for r in records if math.isfinite(r.get("budget_w", {}).get("total", math.inf))]
     nodes: Dict[str, Dict] = {}
     for name in sorted({n for r in bound for n in r.get("energy_j", {})}):
@@ -341,7 +348,8 @@ def summarise_demo(records: List[Dict], *, device: str, calibrated_w=None, elaps
                        "budget_w": statistics.fmean(b) if b else None, "source": "+".join(src)}
     total_budget = [r["budget_w"]["total"] for r in bound]
     total_power = [sum(r.get("power_w", {}).values()) for r in bound]
-    return {"device": device, "frames": len(records), "frames_under_budget": len(bound),
+    return {"device": device, "frames": len(records) if frames_total is None else frames_total,
+            "frames_under_budget": len(bound),
             "calibrated_w": calibrated_w, "total_budget_w": statistics.fmean(total_budget) if total_budget else None,
             "total_power_w": statistics.fmean(total_power) if total_power else None, "nodes": nodes,
             "elapsed_s": elapsed_s}

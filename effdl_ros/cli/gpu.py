@@ -17,8 +17,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 rows")
     p.add_argument("--no-cpu", action="store_true", help="skip the CPU rows when --device is a GPU")
     p.add_argument("--nodes", default="ddi,segmentation,tracker", help="comma-separated nodes to bench")
-    p.add_argument("--demo-frames", type=int, default=60,
-                   help="frames of the demo graph at a binding budget (default 60; 0 = skip)")
+    p.add_argument("--demo-frames", type=int, default=120,
+                   help="frames of the demo graph at a binding budget, at 5 frames/s (default 120; 0 = skip)")
     p.add_argument("--demo-calibrate", type=float, default=4.0, help="seconds unconstrained before the budget binds")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
