@@ -39,6 +39,13 @@ def test_device_parses_cpu_auto_cuda_and_refuses_missing_cuda_in_one_sentence():
             resolve_device(bad)
 
 
+def test_the_device_parameter_is_checked_before_any_node_starts():
+    from effdl_ros.nodekit.parameters import DEVICE
+
+    assert DEVICE.default == "cpu" and DEVICE.problem("cuda:1") is None and DEVICE.problem("auto") is None
+    assert "must be cpu" in DEVICE.problem("cuda:x") and "is STRING" in DEVICE.problem(0)
+
+
 def test_fp16_is_refused_on_the_cpu():
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         check_fp16(True, torch.device("cpu"), what="/seg: parameter 'fp16'")

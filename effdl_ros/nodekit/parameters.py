@@ -72,7 +72,16 @@ ENERGY_ESTIMATE = Param("energy_estimate", "ops", "ops: energy modelled from exe
                         "process's CPU time", choices=("ops", "cpu_time"))
 BUDGET_STALE_AFTER = Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6))
 HOTSWAP_MODEL_DIR = Param("model_dir", "", "folder that hot-swapped models must lie in (\"\" = the model's folder)")
-DEVICE = Param("device", "cpu", "torch device of the model and the per-item work: cpu, cuda, cuda:N, or auto "
+class _DeviceParam(Param):
+    """A torch device name: checked (syntax only, no torch import) before any node starts."""
+
+    def problem(self, value: Any) -> Optional[str]:
+        from effdl_ros.device import check_spec
+
+        return super().problem(value) or check_spec(value)
+
+
+DEVICE = _DeviceParam("device", "cpu", "torch device of the model and the per-item work: cpu, cuda, cuda:N, or auto "
                "(the first GPU torch sees, else cpu); CUDA asked for and absent is a startup error")
 FP16 = Param("fp16", False, "half precision (CUDA autocast to float16) on a GPU; refused on the CPU")
 

@@ -170,6 +170,10 @@ class SegmentationNode(LifecycleNode):
         for pub in (self._labels_pub, self._overlay_pub, self._info_pub):
             self.destroy_publisher(pub)
         self.model = None
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()  # give the freed weights back to the GPU
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
