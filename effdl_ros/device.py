@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Optional
 
 from effdl_ros.errors import ConfigError
 
@@ -131,24 +130,6 @@ def move_model(obj: Any, device, *, _seen=None):
             if isinstance(v, (torch.Tensor, torch.nn.Module, list, dict, tuple)) or hasattr(v, "__dict__"):
                 object.__setattr__(obj, k, move_model(v, device, _seen=seen))
     return obj
-
-
-def timed_ms(fn: Callable[[], Any], device, *, repeats: int = 20, warmup: int = 3) -> Tuple[float, Any]:
-    """(median ms of `fn` over `repeats`, its last result), synchronising the device around each call,
-    so a GPU's time is the kernels' and not the launch's."""
-    import statistics
-
-    out = None
-    for _ in range(warmup):
-        out = fn()
-    synchronize(device)
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        out = fn()
-        synchronize(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), out
 
 
 def device_name(device) -> str:

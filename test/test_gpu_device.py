@@ -195,6 +195,23 @@ def test_two_processes_sharing_one_gpu_split_its_energy_by_gpu_time():
     assert acct_a.report().energy_j == pytest.approx(15.0 + 4.0)   # energy_j is cumulative
 
 
+def test_a_node_on_a_gpu_gets_the_nvml_meter_and_reports_measured(monkeypatch):
+    from effdl_ros.energy.gpu import meter_for_device
+
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: synced.append(d))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    nvml = FakeNvml()
+    meter, why = meter_for_device(torch.device("cuda", 0), nvml=nvml)
+    assert why == "" and meter.name == "nvml:0:energy" and synced == [torch.device("cuda", 0)] * 2
+    acct = Accountant("/seg", meter=meter)
+    with acct.item():
+        nvml.energy_mj += 1_500
+    r = acct.report()
+    assert r.source == "measured" and r.energy_j == pytest.approx(1.5) and acct.estimate == "meter"
+    assert meter_for_device(torch.device("cpu"), nvml=nvml) == (None, "device cpu is not a GPU")
+
+
 def test_a_process_nvml_never_names_is_charged_the_whole_device_and_says_so():
     nvml = FakeNvml()
     m = NvmlShareMeter(0, nvml=nvml, pid=999)      # e.g. a container's PID namespace
