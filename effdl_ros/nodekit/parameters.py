@@ -72,6 +72,8 @@ ENERGY_ESTIMATE = Param("energy_estimate", "ops", "ops: energy modelled from exe
                         "process's CPU time", choices=("ops", "cpu_time"))
 BUDGET_STALE_AFTER = Param("stale_after_s", 3.0, "a budget older than this is stale", range=(1e-3, 1e6))
 HOTSWAP_MODEL_DIR = Param("model_dir", "", "folder that hot-swapped models must lie in (\"\" = the model's folder)")
+
+
 class _DeviceParam(Param):
     """A torch device name: checked (syntax only, no torch import) before any node starts."""
 
