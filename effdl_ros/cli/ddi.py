@@ -68,6 +68,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
         raise ConfigError("--epochs, --batch-size and --threads must be >= 1")
+    from effdl_ros.device import resolve_device
+
+    args.device = str(resolve_device(args.device, what="--device"))
     if not 0.0 < args.target <= 1.0:
         raise ConfigError(f"--target must lie in (0, 1], got {args.target}")
     if not 0.0 <= args.truncate_prob <= 1.0 or not 0.0 <= args.distill <= 1.0:
@@ -190,6 +193,7 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
                    help="also run DDI with confidence halting at this softmax threshold (0 = off)")
     p.add_argument("--max-test", type=int, default=2000, help="items per task (evenly spaced subset; 0 = all)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the timed runs (default 1)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
     p.add_argument("--json", default="", help="write the results here")
     p.add_argument("--plot", default="", help="write an accuracy-vs-MACs plot (PNG) here")
 
@@ -199,7 +203,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     opts = BenchOptions(tasks=[t for t in args.data.split(",") if t], models_dir=Path(args.models),
                         fractions=args.fractions or [1.0, 0.5, 0.3, 0.25, 0.2, 0.15, 0.1],
-                        confidence=args.confidence or None, max_test=args.max_test, threads=args.threads)
+                        confidence=args.confidence or None, max_test=args.max_test, threads=args.threads,
+                        device=args.device)
     results = run_benchmark(opts)
     print(format_table(results))
     if args.json:

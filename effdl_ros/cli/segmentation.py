@@ -184,6 +184,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="input scale relative to the model's training size")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the timing")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
     p.add_argument("--json", default=None, help='write {"miou","per_class","pixel_acc","ms_per_frame"}')
 
 
@@ -198,10 +199,14 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--scale {args.scale} is outside 0.1..2.0")
     torch.set_num_threads(max(1, args.threads))
     pairs = folder_pairs(Path(args.images), Path(args.labels))[: args.max_frames or None]
+    from effdl_ros.device import resolve_device
+
+    device = resolve_device(args.device, what="--device")
     model, cfg = load_checkpoint(Path(args.model))
-    r = evaluate_pairs(model, cfg, pairs, scale=args.scale)
+    r = evaluate_pairs(model.to(device), cfg, pairs, scale=args.scale, device=device)
+    where = "CPU" if device.type == "cpu" else str(device)
     print(f"{args.model}: mIoU {100 * r['miou']:.1f}  pixel acc {100 * r['pixel_acc']:.1f}  "
-          f"{r['ms_per_frame']:.1f} ms/frame ({r['frames']} frames, {torch.get_num_threads()} threads, CPU)")
+          f"{r['ms_per_frame']:.1f} ms/frame ({r['frames']} frames, {torch.get_num_threads()} threads, {where})")
     for name, v in r["per_class"].items():
         print(f"  {name:<11} {'-' if v is None else f'{100 * v:.1f}'}")
     if args.json:
@@ -270,6 +275,8 @@ def _configure_scales(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camvid-root", default=None)
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
+    p.add_argument("--fp16", action="store_true", help="CUDA autocast to float16 (GPU only)")
     p.add_argument("--json", default=None)
 
 
@@ -294,15 +301,20 @@ def _run_scales(args: argparse.Namespace) -> int:
         from effdl_ros.resources import share_path
 
         path = share_path("models", "madan_multi.pt")
+    from effdl_ros.device import check_fp16, resolve_device
+
+    device = resolve_device(args.device, what="--device")
+    check_fp16(args.fp16, device, what="--fp16")
     model, cfg = load_checkpoint(path)
     val = pairs(_camvid_root(args.camvid_root), "val")[: args.max_frames or None]
-    rows = scale_sweep(model, cfg, val, scales)
+    rows = scale_sweep(model.to(device), cfg, val, scales, device=device, fp16=args.fp16)
     print(f"{'scale':>6} {'input':>9} {'MMACs':>8} {'of full':>8} {'mIoU':>6} {'ms/frame':>9}")
     for r in rows:
         hw = r["input_hw"]
         print(f"{r['scale']:6.3f} {hw[0]:>4}x{hw[1]:<4} {r['macs'] / 1e6:8.1f} {r['macs_fraction']:8.2f} "
               f"{100 * r['miou']:6.1f} {r['ms_per_frame']:9.1f}")
-    print(f"{path.name} on CamVid val ({len(val)} frames), CPU, {torch.get_num_threads()} threads: MACs counted, "
+    print(f"{path.name} on CamVid val ({len(val)} frames), {device}{' fp16' if args.fp16 else ''}, "
+          f"{torch.get_num_threads()} threads: MACs counted, "
           "mIoU and times (median over frames of the best of 3) measured in this run; the output is always "
           "upsampled to the frame's full size")
     if args.json:

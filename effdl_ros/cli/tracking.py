@@ -45,7 +45,9 @@ def _run_train(a: argparse.Namespace) -> int:
     if a.iterations < 1 or a.batch < 1:
         raise ConfigError("--iterations and --batch must be >= 1")
     torch.set_num_threads(max(1, a.threads))
-    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from effdl_ros.device import resolve_device
+
+    device = str(resolve_device(a.device or "auto", what="--device"))
     if a.images is not None:
         paths = sorted(a.images.glob("*.jpg")) + sorted(a.images.glob("*.png"))
     else:
@@ -95,6 +97,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
                                  ("search-size", 161, "window side in pixels (8k+1)")):
         p.add_argument(f"--{name}", type=int, default=default, help=f"roam: {help_} (default {default})")
     p.add_argument("--search-scales", default="1.0", help="roam: comma-separated window scales (default 1.0)")
+    p.add_argument("--device", default="cpu", help="roam: cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
 
 
 def default_model_path() -> Path:
@@ -115,6 +118,10 @@ def _run_eval(a: argparse.Namespace) -> int:
     from effdl_ros.tracking.evaluate import evaluate, success_plot
     from effdl_ros.tracking.tracker import RoamTracker, TrackerSettings, load_model, random_model
 
+    from effdl_ros.device import resolve_device
+    from effdl_ros.tracking.tracker import move_model
+
+    device = resolve_device(a.device, what="--device")
     torch.set_num_threads(max(1, a.threads))
     cv2.setNumThreads(max(1, a.threads))
     names = [n.strip() for n in a.trackers.split(",") if n.strip()]
@@ -128,10 +135,10 @@ def _run_eval(a: argparse.Namespace) -> int:
     factories = {}
     for name in names:
         if name == "roam":
-            model = load_model(a.model or default_model_path())
+            model = move_model(load_model(a.model or default_model_path()), device)
             factories[name] = lambda m=model: RoamTracker(m, settings)
         elif name.startswith("roam:"):      # another checkpoint side by side, e.g. roam:models/roam_r18l1.pt
-            model_x = load_model(Path(name[len("roam:"):]))
+            model_x = move_model(load_model(Path(name[len("roam:"):])), device)
             factories[name] = lambda m=model_x: RoamTracker(m, settings)
         elif name.startswith("roam-level"):  # a budget level's knobs, e.g. roam-level0 .. roam-level4
             from dataclasses import replace
@@ -142,10 +149,10 @@ def _run_eval(a: argparse.Namespace) -> int:
                 level = LEVELS[int(name[len("roam-level"):])]
             except (ValueError, IndexError):
                 raise ConfigError(f"unknown tracker {name!r}; levels are roam-level0 .. roam-level{len(LEVELS) - 1}") from None
-            model_l = load_model(a.model or default_model_path())
+            model_l = move_model(load_model(a.model or default_model_path()), device)
             factories[name] = lambda m=model_l, lv=level: RoamTracker(m, replace(settings, **lv))
         elif name == "roam-untrained":
-            model_u = random_model(0, settings.search_size)
+            model_u = move_model(random_model(0, settings.search_size), device)
             factories[name] = lambda m=model_u: RoamTracker(m, settings)
         elif name in OPENCV_TRACKERS:
             OpenCVTracker(name)  # fails early, with a clear message, if OpenCV lacks it
@@ -154,7 +161,7 @@ def _run_eval(a: argparse.Namespace) -> int:
             raise ConfigError(f"unknown tracker {name!r}; choose from roam, roam-untrained, "
                               f"{', '.join(OPENCV_TRACKERS)}")
     result = evaluate(seqs, factories, progress=lambda t, s: print(f"running {t} on {s} ...", flush=True))
-    result["settings"] = {"threads": a.threads, "roam": {"update_interval": settings.update_interval,
+    result["settings"] = {"threads": a.threads, "device": str(device), "roam": {"update_interval": settings.update_interval,
                           "optimizer_steps": settings.optimizer_steps, "search_scales": list(settings.search_scales),
                           "search_size": settings.search_size}}
     _print_table(result)

@@ -31,6 +31,7 @@ class BenchOptions:
     max_test: int = 2000
     threads: int = 1
     warmup: int = 20
+    device: str = "cpu"      # cpu | cuda | cuda:N | auto (effdl_ros.device); a GPU's times are synchronised
 
 
 def _configs(task: str, opts: BenchOptions):
@@ -65,11 +66,16 @@ def _configs(task: str, opts: BenchOptions):
 def bench_task(task_name: str, opts: BenchOptions) -> Dict:
     from effdl_ros.dynamic.data import load_task, normalise
 
+    from effdl_ros.device import move_model, resolve_device, synchronize
+
+    device = resolve_device(opts.device, what="--device")
     configs, norms = _configs(task_name, opts)
+    for c in {id(c[2]): c[2] for c in configs}.values():
+        move_model(c, device)
     task = load_task(task_name, max_test=opts.max_test)
     ys = task.y_test
     # every model sees the test items normalised with its own training statistics
-    inputs = {name: torch.from_numpy(normalise(task.x_test_raw, meta["mean"], meta["std"]))
+    inputs = {name: torch.from_numpy(normalise(task.x_test_raw, meta["mean"], meta["std"])).to(device)
               for name, meta in norms.items()}
     for _, _, engine, settings, name in configs:          # warm up every path (allocator, kernels)
         for x in inputs[name][: opts.warmup]:
@@ -82,6 +88,7 @@ def bench_task(task_name: str, opts: BenchOptions) -> Dict:
             x = inputs[name][i: i + 1]
             t0 = perf()
             r = engine.run(x, settings)
+            synchronize(device)
             row["ms"].append((perf() - t0) * 1e3)
             row["macs"].append(r.macs)
             row["exits"].append(r.exit_index)

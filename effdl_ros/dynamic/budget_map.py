@@ -58,18 +58,24 @@ def ceiling_to_run(ceiling: float, cheapest_macs: float) -> Tuple[float, bool]:
     return float(ceiling), False
 
 
-def measure_macs_per_ms(engine, x, repeats: int = 20) -> float:
-    """Measured MACs per millisecond: the lower of the full network's and the first exit's rate."""
+def measure_macs_per_ms(engine, x, repeats: int = 20, *, fp16: bool = False) -> float:
+    """Measured MACs per millisecond: the lower of the full network's and the first exit's rate (on x's
+    device, synchronised after each item, so a GPU's figure is the kernels' time, not the launch's)."""
+    from effdl_ros.device import autocast, synchronize
     from effdl_ros.dynamic.engine import DDISettings
 
     rates = []
     table = engine.cost_table(True)
     for settings in (DDISettings(use_gates=False), DDISettings(mac_ceiling=table.cumulative_worst[0])):
-        engine.run(x, settings)
+        with autocast(x.device, fp16):
+            engine.run(x, settings)
+        synchronize(x.device)
         times, macs = [], 0
         for _ in range(repeats):
             t0 = time.perf_counter()
-            r = engine.run(x, settings)
+            with autocast(x.device, fp16):
+                r = engine.run(x, settings)
+            synchronize(x.device)
             times.append((time.perf_counter() - t0) * 1e3)
             macs = r.macs
         rates.append(macs / max(statistics.median(times), 1e-6))

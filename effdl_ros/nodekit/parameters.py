@@ -74,6 +74,20 @@ BUDGET_STALE_AFTER = Param("stale_after_s", 3.0, "a budget older than this is st
 HOTSWAP_MODEL_DIR = Param("model_dir", "", "folder that hot-swapped models must lie in (\"\" = the model's folder)")
 
 
+class _DeviceParam(Param):
+    """A torch device name: checked (syntax only, no torch import) before any node starts."""
+
+    def problem(self, value: Any) -> Optional[str]:
+        from effdl_ros.device import check_spec
+
+        return super().problem(value) or check_spec(value)
+
+
+DEVICE = _DeviceParam("device", "cpu", "torch device of the model and the per-item work: cpu, cuda, cuda:N, or auto "
+               "(the first GPU torch sees, else cpu); CUDA asked for and absent is a startup error")
+FP16 = Param("fp16", False, "half precision (CUDA autocast to float16) on a GPU; refused on the CPU")
+
+
 def default_fraction(value: float = 1.0) -> Param:
     return Param("default_compute_fraction", value, "compute fraction used while no fresh budget", range=(0.0, 1.0))
 

@@ -13,7 +13,8 @@ addressed to this node; the file must lie inside `model_dir`; a bad file keeps t
 Parameters: model_path (default models/ddi_mnist5k.pt, relative to the package share folder),
 model_dir ("" = the model's folder), top_k (3), default_compute_fraction (1.0, used while no fresh
 budget), confidence (0 = off; else halt at an exit whose top softmax >= it), energy_profile (x86_cpu),
-item_rate_hz (0 = unknown: power limits ignored), stale_after_s (3.0), autostart (true).
+item_rate_hz (0 = unknown: power limits ignored), stale_after_s (3.0), device (cpu | cuda | cuda:N | auto;
+docs/gpu.md: on a GPU each item's energy is measured with NVML), fp16 (false; CUDA autocast), autostart (true).
 
 A lifecycle (managed) node (effdl_ros.nodekit.lifecycle): configure loads and times the model and
 creates the publishers, the budget client and the model-update subscription; activate subscribes
@@ -24,8 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, HOTSWAP_MODEL_DIR,
-                                            Param, declare, default_fraction)
+from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, DEVICE, ENERGY_ESTIMATE, ENERGY_PROFILE, FP16,
+                                            HOTSWAP_MODEL_DIR, Param, declare, default_fraction)
 from effdl_ros.nodekit.entry import run
 from effdl_ros.nodekit.lifecycle import AUTOSTART, ManagedModelNode
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
@@ -49,6 +50,8 @@ PARAMETERS = (
           range=(0.0, 1e6)),
     BUDGET_STALE_AFTER,
     AUTOSTART,
+    DEVICE,
+    FP16,
 )
 
 
@@ -78,7 +81,11 @@ class DdiNode(ManagedModelNode):
         model_path = resolve_path(self.get_parameter("model_path").value)
         model_dir = self.get_parameter("model_dir").value
         self.model_dir = resolve_path(model_dir) if model_dir else model_path.parent
+        from effdl_ros.nodekit.device import node_device, node_meter
+
+        self.device, self.fp16 = node_device(self)
         self.acct = Accountant(self.get_fully_qualified_name(), clock=node_clock_seconds(self),
+                               meter=node_meter(self, self.device),
                                profile=self.get_parameter("energy_profile").value,
                                estimate=self.get_parameter("energy_estimate").value)
         self._install(model_path)          # a bad initial model is a startup error (DataError)
@@ -116,13 +123,15 @@ class DdiNode(ManagedModelNode):
                 from effdl_ros.errors import DataError
 
                 raise DataError(f"model file {path} lacks '{key}' in its metadata")
-        engine = DDIEngine(model)
+        from effdl_ros.device import move_model
+
+        engine = move_model(DDIEngine(model), self.device)
         cfg = model.config
-        probe = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size)
+        probe = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size, device=self.device)
         rate = self.get_parameter("item_rate_hz").value
         ceiling_model = CeilingModel(full_macs=engine.max_macs,
                                      joules_per_mac=joules_per_mac(self.acct.profile),
-                                     macs_per_ms=measure_macs_per_ms(engine, probe, repeats=5),
+                                     macs_per_ms=measure_macs_per_ms(engine, probe, repeats=5, fp16=self.fp16),
                                      item_rate_hz=rate if rate > 0 else None)
         self.engine, self.meta, self.ceiling_model, self.model_path = engine, meta, ceiling_model, path
         self.get_logger().info(f"loaded {path.name}: {engine.full_macs:,} MACs static, exits at "
@@ -157,21 +166,24 @@ class DdiNode(ManagedModelNode):
 
         cfg = self.engine.config
         image = imgmsg_to_cv2(msg, "mono8" if cfg.in_channels == 1 else "rgb8")
-        x = preprocess(image, self.meta["mean"], self.meta["std"], cfg.image_size)
+        from effdl_ros.device import autocast, to_device
+
+        x = to_device(preprocess(image, self.meta["mean"], self.meta["std"], cfg.image_size), self.device)
         ceiling, over = ceiling_to_run(mac_ceiling(self.budget.current(), self.ceiling_model),
                                        self.engine.min_macs)
         self._set_over_budget(over, ceiling)
         conf = float(self.get_parameter("confidence").value)
         settings = DDISettings(mac_ceiling=ceiling, confidence=conf if conf > 0 else None)
         with self.acct.item() as item:
-            result = self.engine.run(x, settings)
+            with autocast(self.device, self.fp16):
+                result = self.engine.run(x, settings)
             item.macs = result.macs
             item.compute_fraction = result.macs / self.engine.full_macs
         self.items += 1
         self.last = (result, ceiling)
         self.budget.set_knob("mac_ceiling", ceiling)
         self.budget.set_knob("exit", result.exit_index)
-        probs = torch.softmax(result.logits, 0)
+        probs = torch.softmax(result.logits.float(), 0).cpu()
         k = min(int(self.get_parameter("top_k").value), probs.numel())
         scores, idx = probs.topk(k)
         classes = self.meta["classes"]

@@ -17,7 +17,8 @@ torch.load(weights_only=True); a bad file is refused with one error and the old 
 Parameters: model_path (models/madan_multi.pt, relative to the package share folder), model_dir
 ("" = the model's folder), default_compute_fraction (1.0, used while no fresh budget), overlay_alpha
 (0.5), publish_overlay (true), threads (0 = torch's default), energy_profile (x86_cpu), energy_estimate
-(ops | cpu_time), stale_after_s (3.0), autostart (true).
+(ops | cpu_time), stale_after_s (3.0), autostart (true), device (cpu | cuda | cuda:N | auto; on a GPU the
+energy per frame is measured with NVML, docs/gpu.md), fp16 (false; CUDA autocast).
 
 A lifecycle (managed) node (effdl_ros.runtime.lifecycle: rclpy.lifecycle under ROS 2): configure loads
 and times the model and creates the publishers, the budget client and the model-update subscription;
@@ -33,8 +34,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, HOTSWAP_MODEL_DIR,
-                                            Param, declare, default_fraction)
+from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, DEVICE, ENERGY_ESTIMATE, ENERGY_PROFILE, FP16,
+                                            HOTSWAP_MODEL_DIR, Param, declare, default_fraction)
 from effdl_ros.nodekit.entry import run
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -57,6 +58,8 @@ PARAMETERS = (
     ENERGY_ESTIMATE,
     BUDGET_STALE_AFTER,
     Param("autostart", True, "configure and activate on construction (false: wait for a lifecycle manager)"),
+    DEVICE,
+    FP16,
 )
 
 
@@ -79,7 +82,10 @@ class SegmentationNode(LifecycleNode):
             import torch
 
             torch.set_num_threads(threads)
-        self.acct = Accountant(name, clock=node_clock_seconds(self),
+        from effdl_ros.nodekit.device import node_device, node_meter
+
+        self.device, self.fp16 = node_device(self)
+        self.acct = Accountant(name, clock=node_clock_seconds(self), meter=node_meter(self, self.device),
                                profile=self.get_parameter("energy_profile").value,
                                estimate=self.get_parameter("energy_estimate").value)
         self.items = 0
@@ -164,6 +170,10 @@ class SegmentationNode(LifecycleNode):
         for pub in (self._labels_pub, self._overlay_pub, self._info_pub):
             self.destroy_publisher(pub)
         self.model = None
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()  # give the freed weights back to the GPU
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
@@ -185,11 +195,13 @@ class SegmentationNode(LifecycleNode):
 
         model, config = load_checkpoint(path, model_dir=self.model_dir)
         macs = {s: count_macs(model, input_size(config, s)) for s in SCALES}
+        model = model.to(self.device)
+        run = dict(device=self.device, fp16=self.fp16)
         probe = np.zeros(tuple(input_size(config, 1.0)) + (3,), np.uint8)
-        predict(model, config, probe)  # warm-up
+        predict(model, config, probe, **run)  # warm-up
         t0 = time.perf_counter()
         for _ in range(3):
-            predict(model, config, probe)
+            predict(model, config, probe, **run)  # returns host labels: the device is synchronised
         self.full_ms = (time.perf_counter() - t0) / 3 * 1000.0
         self.model, self.config, self.macs, self.model_path = model, config, macs, path
         self.get_logger().info(f"loaded {path.name}: {macs[1.0]:,} MACs at {input_size(config)}, "
@@ -212,7 +224,8 @@ class SegmentationNode(LifecycleNode):
         settings = settings_for_budget(self.budget.current(), default_scale=self.default_scale,
                                        full_ms=self.full_ms, dither=self._dither)
         with self.acct.item() as item:
-            labels = predict(self.model, self.config, rgb, scale=settings.input_scale)
+            labels = predict(self.model, self.config, rgb, scale=settings.input_scale, device=self.device,
+                             fp16=self.fp16)
             macs = self.macs.get(settings.input_scale)
             if macs is None:
                 from effdl_ros.segmentation.network import count_macs

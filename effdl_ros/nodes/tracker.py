@@ -15,6 +15,8 @@ executed MACs per frame go to the Accountant (reports on `energy/reports`).
 Parameters: model_path (models/roam_r18l1.pt, relative to the package share folder),
 default_compute_fraction (1.0, used while no fresh budget), threads (1; 0 = torch's default),
 energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target"), init_box ([0, 0, 0, 0] = none),
+device (cpu | cuda | cuda:N | auto; on a GPU the energy per frame is measured with NVML, docs/gpu.md; no
+fp16: the online learned-optimiser steps use learning rates near 1e-6, below half precision's resolution),
 level_hysteresis (0 = off; e.g. 0.1: a level changes only when the budget is 10 % past its boundary),
 autostart (true).
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 
 from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, Param,
+from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, DEVICE, ENERGY_ESTIMATE, ENERGY_PROFILE, Param,
                                             declare, default_fraction)
 from effdl_ros.nodekit.entry import run
 from effdl_ros.nodekit.lifecycle import AUTOSTART, ManagedModelNode
@@ -53,6 +55,7 @@ PARAMETERS = (
     Param("level_hysteresis", 0.0, "relative margin past a level boundary before the level changes "
           "(0 = none; 0.1 did not help in the budget-loop bench)", range=(0.0, 0.5)),
     AUTOSTART,
+    DEVICE,
 )
 
 
@@ -85,7 +88,11 @@ class TrackerNode(ManagedModelNode):
 
             torch.set_num_threads(threads)
         self.model_path = resolve_path(self.get_parameter("model_path").value)
-        self.model = load_model(self.model_path)
+        from effdl_ros.nodekit.device import node_device, node_meter
+        from effdl_ros.tracking.tracker import move_model
+
+        self.device, _ = node_device(self, fp16_parameter=False)
+        self.model = move_model(load_model(self.model_path), self.device)
         self._settings_for = settings_with_hysteresis
         from effdl_ros.tracking.tracker import level_index
 
@@ -95,7 +102,7 @@ class TrackerNode(ManagedModelNode):
                                                     self.model)
         self.full_macs = level_macs(LEVELS[1], self.model)
         self.tracker = RoamTracker(self.model, self.default_settings)
-        self.acct = Accountant(name, clock=node_clock_seconds(self),
+        self.acct = Accountant(name, clock=node_clock_seconds(self), meter=node_meter(self, self.device),
                                profile=self.get_parameter("energy_profile").value,
                                estimate=self.get_parameter("energy_estimate").value)
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),

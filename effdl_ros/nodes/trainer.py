@@ -18,7 +18,8 @@ must be inside the consumer's model_dir for it to accept), use_pseudo_labels (tr
 (0.9), capacity (512), holdout_every (5), batch_size (16), lr (0.01), validate_every (20),
 min_train_samples (32), default_compute_fraction (0.5), steps_per_second (2.0), max_steps_per_second
 (10.0), min_holdout (10: no decision on fewer held-out samples), energy_profile (x86_cpu), stale_after_s (3.0), tick_hz (20.0),
-autostart (true).
+device (cpu | cuda | cuda:N | auto: where the training steps run; on a GPU each step's energy is measured
+with NVML, docs/gpu.md), autostart (true).
 
 A lifecycle (managed) node (effdl_ros.nodekit.lifecycle): configure loads the deployed model into the
 online trainer and creates `trainer/model_update` and the budget client; activate subscribes the
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 
 from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, ENERGY_PROFILE, Param, declare, default_fraction
+from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, DEVICE, ENERGY_PROFILE, Param, declare, default_fraction
 from effdl_ros.nodekit.entry import run
 from effdl_ros.nodekit.lifecycle import AUTOSTART, ManagedModelNode
 from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
@@ -66,6 +67,7 @@ PARAMETERS = (
     BUDGET_STALE_AFTER,
     Param("tick_hz", 20.0, "scheduler ticks per second", range=(1e-3, 1e4)),
     AUTOSTART,
+    DEVICE,
 )
 
 
@@ -108,11 +110,14 @@ class TrainerNode(ManagedModelNode):
                                   min_holdout=int(p("min_holdout")),
                                   capacity=int(p("capacity")), holdout_every=int(p("holdout_every")),
                                   pseudo_threshold=float(p("pseudo_threshold")))
+        from effdl_ros.nodekit.device import node_device, node_meter
+
+        self.device, _ = node_device(self, fp16_parameter=False)
         self.defaults = TrainerKnobs(steps_per_second=float(p("steps_per_second")))
         self.online = OnlineTrainer(CONSUMERS[kind](), model_path, model_dir, settings=settings,
-                                    knobs=self.defaults, out_dir=out_dir)
+                                    knobs=self.defaults, out_dir=out_dir, device=self.device)
         self.acct = Accountant(self.get_fully_qualified_name(), clock=node_clock_seconds(self),
-                               profile=p("energy_profile"))
+                               meter=node_meter(self, self.device), profile=p("energy_profile"))
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=fraction),
                                    stale_after_sec=float(p("stale_after_s")))
         self._now = node_clock_seconds(self)
@@ -193,7 +198,9 @@ class TrainerNode(ManagedModelNode):
             with torch.no_grad():  # count the forward only; the backward it implies is 2x
                 was = model.training
                 model.eval()
-                model(torch.from_numpy(x))
+                from effdl_ros.device import to_device
+
+                model(to_device(x, self.device))
                 model.train(was)
             counter.remove()
             self._dense_step_macs = 3 * counter.tally.forward

@@ -180,7 +180,7 @@ def qualitative_figure(models_dir, camvid_root, out_png, *, frame_indices: Seque
 
 
 def scale_sweep(model, config: Dict, pairs: Sequence[Tuple[Path, Path]], scales: Sequence[float],
-                repeats: int = 3) -> List[Dict]:
+                repeats: int = 3, device="cpu", fp16: bool = False) -> List[Dict]:
     """mIoU, counted MACs and median ms/frame per input scale (the node's budget knob).
 
     Scales are interleaved frame by frame, each timed ``repeats`` times (the minimum kept), so a burst
@@ -200,7 +200,7 @@ def scale_sweep(model, config: Dict, pairs: Sequence[Tuple[Path, Path]], scales:
             best = float("inf")
             for _ in range(max(1, repeats)):
                 t0 = time.perf_counter()
-                pred = predict(model, config, rgb, scale=s)
+                pred = predict(model, config, rgb, scale=s, device=device, fp16=fp16)  # host labels: synced
                 best = min(best, time.perf_counter() - t0)
             if k > 0 or len(pairs) == 1:
                 times[s].append(best)

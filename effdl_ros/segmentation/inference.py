@@ -12,21 +12,25 @@ def input_size(config: Dict, scale: float = 1.0) -> Tuple[int, int]:
     return tuple(max(16, int(round(v * scale / 8.0)) * 8) for v in (h, w))  # type: ignore[return-value]
 
 
-def predict(model, config: Dict, rgb: np.ndarray, *, scale: float = 1.0, device: str = "cpu",
-            out_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
+def predict(model, config: Dict, rgb: np.ndarray, *, scale: float = 1.0, device="cpu",
+            out_hw: Optional[Tuple[int, int]] = None, fp16: bool = False) -> np.ndarray:
     """Class ids uint8 [H, W] for one RGB uint8 frame, at the frame's size (or out_hw).
 
     :param scale: multiplies the model's input size (the budget knob: 0.5 = about a quarter of the MACs).
+    :param device: where the model is; the resized uint8 frame is copied there (pinned, non-blocking on
+        a GPU: a quarter of the bytes of the float tensor) and converted there.
+    :param fp16: CUDA autocast to float16 (scores come back as float32).
     """
     import cv2
     import torch
 
+    from effdl_ros.device import autocast, to_device
     from effdl_ros.segmentation.network import to_input
 
     h, w = input_size(config, scale)
     small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    with torch.no_grad():
-        x = to_input(torch.from_numpy(np.ascontiguousarray(small))[None]).to(device)
+    with torch.no_grad(), autocast(device, fp16):
+        x = to_input(to_device(np.ascontiguousarray(small)[None], device))
         scores = model(x)[0].permute(1, 2, 0).contiguous().float().cpu().numpy()  # [h, w, C]
     oh, ow = out_hw or rgb.shape[:2]
     if (oh, ow) != scores.shape[:2]:

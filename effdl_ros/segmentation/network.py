@@ -138,7 +138,8 @@ def count_macs(model: nn.Module, input_hw: Sequence[int]) -> int:
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, int(input_hw[0]), int(input_hw[1])))
+            device = next(model.parameters()).device
+            model(torch.zeros(1, 3, int(input_hw[0]), int(input_hw[1]), device=device))
     finally:
         for h in handles:
             h.remove()

@@ -118,6 +118,13 @@ def load_model(path) -> RoamModel:
     return RoamModel(net, init, opt, ck.get("train", {}))
 
 
+def move_model(model: RoamModel, device) -> RoamModel:
+    """The model's three networks on `device` (in place); the tracker then runs its frames there."""
+    for m in (model.net, model.init, model.optimizer):
+        m.to(device)
+    return model
+
+
 def random_model(seed: int = 0, search_size: int = 161, backbone: str = "hog_cn", channels: int = 32) -> RoamModel:
     """An untrained model (tests, or a baseline showing what training buys)."""
     from effdl_ros.tracking.roam import base_filter_for
@@ -155,7 +162,7 @@ def backbone_macs(net: RoamNet, search_size: int) -> int:
 
         hs = [m.register_forward_hook(hook) for m in net.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
         with torch.no_grad():
-            net.backbone(torch.zeros(1, 3, search_size, search_size))
+            net.backbone(torch.zeros(1, 3, search_size, search_size, device=net.mean.device))
         for h in hs:
             h.remove()
         _BACKBONE_MACS[search_size] = total[0]
@@ -191,6 +198,7 @@ class RoamTracker:
         self.net = model.net
         self.settings = settings.validated()
         self.params = None
+        self.device = model.net.mean.device   # where the model is: crops go there, boxes come back
         self.state_name = TRACKING
         self.drift, self.candidate, self.refuted = 0, None, []
 
@@ -200,7 +208,9 @@ class RoamTracker:
         return self._stretched_crop(image, centre, side, side, size)
 
     def _features(self, crops: List[np.ndarray]) -> torch.Tensor:
-        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+        from effdl_ros.device import to_device
+
+        x = to_device(np.stack(crops), self.device).permute(0, 3, 1, 2).float()
         with torch.no_grad():
             return self.net.features(x)
 
@@ -248,8 +258,8 @@ class RoamTracker:
                 boxes.append(wb)
                 anchors.append(wb[2:])
         feats = self._features(crops).unsqueeze(0)
-        boxes_t = torch.tensor(np.stack(boxes), dtype=torch.float32).unsqueeze(0)
-        anchors_t = torch.tensor(np.stack(anchors), dtype=torch.float32).unsqueeze(0)
+        boxes_t = torch.tensor(np.stack(boxes), dtype=torch.float32, device=self.device).unsqueeze(0)
+        anchors_t = torch.tensor(np.stack(anchors), dtype=torch.float32, device=self.device).unsqueeze(0)
         anchor = self.size * s / side
         self.fsize = self._fsize(anchor)
         init = self.model.init
@@ -330,7 +340,8 @@ class RoamTracker:
         crops = [self._crop(image, self.centre, side, s) for side in sides]
         feats = self._features(crops)                                   # [n, D, H, W]
         n = len(sides)
-        anchors = torch.tensor(np.array([self.size * s / side for side in sides]), dtype=torch.float32)  # [n, 2]
+        anchors = torch.tensor(np.array([self.size * s / side for side in sides]), dtype=torch.float32,
+                               device=self.device)  # [n, 2]
         self.fsize = self._fsize((anchors[n // 2] * zoom).tolist(), zoom)
         with torch.no_grad():
             resp, deltas = self.net.heads(feats.unsqueeze(0), self.params, self.fsize)
@@ -344,10 +355,10 @@ class RoamTracker:
         dratio = torch.maximum(rr, 1 / rr)
         penalty = torch.exp(-(dscale * dratio - 1) * st.scale_penalty)
         m = map_size(s)
-        grid = torch.arange(m, dtype=torch.float32) * 4 - (s - 1) / 2
+        grid = torch.arange(m, dtype=torch.float32, device=self.device) * 4 - (s - 1) / 2
         # cells whose centre lies inside the image (a window past the border shows replicated edges)
         h_img, w_img = self.image_hw
-        ks = torch.tensor(sides, dtype=torch.float32).view(n, 1, 1) / s
+        ks = torch.tensor(sides, dtype=torch.float32, device=self.device).view(n, 1, 1) / s
         gx = self.centre[0] + grid.view(1, 1, m) * ks
         gy = self.centre[1] + grid.view(1, m, 1) * ks
         inside = ((gx >= 0) & (gx < w_img) & (gy >= 0) & (gy < h_img)).float()
@@ -369,7 +380,7 @@ class RoamTracker:
         valid = inside[si] if float(inside[si].sum()) > 0 else torch.ones_like(inside[si])
         contrast = peak - float((resp[si] * valid).sum() / valid.sum())
         confidence = contrast / self.first_contrast
-        b = boxes[si, :, yi, xi].numpy().astype(np.float64)
+        b = boxes[si, :, yi, xi].cpu().numpy().astype(np.float64)
         k = sides[si] / s
         cx = self.centre[0] + (b[0] - (s - 1) / 2) * k
         cy = self.centre[1] + (b[1] - (s - 1) / 2) * k
@@ -406,7 +417,8 @@ class RoamTracker:
         updated = False
         if confident and not recovered and st.update_interval > 0:
             # sample: the chosen window, labelled with the estimated box (window pixels)
-            est = torch.tensor([[[b[0], b[1], self.size[0] / k, self.size[1] / k]]], dtype=torch.float32)
+            est = torch.tensor([[[b[0], b[1], self.size[0] / k, self.size[1] / k]]], dtype=torch.float32,
+                               device=self.device)
             self._push((feats[si:si + 1].unsqueeze(0), est, anchors[si:si + 1].unsqueeze(0)))
             if self.frame % st.update_interval == 0 and st.optimizer_steps > 0:
                 macs += self._optimise()

@@ -189,8 +189,9 @@ class RateLimiter:
 class OnlineTrainer:
     def __init__(self, consumer: Consumer, model_path: Path, model_dir: Path, *,
                  settings: OnlineSettings = OnlineSettings(), knobs: TrainerKnobs = TrainerKnobs(),
-                 out_dir: Optional[Path] = None) -> None:
+                 out_dir: Optional[Path] = None, device="cpu") -> None:
         self.consumer = consumer
+        self.device = torch.device(device)  # the models and each step's batch live here
         self.settings = settings.validated()
         self.model_dir = Path(model_dir)
         self.out_dir = Path(out_dir) if out_dir is not None else self.model_dir
@@ -198,12 +199,13 @@ class OnlineTrainer:
         consumer.bind(deployed)
         self.meta = meta
         self.stem = Path(model_path).stem
-        self.deployed = deployed.eval()
+        self.deployed = deployed.to(self.device).eval()
         self.model = copy.deepcopy(deployed)
         slu = consumer.supports_slu and getattr(self.model, "gates", None) is not None
         self.trainer = E2Trainer(self.model, E2TrainConfig(
             lr=settings.lr, batch_size=settings.batch_size, smd_rate=knobs.smd_rate, slu=slu,
             slu_target=knobs.slu_target, psg=True, seed=settings.seed, freeze_bn=True))
+        self.model.to(self.device)  # PSG's swapped-in convolutions bring CPU buffers
         self.trainer.loss_fn = consumer.loss
         self.trainer.set_knobs(knobs)
         self.buffer = ReplayBuffer(settings.capacity, holdout_every=settings.holdout_every,
@@ -248,7 +250,9 @@ class OnlineTrainer:
     def train_step(self) -> StepResult:
         """Execute one step now (the caller already let SMD decide, e.g. to account only real work)."""
         x, y = self.buffer.batch(self.settings.batch_size)
-        res = self.trainer._execute(torch.from_numpy(x), torch.from_numpy(y))
+        from effdl_ros.device import to_device
+
+        res = self.trainer._execute(to_device(x, self.device), to_device(y, self.device))
         self.executed_since_validation += 1
         return res
 
@@ -259,7 +263,9 @@ class OnlineTrainer:
             return math.nan, 0
         model.eval()
         with torch.no_grad():
-            pred = self.consumer.logits(model, torch.from_numpy(x)).argmax(1).numpy()
+            from effdl_ros.device import to_device
+
+            pred = self.consumer.logits(model, to_device(x, self.device)).argmax(1).cpu().numpy()
         return float((pred == y).mean()), int(len(y))
 
     def validation_due(self) -> bool:

@@ -272,14 +272,14 @@ class GatedResNet(nn.Module):
             if expected:
                 out = block(h)
                 h = res + p.view(1, 1, 1, 1) * (out - res)
-                fired.append(torch.ones(batch, dtype=p.dtype))
+                fired.append(torch.ones(batch, dtype=p.dtype, device=p.device))
                 rows.append(batch)
                 continue
             if self.training or self.eval_gates == "sample":
                 fire = bool(p.detach() > torch.rand(1))
             else:
                 fire = bool(p.detach() > 0.5)
-            fired.append(torch.full((batch,), float(fire), dtype=p.dtype))
+            fired.append(torch.full((batch,), float(fire), dtype=p.dtype, device=p.device))
             rows.append(batch if fire else 0)
             if not fire:
                 h = res
