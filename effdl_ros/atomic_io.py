@@ -96,7 +96,7 @@ def atomic_torch_save(obj: Any, path: PathLike, *, mode: int = 0o644) -> Path:
 
     torch.save streams straight into the temp file rather than into memory first: a checkpoint is
     not held twice in RAM, and the temp-file window covers the whole write, which is what the
-    reliability save-kill trial (effdl_ros.reliability.savekill) counts as a kill landing mid-write.
+    reliability save-kill trial (effdl_ros.graph.savekill) counts as a kill landing mid-write.
     A save that fails part-way removes its temp file and leaves the old checkpoint untouched.
     """
     import torch

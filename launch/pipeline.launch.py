@@ -26,7 +26,7 @@ def _nodes(context):
     extra = [("image", image)] if image else []
     try:
         from effdl_ros.graph.validate import validate_pipeline
-        from effdl_ros.runtime.launch import load_pipeline
+        from effdl_ros.graph.launch import load_pipeline
 
         validate_pipeline(load_pipeline(path), extra_remaps=extra)
     except ImportError:

@@ -82,7 +82,7 @@ def test_cli_rejects_unknown_domain(capsys):
 
 
 def test_bench_says_when_segmentation_part_is_missing(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, "effdl_ros.segmentation.benchmark", None)  # import fails
+    monkeypatch.setitem(sys.modules, "effdl_ros.bench.segmentation", None)  # import fails
     import effdl_ros.segmentation as segmentation_package  # an earlier import left the attribute set
 
     monkeypatch.delattr(segmentation_package, "benchmark", raising=False)

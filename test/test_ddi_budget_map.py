@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from effdl_ros.dynamic.budget_map import CeilingModel, joules_per_mac, mac_ceiling
+from effdl_ros.ddi.budget_map import CeilingModel, joules_per_mac, mac_ceiling
 from effdl_ros.energy.budget import Budget
 from effdl_ros.energy.cost_model import Profile
 
@@ -43,7 +43,7 @@ def test_joules_per_mac_from_a_profile():
 
 
 def test_budget_below_the_cheapest_exit_runs_the_cheapest_exit_and_says_over():
-    from effdl_ros.dynamic.budget_map import ceiling_to_run
+    from effdl_ros.ddi.budget_map import ceiling_to_run
 
     assert ceiling_to_run(0.0, 1000) == (1000.0, True)
     assert ceiling_to_run(999.0, 1000) == (1000.0, True)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from effdl_ros.dynamic.engine import DDIEngine, DDISettings
-from effdl_ros.dynamic.model import DDIConfig, DDINet
+from effdl_ros.ddi.engine import DDIEngine, DDISettings
+from effdl_ros.ddi.model import DDIConfig, DDINet
 from effdl_ros.energy.cost_model import count_macs
 
 

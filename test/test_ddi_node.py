@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from effdl_ros.dynamic.checkpoint import save_checkpoint
-from effdl_ros.dynamic.model import DDIConfig, DDINet
+from effdl_ros.ddi.checkpoint import save_checkpoint
+from effdl_ros.ddi.model import DDIConfig, DDINet
 from effdl_ros.nodes.ddi import DdiNode
 from effdl_ros.runtime import Node, Parameter
 from effdl_ros.runtime.images import cv2_to_imgmsg

@@ -28,7 +28,7 @@ def test_sanitized_budget_is_always_in_its_domain(b):
 @FAST
 @given(budgets, st.integers(1, 10**9), st.floats(0, 1e-3), st.floats(0, 1e9), st.floats(0, 1e3))
 def test_ddi_mac_ceiling_is_finite_nonnegative_and_capped(b, full, jpm, mpm, rate):
-    from effdl_ros.dynamic.budget_map import CeilingModel, mac_ceiling
+    from effdl_ros.ddi.budget_map import CeilingModel, mac_ceiling
 
     c = mac_ceiling(b, CeilingModel(full_macs=full, joules_per_mac=jpm or None, macs_per_ms=mpm or None,
                                     item_rate_hz=rate or None))
@@ -107,7 +107,7 @@ def test_budget_policy_takes_any_reports_and_live_nodes_stay_within_the_total(re
 
 def test_every_lying_message_kind_is_valid_on_the_wire(tmp_path):
     """The fuzz must send what a DDS reader accepts: each kind of each type round-trips through CDR."""
-    from effdl_ros.reliability.mutators import Mutator, make_bad_files, roundtrips
+    from effdl_ros.graph.mutators import Mutator, make_bad_files, roundtrips
 
     files = make_bad_files(tmp_path / "models", tmp_path / "scratch")
     m = Mutator(np.random.default_rng(0), target="/ddi", bad_files=files)

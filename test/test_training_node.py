@@ -5,8 +5,8 @@ import math
 import numpy as np
 import torch
 
-from effdl_ros.dynamic.checkpoint import load_checkpoint, save_checkpoint
-from effdl_ros.dynamic.model import DDIConfig, DDINet
+from effdl_ros.ddi.checkpoint import load_checkpoint, save_checkpoint
+from effdl_ros.ddi.model import DDIConfig, DDINet
 from effdl_ros.runtime import Node, Parameter
 from effdl_ros.runtime.images import cv2_to_imgmsg
 from effdl_ros.runtime.messages import (Classification, Header, Image, ModelUpdate, ObjectHypothesis,

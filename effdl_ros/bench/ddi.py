@@ -17,8 +17,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from effdl_ros.dynamic.checkpoint import load_checkpoint
-from effdl_ros.dynamic.engine import DDIEngine, DDISettings
+from effdl_ros.ddi.checkpoint import load_checkpoint
+from effdl_ros.ddi.engine import DDIEngine, DDISettings
 from effdl_ros.errors import DataError
 
 
@@ -63,7 +63,7 @@ def _configs(task: str, opts: BenchOptions):
 
 
 def bench_task(task_name: str, opts: BenchOptions) -> Dict:
-    from effdl_ros.dynamic.data import load_task, normalise
+    from effdl_ros.ddi.data import load_task, normalise
 
     configs, norms = _configs(task_name, opts)
     task = load_task(task_name, max_test=opts.max_test)

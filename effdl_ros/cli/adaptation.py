@@ -150,7 +150,7 @@ def _run_bench(args) -> int:
                        "cpu_count": os.cpu_count(), "torch_threads": args.threads,
                        "torch": torch.__version__, "python": sys.version.split()[0]}}
     if args.task in ("digits", "all"):
-        from effdl_ros.adaptation.benchmark import (DEFAULT_SOURCES, DEFAULT_TARGET,
+        from effdl_ros.bench.adaptation import (DEFAULT_SOURCES, DEFAULT_TARGET,
                                                     run_digits_benchmark)
 
         res = run_digits_benchmark(args.sources or DEFAULT_SOURCES, args.target or DEFAULT_TARGET,
@@ -172,9 +172,9 @@ def _bench_segmentation(args):
     from effdl_ros.errors import EffdlError
 
     try:
-        from effdl_ros.segmentation import benchmark as seg_bench
+        from effdl_ros.bench import segmentation as seg_bench
     except ImportError as err:
-        print(f"\nsegmentation part missing: effdl_ros.segmentation.benchmark is not importable ({err})")
+        print(f"\nsegmentation part missing: effdl_ros.bench.segmentation is not importable ({err})")
         return {"missing": str(err)}
     from effdl_ros.resources import shared_data_dir
 

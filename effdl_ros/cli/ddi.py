@@ -59,11 +59,11 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from effdl_ros.dynamic.checkpoint import save_checkpoint
-    from effdl_ros.dynamic.data import load_task
-    from effdl_ros.dynamic.engine import DDIEngine
-    from effdl_ros.dynamic.model import DDIConfig
-    from effdl_ros.dynamic.train import TrainSettings, train
+    from effdl_ros.ddi.checkpoint import save_checkpoint
+    from effdl_ros.ddi.data import load_task
+    from effdl_ros.ddi.engine import DDIEngine
+    from effdl_ros.ddi.model import DDIConfig
+    from effdl_ros.ddi.train import TrainSettings, train
     from effdl_ros.errors import ConfigError
 
     if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
@@ -88,12 +88,12 @@ def run_train(args: argparse.Namespace) -> int:
                              truncate_prob=args.truncate_prob, distill=args.distill,
                              temperature=args.temperature, device=args.device)
     if args.init_from:
-        from effdl_ros.dynamic.checkpoint import load_checkpoint
+        from effdl_ros.ddi.checkpoint import load_checkpoint
 
         base, _ = load_checkpoint(args.init_from)
         settings.init_state = base.state_dict()
     if args.teacher:
-        from effdl_ros.dynamic.checkpoint import load_checkpoint
+        from effdl_ros.ddi.checkpoint import load_checkpoint
 
         settings.teacher, _ = load_checkpoint(args.teacher)
     bar = tqdm(total=0, unit="step", desc=f"train ddi {args.data}", file=sys.stderr)
@@ -176,7 +176,7 @@ def _write_card(path: Path, result, meta, config) -> None:
     ]
     if config.gated:
         lines.append(f"- mean executed share of gateable block MACs on the test set: {meta['gate_share']:.3f}")
-    lines += ["", "Measured batch-1 CPU figures: `effdl-ros bench ddi` (docs/readme/04-ddi.md).", ""]
+    lines += ["", "Measured batch-1 CPU figures: `effdl-ros bench ddi` (docs/ddi.md).", ""]
     card = path.with_suffix(".md")
     atomic_write_text(card, "\n".join(lines))
 
@@ -195,7 +195,7 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from effdl_ros.dynamic.bench import BenchOptions, format_table, plot, run_benchmark
+    from effdl_ros.bench.ddi import BenchOptions, format_table, plot, run_benchmark
 
     opts = BenchOptions(tasks=[t for t in args.data.split(",") if t], models_dir=Path(args.models),
                         fractions=args.fractions or [1.0, 0.5, 0.3, 0.25, 0.2, 0.15, 0.1],

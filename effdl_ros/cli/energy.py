@@ -251,7 +251,7 @@ def _run_profile(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- loop
 
 def _configure_loop(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plot", default="docs/figures/energy_closed_loop.png", help="PNG to write ('' for none)")
+    p.add_argument("--plot", default="docs/results/energy_closed_loop.png", help="PNG to write ('' for none)")
     p.add_argument("--json", default="", help="also write the trace and figures to this JSON file")
     p.add_argument("--seed", type=int, default=0)
 

@@ -34,7 +34,7 @@ def checked_pipeline(config, remaps=()):
     """Load and validate the whole pipeline file (and the command-line remappings) before any node
     starts; a ConfigError names the file, the node and the problem."""
     from effdl_ros.graph.validate import apply_remaps, parse_remap, validate_pipeline
-    from effdl_ros.runtime.launch import load_pipeline
+    from effdl_ros.graph.launch import load_pipeline
 
     pipeline = load_pipeline(config or default_config())
     extra = [parse_remap(text) for text in remaps]
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_inproc(pipeline, end, started, foxglove=None) -> None:
-    from effdl_ros.runtime.launch import create_nodes
+    from effdl_ros.graph.launch import create_nodes
     from effdl_ros.runtime.testing import InprocGraph
 
     with InprocGraph(backend="inproc") as graph:
@@ -85,7 +85,7 @@ def _run_supervised(pipeline, end, started, foxglove=None) -> None:
     import signal
 
     from effdl_ros.graph.signals import StopRequested
-    from effdl_ros.runtime.launch import Supervisor
+    from effdl_ros.graph.launch import Supervisor
 
     supervisor = Supervisor(pipeline, backend="dds")
     signum = signal.SIGINT

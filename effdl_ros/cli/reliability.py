@@ -60,11 +60,11 @@ def _run_fuzz(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from effdl_ros.reliability.fuzz import fuzz_dds, fuzz_inproc
+    from effdl_ros.graph.fuzz import fuzz_dds, fuzz_inproc
 
     params = {}
     if args.config:
-        from effdl_ros.runtime.launch import load_pipeline
+        from effdl_ros.graph.launch import load_pipeline
 
         params = {s.executable: s.parameters for s in load_pipeline(args.config).nodes}
     reports = []
@@ -127,7 +127,7 @@ def _run_soak(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from effdl_ros.reliability.soak import run_soak, write_soak_pipeline
+    from effdl_ros.graph.soak import run_soak, write_soak_pipeline
 
     with tempfile.TemporaryDirectory(prefix="effdl_soak_") as tmp:
         config = args.config or write_soak_pipeline(Path(tmp) / "soak.yaml", Path(tmp))
@@ -174,7 +174,7 @@ def _configure_save_kill(p: argparse.ArgumentParser) -> None:
 
 def _run_save_kill(args: argparse.Namespace) -> int:
     from effdl_ros.errors import ConfigError
-    from effdl_ros.reliability.savekill import compare
+    from effdl_ros.graph.savekill import compare
 
     if args.trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {args.trials}")
@@ -204,7 +204,7 @@ def _configure_respawn(p: argparse.ArgumentParser) -> None:
 
 
 def _run_respawn(args: argparse.Namespace) -> int:
-    from effdl_ros.reliability.respawn import kill_rounds, write_respawn_pipeline
+    from effdl_ros.graph.respawn import kill_rounds, write_respawn_pipeline
 
     with tempfile.TemporaryDirectory(prefix="effdl_respawn_") as tmp:
         config = args.config or write_respawn_pipeline(Path(tmp) / "respawn.yaml")

@@ -142,7 +142,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from effdl_ros.errors import ConfigError
-    from effdl_ros.segmentation.benchmark import evaluate_pairs, folder_pairs
+    from effdl_ros.bench.segmentation import evaluate_pairs, folder_pairs
     from effdl_ros.segmentation.network import load_checkpoint
 
     if not 0.1 <= args.scale <= 2.0:
@@ -177,7 +177,7 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from effdl_ros.segmentation.benchmark import run_segmentation_benchmark, summary
+    from effdl_ros.bench.segmentation import run_segmentation_benchmark, summary
 
     torch.set_num_threads(max(1, args.threads))
     if args.models:
@@ -201,7 +201,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(Path(args.json), {"rows": rows, "summary": s})
     if args.figure:
-        from effdl_ros.segmentation.benchmark import qualitative_figure
+        from effdl_ros.bench.segmentation import qualitative_figure
 
         print(f"figure: {qualitative_figure(models, _camvid_root(args.camvid_root), Path(args.figure))}")
     return 0
@@ -221,7 +221,7 @@ def _run_scales(args: argparse.Namespace) -> int:
 
     from effdl_ros.data.camvid import pairs
     from effdl_ros.errors import ConfigError
-    from effdl_ros.segmentation.benchmark import scale_sweep
+    from effdl_ros.bench.segmentation import scale_sweep
     from effdl_ros.segmentation.network import load_checkpoint
 
     torch.set_num_threads(max(1, args.threads))

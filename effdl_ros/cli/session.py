@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, Optional
 
 import numpy as np
 
-from effdl_ros.runtime.launch import Pipeline, create_nodes
+from effdl_ros.graph.launch import Pipeline, create_nodes
 from effdl_ros.runtime.testing import InprocGraph
 
 #: executable -> the topic on which it answers each image

@@ -60,7 +60,7 @@ def ceiling_to_run(ceiling: float, cheapest_macs: float) -> Tuple[float, bool]:
 
 def measure_macs_per_ms(engine, x, repeats: int = 20) -> float:
     """Measured MACs per millisecond: the lower of the full network's and the first exit's rate."""
-    from effdl_ros.dynamic.engine import DDISettings
+    from effdl_ros.ddi.engine import DDISettings
 
     rates = []
     table = engine.cost_table(True)

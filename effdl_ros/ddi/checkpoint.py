@@ -24,7 +24,7 @@ def save_checkpoint(path: Union[str, Path], model, meta: Dict[str, Any]) -> Path
 
 def load_checkpoint(path: Union[str, Path], model_dir: Optional[Union[str, Path]] = None) -> Tuple[Any, Dict]:
     """(DDINet in eval mode, meta) from a checkpoint; DataError for any bad file."""
-    from effdl_ros.dynamic.model import DDIConfig, DDINet
+    from effdl_ros.ddi.model import DDIConfig, DDINet
 
     path = path_inside(path, model_dir) if model_dir is not None else Path(path)
     payload = safe_torch_load(path)

@@ -28,7 +28,7 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 
-from effdl_ros.dynamic.model import DDINet, block_macs
+from effdl_ros.ddi.model import DDINet, block_macs
 
 
 @dataclass
@@ -40,7 +40,7 @@ class DDISettings:
     confidence: Optional[float] = None     # optional: halt at an exit whose top softmax >= this
     continue_share: float = 0.0            # go past an exit only if this share of the next stage's
                                            # skippable blocks (worst case) fits too (0 = greedy: the
-                                           # measured best on both tasks, docs/readme/04-ddi.md)
+                                           # measured best on both tasks, docs/ddi.md)
 
 
 @dataclass

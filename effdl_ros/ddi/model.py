@@ -8,7 +8,7 @@ early halting. Gates follow the same group's SLU/SkipNet design: global average 
 the hard decision, the backward the sigmoid's gradient) and a computation target in the loss.
 
 This module computes the full graph and multiplies by the 0/1 gates, which is what training needs
-(gradients through every gate). Inference that really skips work lives in effdl_ros/dynamic/engine.py
+(gradients through every gate). Inference that really skips work lives in effdl_ros/ddi/engine.py
 and reproduces this module's eval outputs exactly.
 """
 from __future__ import annotations

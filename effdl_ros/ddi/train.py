@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from effdl_ros.dynamic.data import Task
-from effdl_ros.dynamic.model import DDIConfig, DDINet, expected_cost_fraction
+from effdl_ros.ddi.data import Task
+from effdl_ros.ddi.model import DDIConfig, DDINet, expected_cost_fraction
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Fuzz one node's every subscription with lying messages (effdl_ros.reliability.mutators).
+"""Fuzz one node's every subscription with lying messages (effdl_ros.graph.mutators).
 
 inproc: the node and a fuzzer node share one executor; each message is published and every callback
 it triggers runs before the next one, so every message reaches the node. An exception that escapes the
@@ -27,8 +27,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from effdl_ros.reliability.mutators import Mutator, make_bad_files
-from effdl_ros.reliability.setups import node_setup
+from effdl_ros.graph.mutators import Mutator, make_bad_files
+from effdl_ros.graph.setups import node_setup
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Kill -9 each node of a supervised graph in turn (dds backend, one process per node, as `effdl-ros
-run` starts it) and measure: restart (respawn with back-off, effdl_ros.runtime.launch.Supervisor),
+run` starts it) and measure: restart (respawn with back-off, effdl_ros.graph.launch.Supervisor),
 whether the other nodes kept running and reporting, whether the energy monitor's diagnostics marked the
 dead node stale and gave its share to the live ones, and when the restarted node reported again and
 followed the monitor's budget (delivered to the late joiner by the transient-local energy/budget topic;
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from effdl_ros.runtime.launch import Supervisor, load_pipeline
+from effdl_ros.graph.launch import Supervisor, load_pipeline
 
 FOLLOWING = b"following the energy monitor's budget"
 

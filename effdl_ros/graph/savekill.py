@@ -40,7 +40,7 @@ def _model(kind: str):
 
     torch.manual_seed(0)
     if kind == "ddi":
-        from effdl_ros.dynamic.model import DDIConfig, DDINet
+        from effdl_ros.ddi.model import DDIConfig, DDINet
 
         return DDINet(DDIConfig(widths=(32, 64, 128), blocks=(2, 2, 2), image_size=28, exit_channels=16))
     raise ValueError(f"no save-kill model for consumer kind {kind!r}")
@@ -52,7 +52,7 @@ def run_save_kill(trials: int, workdir: Path, *, method: str = "atomic", kind: s
     import torch
 
     from effdl_ros.errors import DataError
-    from effdl_ros.reliability.setups import DDI_META
+    from effdl_ros.graph.setups import DDI_META
     from effdl_ros.training.online import CONSUMERS
 
     if not hasattr(os, "fork"):

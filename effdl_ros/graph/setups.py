@@ -24,8 +24,8 @@ class NodeSetup:
 def _tiny_ddi(path: Path) -> Path:
     import torch
 
-    from effdl_ros.dynamic.checkpoint import save_checkpoint
-    from effdl_ros.dynamic.model import DDIConfig, DDINet
+    from effdl_ros.ddi.checkpoint import save_checkpoint
+    from effdl_ros.ddi.model import DDIConfig, DDINet
 
     torch.manual_seed(0)
     save_checkpoint(path, DDINet(DDIConfig(widths=(4, 8, 8), blocks=(1, 1, 1), image_size=12,

@@ -83,7 +83,7 @@ def run_soak(config: os.PathLike, *, rate_factor: float = 2.0, duration_s: float
     """Soak the pipeline file `config` in-process; see the module docstring."""
     from effdl_ros.errors import ConfigError
     from effdl_ros.nodes.observer import ObserverNode
-    from effdl_ros.runtime.launch import create_nodes, load_pipeline
+    from effdl_ros.graph.launch import create_nodes, load_pipeline
     from effdl_ros.runtime.local.qos import HistoryPolicy
     from effdl_ros.runtime.messages import Image
     from effdl_ros.runtime.safety import drop_counts
@@ -179,7 +179,7 @@ def write_soak_pipeline(path: Path, workdir: Path, *, rate_hz: float = 10.0) -> 
     ddi and segmentation on tiny random-weight models, synthetic_load and the energy monitor."""
     import yaml
 
-    from effdl_ros.reliability.setups import node_setup
+    from effdl_ros.graph.setups import node_setup
 
     ddi = node_setup("ddi", Path(workdir) / "ddi").parameters
     seg = node_setup("segmentation", Path(workdir) / "seg").parameters

@@ -3,7 +3,7 @@
 Subscribes `image` (sensor_msgs/Image, sensor-data QoS: best effort, keep last 5) and publishes
 `ddi/classification` (vision_msgs/Classification: top-k class labels with softmax scores, header copied
 from the image). Each item's MAC ceiling comes from the node's current energy budget (BudgetClient on
-`energy/budget`; effdl_ros.dynamic.budget_map), so a new budget takes effect on the next item; an item
+`energy/budget`; effdl_ros.ddi.budget_map), so a new budget takes effect on the next item; an item
 whose budget is below the cheapest exit still runs the cheapest exit (counted in `over_budget_items`,
 logged and published on `/diagnostics` when the state changes): DDI never silently stops classifying.
 Per-item executed MACs and latency go to the Accountant, which reports on `energy/reports`.
@@ -24,7 +24,7 @@ from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, E
                                             Param, declare, default_fraction)
 from effdl_ros.nodekit.entry import run
 from effdl_ros.runtime import Node
-from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
 from effdl_ros.runtime.messages import Classification, DiagnosticArray, ObjectHypothesis
@@ -91,9 +91,9 @@ class DdiNode(Node):
         """Load a checkpoint and build its engine; raises DataError (old model untouched) if bad."""
         import torch
 
-        from effdl_ros.dynamic.budget_map import CeilingModel, joules_per_mac, measure_macs_per_ms
-        from effdl_ros.dynamic.checkpoint import load_checkpoint
-        from effdl_ros.dynamic.engine import DDIEngine
+        from effdl_ros.ddi.budget_map import CeilingModel, joules_per_mac, measure_macs_per_ms
+        from effdl_ros.ddi.checkpoint import load_checkpoint
+        from effdl_ros.ddi.engine import DDIEngine
 
         model, meta = load_checkpoint(path, self.model_dir)
         for key in ("mean", "std", "classes"):
@@ -136,9 +136,9 @@ class DdiNode(Node):
     def on_image(self, msg) -> None:
         import torch
 
-        from effdl_ros.dynamic.budget_map import ceiling_to_run, mac_ceiling
-        from effdl_ros.dynamic.data import preprocess
-        from effdl_ros.dynamic.engine import DDISettings
+        from effdl_ros.ddi.budget_map import ceiling_to_run, mac_ceiling
+        from effdl_ros.ddi.data import preprocess
+        from effdl_ros.ddi.engine import DDISettings
 
         cfg = self.engine.config
         image = imgmsg_to_cv2(msg, "mono8" if cfg.in_channels == 1 else "rgb8")

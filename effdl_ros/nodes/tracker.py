@@ -22,7 +22,7 @@ from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, E
                                             declare, default_fraction)
 from effdl_ros.nodekit.entry import run
 from effdl_ros.runtime import Node
-from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesis,
                                         ObjectHypothesisWithPose, Pose2D)

@@ -72,7 +72,7 @@ def tune_malloc() -> bool:
     A 0.9 MB image passes through four or five fresh frame-sized buffers per hop (our CDR buffer,
     Cyclone's serdata on each side, the taken sample, its Python bytes). With glibc's defaults those
     come from fresh mmap() pages, and faulting in ~225 pages per buffer cost 0.2-0.4 ms each on the
-    development VM, more than the copies themselves (profiled; see docs/readme/02-transport.md).
+    development VM, more than the copies themselves (profiled; see docs/transport.md).
     Raising the mmap and trim thresholds lets malloc hand the same warm memory back. Process-wide,
     so it is done only by the dds transport; EFFDL_ROS_DDS_MALLOC_TUNING=0 turns it off."""
     global _MALLOC_TUNED
