@@ -134,16 +134,15 @@ def run(*, duration_s: float = 90.0, calibrate_s: float = 20.0, fps: float = 5.0
 
 
 def _run(duration_s, calibrate_s, run_s, fps, estimate, config, log, deadband, core_w, domain_id):
-    from effdl_ros.cli.graph import default_config
     from effdl_ros.runtime import Node
-    from effdl_ros.graph.launch import Supervisor, load_pipeline
+    from effdl_ros.graph.launch import Supervisor, default_pipeline, load_pipeline
     from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, DiagnosticArray, EnergyReport, Pose2D,
                                             ResourceBudgetArray)
     from effdl_ros.runtime.qos import latched
     from effdl_ros.runtime.testing import InprocGraph
 
     with tempfile.TemporaryDirectory(prefix="effdl_budget_loop_") as tmp:
-        path = write_pipeline(Path(tmp) / "pipeline.yaml", source_config=config or default_config(), fps=fps,
+        path = write_pipeline(Path(tmp) / "pipeline.yaml", source_config=config or default_pipeline(), fps=fps,
                               calibrate_s=calibrate_s, step_after_s=run_s / 2, estimate=estimate,
                               deadband=deadband)
         pipeline = load_pipeline(path)

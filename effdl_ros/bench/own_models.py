@@ -83,7 +83,7 @@ def make_own_workload(name: str, batch: int, *, pool_size: int = 2, seed: int = 
     """A dlbench Workload for one of effdl_ros's networks; raises ConfigError when it cannot be built."""
     import torch
 
-    from effdl_ros.bench.dlbench import Workload
+    from effdl_ros.bench.workload import Workload
 
     if name not in OWN:
         raise ConfigError(f"unknown own workload {name!r}; known: {', '.join(OWN)}")

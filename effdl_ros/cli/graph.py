@@ -25,9 +25,9 @@ def add_remap_option(parser: argparse.ArgumentParser) -> None:
 
 
 def default_config() -> str:
-    from effdl_ros.resources import share_path
+    from effdl_ros.graph.launch import default_pipeline
 
-    return str(share_path("config", "pipeline.yaml"))
+    return default_pipeline()
 
 
 def checked_pipeline(config, remaps=()):

@@ -53,6 +53,13 @@ class Pipeline:
     document: Dict[str, Any]
 
 
+def default_pipeline() -> str:
+    """The shipped config/pipeline.yaml (source tree or install space)."""
+    from effdl_ros.resources import share_path
+
+    return str(share_path("config", "pipeline.yaml"))
+
+
 def load_pipeline(path: os.PathLike) -> Pipeline:
     """Parse and check a pipeline file; errors name the file and the entry."""
     from effdl_ros.runtime.local.parameters import overrides_from_dict
