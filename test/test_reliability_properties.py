@@ -3,8 +3,7 @@ mappings every node applies to a budget, image conversion, and the monitor's rep
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from effdl_ros.energy.budget import Budget
 from effdl_ros.errors import DataError
@@ -62,8 +61,7 @@ ENCODINGS = ["rgb8", "bgr8", "mono8", "mono16", "32FC1", "16UC1", "rgba8", "", "
        st.sampled_from(ENCODINGS), st.integers(0, 255), st.integers(0, 20000),
        st.sampled_from(["passthrough", "rgb8", "mono8", "bgr8"]))
 def test_image_conversion_returns_the_declared_shape_or_one_clear_error(h, w, step, enc, big, nbytes, want):
-    from effdl_ros.runtime.images import ENCODINGS as KNOWN
-    from effdl_ros.runtime.images import imgmsg_to_cv2
+    from effdl_ros.runtime.images import ENCODINGS as KNOWN, imgmsg_to_cv2
     from effdl_ros.runtime.messages import Image
 
     msg = Image(height=max(0, h), width=max(0, w), encoding=enc, is_bigendian=big, step=step,

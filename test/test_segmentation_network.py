@@ -4,8 +4,7 @@ import torch
 
 from effdl_ros.energy.budget import Budget
 from effdl_ros.errors import DataError
-from effdl_ros.segmentation.network import (TinySegNet, config_for, count_macs, load_checkpoint,
-                                            save_checkpoint)
+from effdl_ros.segmentation.network import TinySegNet, config_for, count_macs, load_checkpoint, save_checkpoint
 from effdl_ros.segmentation.settings import settings_for_budget
 
 

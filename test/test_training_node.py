@@ -9,8 +9,15 @@ from effdl_ros.ddi.checkpoint import load_checkpoint, save_checkpoint
 from effdl_ros.ddi.model import DDIConfig, DDINet
 from effdl_ros.runtime import Node, Parameter
 from effdl_ros.runtime.images import cv2_to_imgmsg
-from effdl_ros.runtime.messages import (Classification, Header, Image, ModelUpdate, ObjectHypothesis,
-                                        ResourceBudget, ResourceBudgetArray)
+from effdl_ros.runtime.messages import (
+    Classification,
+    Header,
+    Image,
+    ModelUpdate,
+    ObjectHypothesis,
+    ResourceBudget,
+    ResourceBudgetArray,
+)
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
 from effdl_ros.runtime.testing import InprocGraph
 from effdl_ros.training.online import DdiConsumer, OnlineSettings, OnlineTrainer

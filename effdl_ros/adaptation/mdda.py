@@ -23,8 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from effdl_ros.adaptation import wgan_gp
 from effdl_ros.adaptation.domains import Domain

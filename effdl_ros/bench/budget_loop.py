@@ -134,10 +134,16 @@ def run(*, duration_s: float = 90.0, calibrate_s: float = 20.0, fps: float = 5.0
 
 
 def _run(duration_s, calibrate_s, run_s, fps, estimate, config, log, deadband, core_w, domain_id):
-    from effdl_ros.runtime import Node
     from effdl_ros.graph.launch import Supervisor, default_pipeline, load_pipeline
-    from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, DiagnosticArray, EnergyReport, Pose2D,
-                                            ResourceBudgetArray)
+    from effdl_ros.runtime import Node
+    from effdl_ros.runtime.messages import (
+        BoundingBox2D,
+        Detection2D,
+        DiagnosticArray,
+        EnergyReport,
+        Pose2D,
+        ResourceBudgetArray,
+    )
     from effdl_ros.runtime.qos import latched
     from effdl_ros.runtime.testing import InprocGraph
 

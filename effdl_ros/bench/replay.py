@@ -64,7 +64,6 @@ def open_input(path, *, image_topic: Optional[str] = None, fps: float = 10.0,
                limit: Optional[int] = None) -> ReplayInput:
     """Recognise the input kind; all problems are DataErrors naming the file (and line)."""
     from effdl_ros.data import bags
-
     from effdl_ros.resources import resolve_path
 
     path = resolve_path(str(path))  # as given, else the bundled file (samples/vtest from any folder)

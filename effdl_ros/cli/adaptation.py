@@ -150,8 +150,7 @@ def _run_bench(args) -> int:
                        "cpu_count": os.cpu_count(), "torch_threads": args.threads,
                        "torch": torch.__version__, "python": sys.version.split()[0]}}
     if args.task in ("digits", "all"):
-        from effdl_ros.bench.adaptation import (DEFAULT_SOURCES, DEFAULT_TARGET,
-                                                    run_digits_benchmark)
+        from effdl_ros.bench.adaptation import DEFAULT_SOURCES, DEFAULT_TARGET, run_digits_benchmark
 
         res = run_digits_benchmark(args.sources or DEFAULT_SOURCES, args.target or DEFAULT_TARGET,
                                    cfg=_config(args), seed=args.seed,

@@ -33,8 +33,8 @@ def default_config() -> str:
 def checked_pipeline(config, remaps=()):
     """Load and validate the whole pipeline file (and the command-line remappings) before any node
     starts; a ConfigError names the file, the node and the problem."""
-    from effdl_ros.graph.validate import apply_remaps, parse_remap, validate_pipeline
     from effdl_ros.graph.launch import load_pipeline
+    from effdl_ros.graph.validate import apply_remaps, parse_remap, validate_pipeline
 
     pipeline = load_pipeline(config or default_config())
     extra = [parse_remap(text) for text in remaps]
@@ -84,8 +84,8 @@ def _run_inproc(pipeline, end, started, foxglove=None) -> None:
 def _run_supervised(pipeline, end, started, foxglove=None) -> None:
     import signal
 
-    from effdl_ros.graph.signals import StopRequested
     from effdl_ros.graph.launch import Supervisor
+    from effdl_ros.graph.signals import StopRequested
 
     supervisor = Supervisor(pipeline, backend="dds")
     signum = signal.SIGINT

@@ -141,8 +141,8 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from effdl_ros.errors import ConfigError
     from effdl_ros.bench.segmentation import evaluate_pairs, folder_pairs
+    from effdl_ros.errors import ConfigError
     from effdl_ros.segmentation.network import load_checkpoint
 
     if not 0.1 <= args.scale <= 2.0:
@@ -219,9 +219,9 @@ def _configure_scales(p: argparse.ArgumentParser) -> None:
 def _run_scales(args: argparse.Namespace) -> int:
     import torch
 
+    from effdl_ros.bench.segmentation import scale_sweep
     from effdl_ros.data.camvid import pairs
     from effdl_ros.errors import ConfigError
-    from effdl_ros.bench.segmentation import scale_sweep
     from effdl_ros.segmentation.network import load_checkpoint
 
     torch.set_num_threads(max(1, args.threads))

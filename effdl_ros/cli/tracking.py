@@ -30,8 +30,7 @@ def _run_train(a: argparse.Namespace) -> int:
 
     from effdl_ros.resources import shared_data_dir
     from effdl_ros.tracking.synth import load_texture_bank
-    from effdl_ros.tracking.train import (MetaTrainer, TrainSettings, default_image_paths, load_digit_masks,
-                                          save_atomic)
+    from effdl_ros.tracking.train import MetaTrainer, TrainSettings, default_image_paths, load_digit_masks, save_atomic
 
     if a.iterations < 1 or a.batch < 1:
         raise ConfigError("--iterations and --batch must be >= 1")

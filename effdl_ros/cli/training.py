@@ -105,7 +105,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     model, result = run_e2train(data, args.model, cfg, gate_bias=3.0, on_iteration=on_iteration)
     bar.close()
-    print(f"{args.data}: {'validation' if args.validation else 'test'} top-1 {result['accuracy']:.4f} (all blocks {result['accuracy_all_blocks']:.4f}), "
+    print(f"{args.data}: {'validation' if args.validation else 'test'} top-1 {result['accuracy']:.4f} "
+          f"(all blocks {result['accuracy_all_blocks']:.4f}), "
           f"executed training MACs {result['executed_train_macs'] / 1e9:.2f} G = "
           f"{result['executed_train_macs'] / result['dense_train_macs']:.1%} of dense, wall "
           f"{result['wall_s']:.1f} s (measured), energy {result['modelled_energy_j']:.3f} J (modelled)")

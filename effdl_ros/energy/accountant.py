@@ -23,8 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from effdl_ros.energy.cost_model import (MEASURED, MODELLED, Profile, cpu_time_energy_j, get_profile,
-                                        walltime_energy_j)
+from effdl_ros.energy.cost_model import MEASURED, MODELLED, Profile, cpu_time_energy_j, get_profile, walltime_energy_j
 from effdl_ros.errors import ConfigError
 
 _log = logging.getLogger("effdl_ros.energy.accountant")

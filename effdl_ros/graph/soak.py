@@ -82,8 +82,8 @@ def run_soak(config: os.PathLike, *, rate_factor: float = 2.0, duration_s: float
              progress: Optional[Callable[[float, float], None]] = None) -> SoakReport:
     """Soak the pipeline file `config` in-process; see the module docstring."""
     from effdl_ros.errors import ConfigError
-    from effdl_ros.nodes.observer import ObserverNode
     from effdl_ros.graph.launch import create_nodes, load_pipeline
+    from effdl_ros.nodes.observer import ObserverNode
     from effdl_ros.runtime.local.qos import HistoryPolicy
     from effdl_ros.runtime.messages import Image
     from effdl_ros.runtime.safety import drop_counts

@@ -21,8 +21,14 @@ import math
 from typing import Any, Callable, Optional
 
 from effdl_ros.energy.budget import Budget
-from effdl_ros.runtime.messages import (DiagnosticArray, DiagnosticStatus, EnergyReport, Header, KeyValue,
-                                        ResourceBudgetArray)
+from effdl_ros.runtime.messages import (
+    DiagnosticArray,
+    DiagnosticStatus,
+    EnergyReport,
+    Header,
+    KeyValue,
+    ResourceBudgetArray,
+)
 from effdl_ros.runtime.qos import latched
 from effdl_ros.runtime.safety import guarded
 

@@ -19,18 +19,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, HOTSWAP_MODEL_DIR,
-                                            Param, declare, default_fraction)
-from effdl_ros.nodekit.entry import run
-from effdl_ros.runtime import Node
 from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
+from effdl_ros.nodekit.entry import run
+from effdl_ros.nodekit.parameters import (
+    BUDGET_STALE_AFTER,
+    ENERGY_ESTIMATE,
+    ENERGY_PROFILE,
+    HOTSWAP_MODEL_DIR,
+    Param,
+    declare,
+    default_fraction,
+)
+from effdl_ros.resources import resolve_path
+from effdl_ros.runtime import Node
 from effdl_ros.runtime.images import imgmsg_to_cv2
-from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
 from effdl_ros.runtime.messages import Classification, DiagnosticArray, ObjectHypothesis
+from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
 from effdl_ros.runtime.qos import qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
-
 
 PARAMETERS = (
     Param("model_path", "models/ddi_mnist5k.pt", "DDI checkpoint (relative to the package share folder)",

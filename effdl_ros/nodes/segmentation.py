@@ -32,18 +32,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, HOTSWAP_MODEL_DIR,
-                                            Param, declare, default_fraction)
-from effdl_ros.nodekit.entry import run
 from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
-from effdl_ros.runtime.lifecycle import LifecycleNode, TransitionCallbackReturn
+from effdl_ros.nodekit.entry import run
+from effdl_ros.nodekit.parameters import (
+    BUDGET_STALE_AFTER,
+    ENERGY_ESTIMATE,
+    ENERGY_PROFILE,
+    HOTSWAP_MODEL_DIR,
+    Param,
+    declare,
+    default_fraction,
+)
+from effdl_ros.resources import resolve_path
 from effdl_ros.runtime.images import cv2_to_imgmsg, imgmsg_to_cv2
-from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
+from effdl_ros.runtime.lifecycle import LifecycleNode, TransitionCallbackReturn
 from effdl_ros.runtime.messages import Header, Image, LabelInfo, VisionClass
+from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
-
 
 PARAMETERS = (
     Param("model_path", "models/madan_multi.pt", "segmenter checkpoint (relative to the package share folder)",

@@ -16,19 +16,29 @@ energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target"), init_box ([0
 """
 from __future__ import annotations
 
-
-from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, ENERGY_ESTIMATE, ENERGY_PROFILE, Param,
-                                            declare, default_fraction)
-from effdl_ros.nodekit.entry import run
-from effdl_ros.runtime import Node
 from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
+from effdl_ros.nodekit.entry import run
+from effdl_ros.nodekit.parameters import (
+    BUDGET_STALE_AFTER,
+    ENERGY_ESTIMATE,
+    ENERGY_PROFILE,
+    Param,
+    declare,
+    default_fraction,
+)
+from effdl_ros.resources import resolve_path
+from effdl_ros.runtime import Node
 from effdl_ros.runtime.images import imgmsg_to_cv2
-from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesis,
-                                        ObjectHypothesisWithPose, Pose2D)
+from effdl_ros.runtime.messages import (
+    BoundingBox2D,
+    Detection2D,
+    Detection2DArray,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+    Pose2D,
+)
 from effdl_ros.runtime.qos import qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
-
 
 PARAMETERS = (
     Param("model_path", "models/roam_r18l1.pt", "ROAM checkpoint (relative to the package share folder)",
@@ -51,8 +61,14 @@ class TrackerNode(Node):
         from effdl_ros.energy.accountant import Accountant
         from effdl_ros.energy.budget import Budget
         from effdl_ros.errors import ConfigError
-        from effdl_ros.tracking.tracker import (LEVELS, RoamTracker, TrackerSettings, level_macs, load_model,
-                                                settings_for_budget)
+        from effdl_ros.tracking.tracker import (
+            LEVELS,
+            RoamTracker,
+            TrackerSettings,
+            level_macs,
+            load_model,
+            settings_for_budget,
+        )
 
         name = self.get_fully_qualified_name()
         fraction = float(self.get_parameter("default_compute_fraction").value)

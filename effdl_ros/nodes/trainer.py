@@ -21,12 +21,11 @@ min_train_samples (32), default_compute_fraction (0.5), steps_per_second (2.0), 
 """
 from __future__ import annotations
 
-
-from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, ENERGY_PROFILE, Param, declare, default_fraction
-from effdl_ros.nodekit.entry import run
-from effdl_ros.runtime import Node
 from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
+from effdl_ros.nodekit.entry import run
+from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, ENERGY_PROFILE, Param, declare, default_fraction
+from effdl_ros.resources import resolve_path
+from effdl_ros.runtime import Node
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.messages import Classification, Header, Image, ModelUpdate
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data

@@ -155,8 +155,14 @@ def _worker(argv: Optional[Sequence[str]] = None) -> int:
 
     from effdl_ros.data.camvid import CLASSES
     from effdl_ros.segmentation.network import TinySegNet
-    from effdl_ros.segmentation.train import (_save_samples, save_role_checkpoint, save_role_generators,
-                                              train_pixel_level, train_segmenter, translate)
+    from effdl_ros.segmentation.train import (
+        _save_samples,
+        save_role_checkpoint,
+        save_role_generators,
+        train_pixel_level,
+        train_segmenter,
+        translate,
+    )
 
     work = Path(a.work)
     spec = json.loads((work / "spec.json").read_text())

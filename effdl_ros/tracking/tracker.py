@@ -20,9 +20,7 @@ import torch
 from effdl_ros.atomic_io import safe_torch_load
 from effdl_ros.errors import ConfigError, DataError
 from effdl_ros.tracking.meta_optimizer import LSTMOptimizer, MetaInitializer
-from effdl_ros.tracking.roam import (CONTEXT, RoamConfig, RoamNet, decode_deltas, filter_size,
-                                     map_size, tracking_loss)
-
+from effdl_ros.tracking.roam import CONTEXT, RoamConfig, RoamNet, decode_deltas, filter_size, map_size, tracking_loss
 
 #: the most elongated box the tracker accepts at init (width/height or height/width)
 MAX_INIT_ASPECT = 20.0

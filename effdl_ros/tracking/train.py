@@ -22,8 +22,7 @@ from typing import Callable, Optional
 import torch
 
 from effdl_ros.atomic_io import atomic_torch_save
-from effdl_ros.tracking.meta_optimizer import (LSTMOptimizer, MetaInitializer,
-                                               sample_filter_scales, store_scaled)
+from effdl_ros.tracking.meta_optimizer import LSTMOptimizer, MetaInitializer, sample_filter_scales, store_scaled
 from effdl_ros.tracking.roam import CONTEXT, RoamConfig, RoamNet, base_filter_for, filter_size, tracking_loss
 from effdl_ros.tracking.synth import ClipSampler, TextureBank, window_box
 

@@ -13,8 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from effdl_ros.errors import ConfigError
-from effdl_ros.training.e2train import (E2TrainConfig, E2Trainer, StepResult, evaluate,
-                                        modelled_energy_j, to_tensors)
+from effdl_ros.training.e2train import E2TrainConfig, E2Trainer, StepResult, evaluate, modelled_energy_j, to_tensors
 from effdl_ros.training.early_bird import EarlyBirdDetector, add_slimming_grad, bn_mask
 from effdl_ros.training.macs import MacCounter, inference_macs
 from effdl_ros.training.prune import prune_resnet, reinitialised
