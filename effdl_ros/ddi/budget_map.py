@@ -9,6 +9,10 @@ Each limit of the budget gives a ceiling and the tightest one wins:
   full network's and the first exit's rate, so per-layer overhead is not under-counted).
 The MAC ceiling itself is then never exceeded (engine.py); the energy and latency limits are met as
 well as the profile and the measured rate describe the machine.
+
+The contract every capability follows: `calibrate(...)` once per model (here: the CeilingModel, with
+its measured MACs per ms), then `settings_for_budget(budget, calibration)` per item. A stale budget
+needs no case here: effdl_ros.nodekit.budget.BudgetClient hands over the node's configured default.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from effdl_ros.ddi.engine import DDISettings
 from effdl_ros.energy.budget import Budget
 
 
@@ -27,6 +32,7 @@ class CeilingModel:
     joules_per_mac: Optional[float] = None  # modelled; None: energy limits are ignored
     macs_per_ms: Optional[float] = None     # measured; None: latency limits are ignored
     item_rate_hz: Optional[float] = None    # expected items per second; None: power limits are ignored
+    min_macs: float = 0.0                   # the cheapest exit: what an item costs at the least
 
 
 def joules_per_mac(profile, bytes_per_mac: float = 0.0) -> float:
@@ -58,10 +64,25 @@ def ceiling_to_run(ceiling: float, cheapest_macs: float) -> Tuple[float, bool]:
     return float(ceiling), False
 
 
+def calibrate(engine, probe, profile, *, item_rate_hz: Optional[float] = None, repeats: int = 5) -> CeilingModel:
+    """The CeilingModel of a loaded engine on this machine: its MAC range, the cost profile's joules
+    per MAC (modelled) and MACs per ms timed on `probe` (measured, `repeats` runs per setting)."""
+    return CeilingModel(full_macs=engine.max_macs, joules_per_mac=joules_per_mac(profile),
+                        macs_per_ms=measure_macs_per_ms(engine, probe, repeats=repeats),
+                        item_rate_hz=item_rate_hz if item_rate_hz and item_rate_hz > 0 else None,
+                        min_macs=float(engine.min_macs))
+
+
+def settings_for_budget(budget: Budget, calibration: CeilingModel, *,
+                        confidence: Optional[float] = None) -> Tuple[DDISettings, bool]:
+    """(the engine's settings for one item, over budget?): the tightest ceiling, raised to the
+    cheapest exit when the budget is below it (ceiling_to_run)."""
+    ceiling, over = ceiling_to_run(mac_ceiling(budget, calibration), calibration.min_macs)
+    return DDISettings(mac_ceiling=ceiling, confidence=confidence if confidence and confidence > 0 else None), over
+
+
 def measure_macs_per_ms(engine, x, repeats: int = 20) -> float:
     """Measured MACs per millisecond: the lower of the full network's and the first exit's rate."""
-    from effdl_ros.ddi.engine import DDISettings
-
     rates = []
     table = engine.cost_table(True)
     for settings in (DDISettings(use_gates=False), DDISettings(mac_ceiling=table.cumulative_worst[0])):

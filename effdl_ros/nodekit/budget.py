@@ -11,6 +11,13 @@ Accountant.
     ... knobs = mapping(self.budget.current())
     self.budget.set_knob("scale", 0.75)   # what the budget set, per item: in /diagnostics every period
 
+The one stale/default rule of the package lives in `current()`: a fresh budget from the monitor is
+followed; before the first one, and whenever it is stale, the node's configured default (its
+`default_compute_fraction`) is returned as the budget, marked stale. Each capability then maps
+whatever budget it gets with its `settings_for_budget(budget, calibration)` (ddi.budget_map,
+segmentation.settings, tracking.tracker, training.knobs.knobs_from_budget); none of them has a stale
+case of its own.
+
 The knobs go out with each report as one DiagnosticStatus on `/diagnostics` named "<node>: knobs"
 (per knob: the mean over the period's items and the last value), for `energy status`, the demo and the
 budget-loop bench.

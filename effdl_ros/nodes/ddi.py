@@ -97,7 +97,7 @@ class DdiNode(Node):
         """Load a checkpoint and build its engine; raises DataError (old model untouched) if bad."""
         import torch
 
-        from effdl_ros.ddi.budget_map import CeilingModel, joules_per_mac, measure_macs_per_ms
+        from effdl_ros.ddi.budget_map import calibrate
         from effdl_ros.ddi.checkpoint import load_checkpoint
         from effdl_ros.ddi.engine import DDIEngine
 
@@ -110,11 +110,8 @@ class DdiNode(Node):
         engine = DDIEngine(model)
         cfg = model.config
         probe = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size)
-        rate = self.get_parameter("item_rate_hz").value
-        ceiling_model = CeilingModel(full_macs=engine.max_macs,
-                                     joules_per_mac=joules_per_mac(self.acct.profile),
-                                     macs_per_ms=measure_macs_per_ms(engine, probe, repeats=5),
-                                     item_rate_hz=rate if rate > 0 else None)
+        ceiling_model = calibrate(engine, probe, self.acct.profile,
+                                  item_rate_hz=self.get_parameter("item_rate_hz").value, repeats=5)
         self.engine, self.meta, self.ceiling_model, self.model_path = engine, meta, ceiling_model, path
         self.get_logger().info(f"loaded {path.name}: {engine.full_macs:,} MACs static, exits at "
                                f"{engine.costs.cumulative_worst} MACs worst case")
@@ -142,18 +139,16 @@ class DdiNode(Node):
     def on_image(self, msg) -> None:
         import torch
 
-        from effdl_ros.ddi.budget_map import ceiling_to_run, mac_ceiling
+        from effdl_ros.ddi.budget_map import settings_for_budget
         from effdl_ros.ddi.data import preprocess
-        from effdl_ros.ddi.engine import DDISettings
 
         cfg = self.engine.config
         image = imgmsg_to_cv2(msg, "mono8" if cfg.in_channels == 1 else "rgb8")
         x = preprocess(image, self.meta["mean"], self.meta["std"], cfg.image_size)
-        ceiling, over = ceiling_to_run(mac_ceiling(self.budget.current(), self.ceiling_model),
-                                       self.engine.min_macs)
+        settings, over = settings_for_budget(self.budget.current(), self.ceiling_model,
+                                             confidence=float(self.get_parameter("confidence").value))
+        ceiling = settings.mac_ceiling
         self._set_over_budget(over, ceiling)
-        conf = float(self.get_parameter("confidence").value)
-        settings = DDISettings(mac_ceiling=ceiling, confidence=conf if conf > 0 else None)
         with self.acct.item() as item:
             result = self.engine.run(x, settings)
             item.macs = result.macs

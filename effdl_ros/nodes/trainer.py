@@ -106,7 +106,7 @@ class TrainerNode(Node):
         self.steps_dropped = 0
         self.updates_published = 0
         self.updates_refused = 0
-        self._dense_step_macs = None
+        self._calibration = None
         self._pub = self.create_publisher(ModelUpdate, "trainer/model_update", latched(1))
         self.create_subscription(Image, "image", guarded(self, self.on_image), qos_profile_sensor_data)
         self.create_subscription(Classification, "trainer/labels", guarded(self, self.on_label), 10)
@@ -162,32 +162,25 @@ class TrainerNode(Node):
         self.online.add_prediction(image, label, score)
 
     # ---------------------------------------------------------------------------------- training
-    def _joules_per_step(self) -> float:
-        if self._dense_step_macs is None:
+    def _step_calibration(self):
+        """The calibration knobs_from_budget needs, computed once on the first training batch."""
+        if self._calibration is None:
             import torch
 
-            from effdl_ros.training.macs import MacCounter
+            from effdl_ros.training.knobs import calibrate_step
 
-            model = self.online.model
             x, _ = self.online.buffer.batch(self.online.settings.batch_size)
-            counter = MacCounter(model, training=True)
-            with torch.no_grad():  # count the forward only; the backward it implies is 2x
-                was = model.training
-                model.eval()
-                model(torch.from_numpy(x))
-                model.train(was)
-            counter.remove()
-            self._dense_step_macs = 3 * counter.tally.forward
-        prof = self.acct.profile
-        return self._dense_step_macs * prof.pj_per_mac / prof.efficiency * 1e-12
+            self._calibration = calibrate_step(self.online.model, torch.from_numpy(x), self.acct.profile)
+        return self._calibration
 
     def on_tick(self) -> None:
         from effdl_ros.training.knobs import knobs_from_budget
 
         if len(self.online.buffer.train) < self.online.settings.min_train_samples:
             return
+        calibration = self._step_calibration()
         self.knobs = knobs_from_budget(self.budget.current(), self.defaults,
-                                       joules_per_step=self._joules_per_step(),
+                                       joules_per_step=calibration.joules,
                                        max_steps_per_second=float(self.get_parameter("max_steps_per_second").value))
         self.online.set_knobs(self.knobs)
         if self.knobs.paused or not self.online.rate.due(self._now(), self.knobs.steps_per_second):
@@ -198,7 +191,7 @@ class TrainerNode(Node):
         with self.acct.item() as item:
             res = self.online.train_step()
             item.macs = res.macs
-            item.compute_fraction = min(1.0, res.macs / max(1, self._dense_step_macs))
+            item.compute_fraction = min(1.0, res.macs / max(1, calibration.dense_macs))
         self.steps_executed += 1
         if self.online.validation_due():
             self._validate()

@@ -359,11 +359,10 @@ def settings_for_budget(budget, base: TrackerSettings = TrackerSettings(), model
     """Map a Budget (effdl_ros.energy.budget) onto the knobs: the richest LEVEL that fits.
 
     compute_fraction is compared with each level's modelled MACs per frame relative to LEVELS[1]
-    (the default); a stale budget keeps `base` (the node's configured default).
+    (the default); `model` is the calibration (level_macs). No stale case: with no fresh budget the
+    node's default fraction arrives as the budget (effdl_ros.nodekit.budget.BudgetClient).
     """
     b = budget.sanitized()
-    if b.stale:
-        return base
     costs = [level_macs(lv, model) for lv in LEVELS]
     full = costs[1]
     for lv, c in zip(LEVELS, costs):
