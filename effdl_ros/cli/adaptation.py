@@ -7,7 +7,7 @@ import platform
 import sys
 from pathlib import Path
 
-from effdl_ros.atomic_io import atomic_write_json
+from effdl_ros.cli.options import add_json_option, write_json
 
 
 def _positive(text: str) -> int:
@@ -51,9 +51,6 @@ def _config(args):
         cfg.adapt_iters = args.adapt_iters
     return cfg
 
-
-def _write_json(path: str, data: dict) -> None:
-    atomic_write_json(path, data)
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", type=_names, required=True,
@@ -110,7 +107,7 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", type=_names, default=None,
                    help="digit source domains (default mnist5k,sklearn,opencv,opencv-inv)")
     p.add_argument("--target", default=None, help="digit target domain (default mnistm)")
-    p.add_argument("--json", default=None, help="write all rows as JSON here")
+    add_json_option(p, "write all rows as JSON here")
     p.add_argument("--save-model", default=None,
                    help="also write the MDDA (critic weights) digits model here, e.g. models/mdda_digits.pt")
     p.add_argument("--models-dir", default=None, help="segmentation checkpoints (default models/)")
@@ -161,8 +158,7 @@ def _run_bench(args) -> int:
     if args.task in ("segmentation", "all"):
         out["segmentation"] = _bench_segmentation(args)
     if args.json:
-        _write_json(args.json, out)
-        print(f"wrote {args.json}")
+        write_json(args.json, out)
     return 1 if "error" in out.get("segmentation", {}) else 0
 
 

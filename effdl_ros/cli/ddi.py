@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from effdl_ros.cli.options import add_json_option, write_json
 
 
 def _ints(text: str):
@@ -190,7 +191,7 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
                    help="also run DDI with confidence halting at this softmax threshold (0 = off)")
     p.add_argument("--max-test", type=int, default=2000, help="items per task (evenly spaced subset; 0 = all)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the timed runs (default 1)")
-    p.add_argument("--json", default="", help="write the results here")
+    add_json_option(p, "write the results here")
     p.add_argument("--plot", default="", help="write an accuracy-vs-MACs plot (PNG) here")
 
 
@@ -203,9 +204,7 @@ def run_bench(args: argparse.Namespace) -> int:
     results = run_benchmark(opts)
     print(format_table(results))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
-        print(f"wrote {args.json}")
+        write_json(args.json, results)
     if args.plot:
         plot(results, Path(args.plot))
         print(f"wrote {args.plot}")

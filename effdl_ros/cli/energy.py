@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from effdl_ros.atomic_io import atomic_write_bytes, atomic_write_json
+from effdl_ros.atomic_io import atomic_write_bytes
+from effdl_ros.cli.options import add_json_option, write_json
 
 
 def register(cli) -> None:
@@ -22,8 +23,6 @@ def register(cli) -> None:
             configure=_configure_bench, run=_run_bench)
 
 
-def _write_json(path: str, data: Any) -> None:
-    atomic_write_json(path, data)
 
 def _fmt(v: float, unit: str = "") -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3g}{unit}"
@@ -155,7 +154,7 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", default="1,3,224,224", help="input shape, comma-separated (default 1,3,224,224)")
     p.add_argument("--profiles", default="all", help="comma-separated profile names, or all")
     p.add_argument("--profiles-file", default=None, help="YAML of profiles (default config/energy_profiles.yaml)")
-    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    add_json_option(p, "also write the figures to this JSON file")
 
 
 def _import(spec: str, what: str):
@@ -243,8 +242,8 @@ def _run_profile(args: argparse.Namespace) -> int:
                   f"{1e3 * (total - mem):.2f}", f"{1e3 * mem:.2f}", f"{1e3 * total:.2f}")
     Console().print(t)
     if args.json:
-        _write_json(args.json, {"model": args.model, "input": list(shape), "macs": work.macs, "flops": work.flops,
-                                "bytes": work.bytes, "parameters": params, "per_profile": rows})
+        write_json(args.json, {"model": args.model, "input": list(shape), "macs": work.macs, "flops": work.flops,
+                                "bytes": work.bytes, "parameters": params, "per_profile": rows}, say=None)
     return 0
 
 
@@ -252,7 +251,7 @@ def _run_profile(args: argparse.Namespace) -> int:
 
 def _configure_loop(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default="docs/results/energy_closed_loop.png", help="PNG to write ('' for none)")
-    p.add_argument("--json", default="", help="also write the trace and figures to this JSON file")
+    add_json_option(p, "also write the trace and figures to this JSON file")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -375,7 +374,7 @@ def _run_loop(args: argparse.Namespace) -> int:
         _plot_loop(result, args.plot)
         print(f"plot: {args.plot}")
     if args.json:
-        _write_json(args.json, result)
+        write_json(args.json, result, say=None)
     return 0 if ok else 1
 
 
@@ -384,7 +383,7 @@ def _run_loop(args: argparse.Namespace) -> int:
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--items", type=int, default=20000, help="items per variant (default 20000)")
     p.add_argument("--repeats", type=int, default=5, help="repeats; the median is reported (default 5)")
-    p.add_argument("--json", default="", help="also write the figures to this JSON file")
+    add_json_option(p, "also write the figures to this JSON file")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -451,5 +450,5 @@ def _run_bench(args: argparse.Namespace) -> int:
         t.add_row(name, f"{per:.2f}", "-" if sec is base else f"{over:.2f}")
     Console().print(t)
     if args.json:
-        _write_json(args.json, {"items": n, "repeats": args.repeats, "rows": rows, "measured": True})
+        write_json(args.json, {"items": n, "repeats": args.repeats, "rows": rows, "measured": True}, say=None)
     return 0

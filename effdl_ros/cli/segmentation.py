@@ -6,10 +6,11 @@ on a bare GPU machine needs no other command module.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+
+from effdl_ros.cli.options import add_json_option, write_json
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
@@ -43,7 +44,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="processes that render the source scenes")
     p.add_argument("--samples", default=None, help="write a PNG of rendered vs adapted source images")
-    p.add_argument("--json", default=None, help="write what was trained (iterations, seconds) as JSON")
+    add_json_option(p, "write what was trained (iterations, seconds) as JSON")
     p.add_argument("--save-generators", action="store_true",
                    help="also keep each adapted checkpoint's source->target generators as <stem>_generators.pt "
                         "(to re-make the adapted scenes and retrain segmenters without the GAN stage)")
@@ -116,7 +117,7 @@ def _run_train(args: argparse.Namespace) -> int:
                         baselines=args.baselines, samples_png=Path(args.samples) if args.samples else None,
                         workers=args.workers, log=log, save_generators=args.save_generators)
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+        write_json(args.json, res, say=None)
     if args.quick_eval:
         from effdl_ros.segmentation.parallel import quick_eval
 
@@ -124,7 +125,7 @@ def _run_train(args: argparse.Namespace) -> int:
         ev = quick_eval(paths, root, device=args.device, height=plan.height, width=plan.width)
         for k, v in ev.items():
             print(f"quick eval (val at {plan.height}x{plan.width}) {k}: mIoU {100 * v['miou']:.1f}", flush=True)
-        _write_json(Path(args.quick_eval), ev)
+        write_json(Path(args.quick_eval), ev, say=None)
     return 0
 
 
@@ -135,7 +136,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="input scale relative to the model's training size")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the timing")
-    p.add_argument("--json", default=None, help='write {"miou","per_class","pixel_acc","ms_per_frame"}')
+    add_json_option(p, 'write {"miou","per_class","pixel_acc","ms_per_frame"}')
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -156,21 +157,16 @@ def _run_eval(args: argparse.Namespace) -> int:
     for name, v in r["per_class"].items():
         print(f"  {name:<11} {'-' if v is None else f'{100 * v:.1f}'}")
     if args.json:
-        _write_json(Path(args.json), {k: r[k] for k in ("miou", "per_class", "pixel_acc", "ms_per_frame", "frames")})
+        write_json(Path(args.json), {k: r[k] for k in ("miou", "per_class", "pixel_acc", "ms_per_frame", "frames")}, say=None)
     return 0
 
-
-def _write_json(path: Path, obj) -> None:
-    from effdl_ros.atomic_io import atomic_write_json
-
-    atomic_write_json(path, obj)
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None, help="folder of madan_*.pt (default: the package's models/)")
     p.add_argument("--camvid-root", default=None)
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", default=None)
+    add_json_option(p)
     p.add_argument("--figure", default=None, help="also write a PNG of predictions on three val frames")
 
 
@@ -199,7 +195,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     print(f"CamVid val, {rows[0]['frames']} frames, CPU, {torch.get_num_threads()} threads; "
           "times measured in this run")
     if args.json:
-        _write_json(Path(args.json), {"rows": rows, "summary": s})
+        write_json(Path(args.json), {"rows": rows, "summary": s}, say=None)
     if args.figure:
         from effdl_ros.bench.segmentation import qualitative_figure
 
@@ -213,7 +209,7 @@ def _configure_scales(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camvid-root", default=None)
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", default=None)
+    add_json_option(p)
 
 
 def _run_scales(args: argparse.Namespace) -> int:
@@ -249,7 +245,7 @@ def _run_scales(args: argparse.Namespace) -> int:
           "mIoU and times (median over frames of the best of 3) measured in this run; the output is always "
           "upsampled to the frame's full size")
     if args.json:
-        _write_json(Path(args.json), {"model": str(path), "rows": rows})
+        write_json(Path(args.json), {"model": str(path), "rows": rows}, say=None)
     return 0
 
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
+from effdl_ros.cli.options import add_json_option, write_json
 from effdl_ros.errors import ConfigError
 
 
@@ -64,7 +64,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trackers", default="roam,csrt,kcf,mil",
                    help="comma-separated: roam, roam-untrained, csrt, kcf, mil (default roam,csrt,kcf,mil)")
     p.add_argument("--model", type=Path, default=None, help="ROAM checkpoint (default models/roam_r18l1.pt)")
-    p.add_argument("--json", type=Path, default=None, help="write results here")
+    add_json_option(p, "write results here")
     p.add_argument("--plot", type=Path, default=None, help="write the OTB success plot here (.png)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for torch and OpenCV (default 1: on a busy 2-core machine more threads slow both)")
@@ -123,11 +123,7 @@ def _run_eval(a: argparse.Namespace) -> int:
                           "search_size": settings.search_size}}
     _print_table(result)
     if a.json:
-        from effdl_ros.atomic_io import atomic_write_text
-
-        slim = json.loads(json.dumps(result))
-        atomic_write_text(a.json, json.dumps(slim, indent=1))
-        print(f"wrote {a.json}")
+        write_json(a.json, result)
     if a.plot:
         success_plot(result, a.plot)
         print(f"wrote {a.plot}")

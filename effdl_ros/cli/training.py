@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from effdl_ros.atomic_io import atomic_write_json
+from effdl_ros.cli.options import add_json_option, write_json
 
 
 def _common(p: argparse.ArgumentParser, *, data_default: str = "sklearn") -> None:
@@ -23,9 +23,6 @@ def _set_threads(n: int) -> None:
         raise ConfigError(f"--threads must be >= 1, got {n}")
     torch.set_num_threads(n)
 
-
-def _write_json(path: str, obj) -> None:
-    print(f"wrote {atomic_write_json(path, obj)}")
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     from effdl_ros.errors import ConfigError
@@ -62,7 +59,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch (E2-Train: 128)")
     p.add_argument("--out", default=None, help="checkpoint to write (atomically), e.g. models/x.pt")
-    p.add_argument("--json", default=None, help="also write the figures as JSON")
+    add_json_option(p, "also write the figures as JSON")
     _common(p)
 
 
@@ -119,7 +116,7 @@ def _run_train(args: argparse.Namespace) -> int:
         save_checkpoint(args.out, model.state_dict(), model.config.to_dict(), meta)
         print(f"wrote {args.out}")
     if args.json:
-        _write_json(args.json, {"config": vars(cfg) if hasattr(cfg, "__dict__") else {}, **result})
+        write_json(args.json, {"config": vars(cfg) if hasattr(cfg, "__dict__") else {}, **result})
     return 0
 
 
@@ -135,7 +132,7 @@ def _configure_prune(p: argparse.ArgumentParser) -> None:
                    help="continue = the ticket's weights train on for the remaining epochs; "
                         "scratch = re-initialised, all epochs")
     p.add_argument("--out", required=True, help="pruned checkpoint, e.g. models/resnet20_sklearn_eb.pt")
-    p.add_argument("--json", default=None)
+    add_json_option(p)
     _common(p)
 
 
@@ -194,7 +191,7 @@ def _run_prune(args: argparse.Namespace) -> int:
     save_checkpoint(args.out, pruned.state_dict(), pruned.config.to_dict(), meta)
     print(f"wrote {args.out}")
     if args.json:
-        _write_json(args.json, meta)
+        write_json(args.json, meta)
     return 0
 
 
@@ -209,7 +206,7 @@ def _configure_bench_e2(p: argparse.ArgumentParser) -> None:
                    help="train the variants one after the other (default: interleaved, one "
                         "iteration each in turn, so that they share the machine's load)")
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch (E2-Train: 128)")
-    p.add_argument("--json", default=None)
+    add_json_option(p)
     _common(p)
 
 
@@ -251,7 +248,7 @@ def _run_bench_e2(args: argparse.Namespace) -> int:
     print("measured: top-1, executed MACs (counted from what ran), wall time; * modelled: compute energy "
           "(fp32 4.6 pJ/MAC; PSG at 8/4/16 bit, Horowitz ISSCC 2014)")
     if args.json:
-        _write_json(args.json, res)
+        write_json(args.json, res)
     return 0
 
 
@@ -262,7 +259,7 @@ def _configure_bench_eb(p: argparse.ArgumentParser) -> None:
                    help="length of the schedule per data set (dense and EB rows alike)")
     p.add_argument("--ratio", type=float, default=0.5)
     p.add_argument("--epsilon", type=float, default=0.1)
-    p.add_argument("--json", default=None)
+    add_json_option(p)
     _common(p)
 
 
@@ -291,7 +288,7 @@ def _run_bench_eb(args: argparse.Namespace) -> int:
     print("measured: top-1, MACs, wall time; * modelled: training compute energy = executed MACs x "
           "4.6 pJ (fp32, Horowitz ISSCC 2014); EB rows include the search epochs")
     if args.json:
-        _write_json(args.json, res)
+        write_json(args.json, res)
     return 0
 
 

@@ -13,6 +13,8 @@ import os
 import time
 from typing import Dict, List, Optional
 
+from effdl_ros.cli.options import add_json_option, write_json
+
 WIDTH, HEIGHT = 640, 480
 RATES = ("30", "100", "max")
 
@@ -40,7 +42,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
                         "that all see the same machine load; each run is a row (default 1)")
     p.add_argument("--domain", type=int, default=None,
                    help="ROS domain for dds (default: a random one in 100..200)")
-    p.add_argument("--json", dest="json_out", default=None, help="write the results to this JSON file")
+    add_json_option(p, "write the results to this JSON file", dest="json_out")
 
 
 def _rates(text: str) -> List[Optional[float]]:
@@ -491,15 +493,10 @@ def _run(args: argparse.Namespace) -> int:
                               f"{m['p50_median']:.2f} ms, median p99 {m['p99_median']:.2f} ms, "
                               f"worst p99 {m['p99_worst']:.2f} ms")
     if args.json_out:
-        _write_json(args.json_out, {"machine": machine, "load_average_1min": load,
+        write_json(args.json_out, {"machine": machine, "load_average_1min": load,
                                     "qos": args.qos, "duration_s": args.duration,
                                     "repeat": args.repeat, "image": f"{WIDTH}x{HEIGHT} rgb8",
-                                    "results": results, "medians": medians})
+                                    "results": results, "medians": medians}, require_folder=True, say=None)
         print(f"wrote {args.json_out}")
     return 0
 
-
-def _write_json(path: str, data) -> None:
-    from effdl_ros.atomic_io import atomic_write_json
-
-    atomic_write_json(path, data, require_folder=True)
