@@ -253,7 +253,8 @@ def test_batch_gated_net_with_open_gates_equals_the_dense_net():
 
 
 def test_interleaved_training_gives_each_variant_the_same_run_as_alone():
-    from effdl_ros.training.experiments import Data, interleaved_fit
+    from effdl_ros.bench.training import interleaved_fit
+    from effdl_ros.training.experiments import Data
 
     g = torch.Generator().manual_seed(0)
     xs, ys = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)

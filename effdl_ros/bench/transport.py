@@ -1,4 +1,5 @@
-"""`effdl-ros bench transport`: 640x480 rgb8 images between two nodes, latency / rate / loss / CPU.
+"""The measurement behind `effdl-ros bench transport` (effdl_ros.cli.transport parses and prints):
+640x480 rgb8 images between two nodes, latency / rate / loss / CPU.
 
 dds: the publisher node in this process, the subscriber node in a second OS process (spawned), both
 on Cyclone DDS in a private random domain. inproc: both nodes in this process. Each rate (30 Hz,
@@ -8,61 +9,11 @@ same machine), so it includes serialisation, transport, decoding and the executo
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from typing import Dict, List, Optional
 
-from effdl_ros.cli.options import add_json_option, write_json
-
 WIDTH, HEIGHT = 640, 480
-RATES = ("30", "100", "max")
-
-
-def register(cli) -> None:
-    cli.add("bench", "transport",
-            help="640x480 rgb8 images between two nodes (two processes for dds): p50/p99 latency, "
-                 "achieved rate, loss, CPU share at 30 Hz, 100 Hz and the maximum rate",
-            configure=_configure, run=_run)
-
-
-def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", action="append", choices=["dds", "inproc", "rclpy"], default=None,
-                   help="transport to measure; repeat for several (default: dds and inproc); "
-                        "rclpy = two real rclpy nodes (needs a sourced ROS 2)")
-    p.add_argument("--rates", default=",".join(RATES),
-                   help="comma-separated publish rates in Hz, 'max' = as fast as possible "
-                        "(default 30,100,max)")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per rate (default 5)")
-    p.add_argument("--qos", choices=["sensor", "reliable"], default="sensor",
-                   help="sensor = best effort keep-last 5, what image topics use (default); "
-                        "reliable = reliable keep-last 5")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="run every backend this many times, interleaved (A B, B A, A B, ...) so "
-                        "that all see the same machine load; each run is a row (default 1)")
-    p.add_argument("--domain", type=int, default=None,
-                   help="ROS domain for dds (default: a random one in 100..200)")
-    add_json_option(p, "write the results to this JSON file", dest="json_out")
-
-
-def _rates(text: str) -> List[Optional[float]]:
-    from effdl_ros.errors import ConfigError
-
-    out: List[Optional[float]] = []
-    for item in (s.strip() for s in text.split(",") if s.strip()):
-        if item == "max":
-            out.append(None)
-            continue
-        try:
-            value = float(item)
-        except ValueError:
-            raise ConfigError(f"--rates: {item!r} is neither a number of Hz nor 'max'") from None
-        if not 0 < value <= 10000:
-            raise ConfigError(f"--rates: {item} Hz is outside 0..10000")
-        out.append(value)
-    if not out:
-        raise ConfigError("--rates is empty")
-    return out
 
 
 def _qos(kind: str):
@@ -442,61 +393,32 @@ def _medians(results: Dict[str, List[dict]]) -> Dict[str, Dict[str, dict]]:
     return out
 
 
-def _run(args: argparse.Namespace) -> int:
-    import random
-
+def run(backends: List[str], rates: List[Optional[float]], *, duration: float, qos: str, repeat: int,
+        domain: int) -> dict:
+    """Every backend `repeat` times, interleaved (the order reversed every other time, so all see the
+    same load); returns the runs, their medians, the machine and the load average before/after."""
     import numpy as np
-    from rich.console import Console
 
-    from effdl_ros.errors import ConfigError
-
-    rates = _rates(args.rates)
-    if args.json_out and not os.path.isdir(os.path.dirname(os.path.abspath(args.json_out))):
-        from effdl_ros.errors import DataError
-
-        raise DataError(f"{args.json_out}: the folder {os.path.dirname(args.json_out)} does not exist")
-    if args.duration <= 0:
-        raise ConfigError("--duration must be positive (seconds per rate)")
-    if not 1 <= args.repeat <= 100:
-        raise ConfigError("--repeat must be in 1..100")
-    backends = args.backend or ["dds", "inproc"]
-    domain = args.domain if args.domain is not None else random.randint(100, 200)
-    if not 0 <= domain <= 232:
-        raise ConfigError(f"--domain {domain} is outside 0..232")
     pixels = np.random.default_rng(0).integers(0, 256, WIDTH * HEIGHT * 3, dtype=np.uint8)
     results: Dict[str, List[dict]] = {backend: [] for backend in backends}
     load_before = os.getloadavg()[0]
-    for repetition in range(1, args.repeat + 1):
-        # interleaved, the order reversed every other time: no backend always runs first
+    for repetition in range(1, repeat + 1):
         for backend in (backends if repetition % 2 else backends[::-1]):
             if backend == "dds":
-                rows = _bench_dds(rates, args.duration, args.qos, pixels, domain)
+                rows = _bench_dds(rates, duration, qos, pixels, domain)
             elif backend == "rclpy":
-                rows = _bench_rclpy(rates, args.duration, args.qos, pixels, domain)
+                rows = _bench_rclpy(rates, duration, qos, pixels, domain)
             else:
-                rows = _bench_inproc(rates, args.duration, args.qos, pixels)
+                rows = _bench_inproc(rates, duration, qos, pixels)
             for row in rows:
                 row["repetition"] = repetition
                 row["load_average_1min"] = os.getloadavg()[0]
             results[backend].extend(rows)
-    machine = _machine()
-    load = (load_before, os.getloadavg()[0])
-    title = (f"transport: {WIDTH}x{HEIGHT} rgb8 Image, QoS {args.qos}, {args.duration:g} s per rate "
-             f"- {machine}; load average {load[0]:.1f} -> {load[1]:.1f}")
-    console = Console(width=max(110, Console().width))
-    console.print(_table(results, title))
-    medians = _medians(results)
-    if args.repeat > 1:
-        for backend, by_rate in medians.items():
-            for rate, m in by_rate.items():
-                console.print(f"{backend} {rate} Hz over {m['runs']} runs: median p50 "
-                              f"{m['p50_median']:.2f} ms, median p99 {m['p99_median']:.2f} ms, "
-                              f"worst p99 {m['p99_worst']:.2f} ms")
-    if args.json_out:
-        write_json(args.json_out, {"machine": machine, "load_average_1min": load,
-                                    "qos": args.qos, "duration_s": args.duration,
-                                    "repeat": args.repeat, "image": f"{WIDTH}x{HEIGHT} rgb8",
-                                    "results": results, "medians": medians}, require_folder=True, say=None)
-        print(f"wrote {args.json_out}")
-    return 0
+    return {"machine": _machine(), "load_average_1min": (load_before, os.getloadavg()[0]), "qos": qos,
+            "duration_s": duration, "repeat": repeat, "image": f"{WIDTH}x{HEIGHT} rgb8",
+            "results": results, "medians": _medians(results)}
 
+
+def table(results: Dict[str, List[dict]], title: str):
+    """The rich table of every run (one row per backend, rate and repetition)."""
+    return _table(results, title)

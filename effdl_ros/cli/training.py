@@ -228,7 +228,7 @@ def _epochs(spec: str, datasets):
 
 def _run_bench_e2(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
-    from effdl_ros.training.experiments import bench_e2train
+    from effdl_ros.bench.training import bench_e2train
 
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
     res = bench_e2train(datasets, arch=args.model, epochs=_epochs(args.epochs, datasets),
@@ -265,7 +265,7 @@ def _configure_bench_eb(p: argparse.ArgumentParser) -> None:
 
 def _run_bench_eb(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
-    from effdl_ros.training.experiments import bench_eb
+    from effdl_ros.bench.training import bench_eb
 
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
     res = bench_eb(datasets, arch=args.model, epochs=_epochs(args.epochs, datasets), ratio=args.ratio,
