@@ -17,15 +17,18 @@ measured.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import yaml
+
+from effdl_ros.atomic_io import atomic_write_bytes
 
 MODEL_NODES = ("/ddi", "/segmentation", "/tracker")
 #: a pedestrian in the first frame of samples/vtest (x, y, w, h), as the demo uses
@@ -317,8 +320,6 @@ def figures(periods: List[Dict[str, Any]], *, min_shares: Optional[Dict[str, flo
 
 def looped(inp, loops: int):
     """The replay input played `loops` times in a row, stamps continuing (the demo's longer run)."""
-    from dataclasses import replace
-
     from effdl_ros.bench.replay import ReplayFrame
 
     if loops <= 1:
@@ -369,14 +370,11 @@ def plot_demo_knobs(records: List[Dict[str, Any]], path: Path, events=()) -> boo
     rows = [(i, r["knob"]) for i, r in enumerate(records) if r.get("knob")]
     if not rows:
         return False
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from effdl_ros.atomic_io import atomic_write_bytes
 
     fig, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True)
     series = (("segmentation", "scale", "segmentation input scale"), ("tracker", "level", "tracker level (0 richest)"),

@@ -8,6 +8,8 @@ executed MACs (counted from what ran) are exact; wall time is measured per item 
 from __future__ import annotations
 
 import math
+import os
+import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -122,9 +124,6 @@ def bench_task(task_name: str, opts: BenchOptions) -> Dict:
 
 
 def run_benchmark(opts: BenchOptions) -> Dict:
-    import os
-    import platform
-
     torch.set_num_threads(opts.threads)
     results = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                "torch": torch.__version__, "threads": opts.threads, "batch": 1,

@@ -9,9 +9,13 @@ same machine), so it includes serialisation, transport, decoding and the executo
 """
 from __future__ import annotations
 
+import array
 import os
+import platform
 import time
 from typing import Dict, List, Optional
+
+from effdl_ros.errors import ConfigError
 
 WIDTH, HEIGHT = 640, 480
 
@@ -171,7 +175,6 @@ def _sink_main(domain: int, qos_kind: str, conn) -> None:
 def _bench_dds(rates, duration: float, qos_kind: str, pixels, domain: int) -> List[dict]:
     import multiprocessing as mp
 
-    from effdl_ros.errors import ConfigError
     from effdl_ros.runtime.local.node import Node
     from effdl_ros.runtime.local.typesupport import get_class
     from effdl_ros.runtime.testing import InprocGraph
@@ -279,8 +282,6 @@ def _bench_rclpy(rates, duration: float, qos_kind: str, pixels, domain: int) -> 
     never loads two Cyclone DDS libraries (rclpy's and the cyclonedds package's)."""
     import multiprocessing as mp
 
-    from effdl_ros.errors import ConfigError
-
     ctx = mp.get_context("spawn")
     ours, theirs = ctx.Pipe()
     child = ctx.Process(target=_rclpy_source_main, args=(rates, duration, qos_kind, pixels, domain,
@@ -298,7 +299,6 @@ def _bench_rclpy(rates, duration: float, qos_kind: str, pixels, domain: int) -> 
 
 
 def _rclpy_source_main(rates, duration, qos_kind, pixels, domain, result_conn) -> None:
-    import array
     import multiprocessing as mp
 
     try:
@@ -340,8 +340,6 @@ def _rclpy_source_main(rates, duration, qos_kind, pixels, domain, result_conn) -
 
 
 def _machine() -> str:
-    import platform
-
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

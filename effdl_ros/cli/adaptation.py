@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError, EffdlError
+from effdl_ros.resources import shared_data_dir
 
 
 def _positive(text: str) -> int:
@@ -70,7 +72,6 @@ def _run_train(args) -> int:
     from effdl_ros.adaptation.domains import build_domains, canonical_name
     from effdl_ros.adaptation.nets import encoder_macs
     from effdl_ros.adaptation.ot_distance import feature_distance
-    from effdl_ros.errors import ConfigError
 
     torch.set_num_threads(args.threads)
     cfg = _config(args)
@@ -164,14 +165,11 @@ def _run_bench(args) -> int:
 
 def _bench_segmentation(args):
     """MADAN's rows from the segmentation helper's benchmark; says so when that part is missing."""
-    from effdl_ros.errors import EffdlError
-
     try:
         from effdl_ros.bench import segmentation as seg_bench
     except ImportError as err:
         print(f"\nsegmentation part missing: effdl_ros.bench.segmentation is not importable ({err})")
         return {"missing": str(err)}
-    from effdl_ros.resources import shared_data_dir
 
     models_dir = Path(args.models_dir) if args.models_dir else Path("models")
     camvid = Path(args.camvid) if args.camvid else shared_data_dir() / "segmentation" / "camvid"

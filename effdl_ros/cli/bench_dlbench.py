@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from effdl_ros.cli.options import add_json_option, write_json
 
@@ -97,8 +98,6 @@ def _configure_compare(p: argparse.ArgumentParser) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from effdl_ros.bench import compare
 
     a, b = compare.load_run(Path(args.a)), compare.load_run(Path(args.b))

@@ -9,6 +9,7 @@ from typing import Any, Dict
 
 from effdl_ros.atomic_io import atomic_write_bytes
 from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError
 
 
 def register(cli) -> None:
@@ -49,7 +50,6 @@ def _min_shares(config) -> Dict[str, float]:
 
 def _run(args: argparse.Namespace) -> int:
     from effdl_ros.bench.budget_loop import MODEL_NODES, figures, run
-    from effdl_ros.errors import ConfigError
 
     if args.duration <= args.calibrate + 10 or args.calibrate < 5 or args.fps <= 0:
         raise ConfigError("need --calibrate >= 5 s, --duration > --calibrate + 10 s and --fps > 0.")

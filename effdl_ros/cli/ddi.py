@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
+from effdl_ros.atomic_io import atomic_write_text
 from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError
 
 
 def _ints(text: str):
@@ -55,8 +58,6 @@ def configure_train(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import math
-
     import torch
     from tqdm import tqdm
 
@@ -65,7 +66,6 @@ def run_train(args: argparse.Namespace) -> int:
     from effdl_ros.ddi.engine import DDIEngine
     from effdl_ros.ddi.model import DDIConfig
     from effdl_ros.ddi.train import TrainSettings, train
-    from effdl_ros.errors import ConfigError
 
     if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
         raise ConfigError("--epochs, --batch-size and --threads must be >= 1")
@@ -149,8 +149,6 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def _write_card(path: Path, result, meta, config) -> None:
-    from effdl_ros.atomic_io import atomic_write_text
-
     size_kib = path.stat().st_size / 1024
     params = sum(p.numel() for p in result.model.parameters())
     lines = [

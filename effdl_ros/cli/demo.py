@@ -13,6 +13,8 @@ import math
 import time
 from pathlib import Path
 
+from effdl_ros.errors import ConfigError
+
 #: a pedestrian in the first frame of samples/vtest (x, y, w, h in pixels of the 320x240 frames)
 DEMO_BOX = (144.0, 82.0, 16.0, 33.0)
 
@@ -62,7 +64,6 @@ def _table(record, index: int, total, fps: float, phase: str):
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from effdl_ros.errors import ConfigError
     from effdl_ros.runtime import backend
 
     backend.select("inproc")

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import math
+import platform
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from effdl_ros.atomic_io import atomic_write_bytes
 from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError
 
 
 def register(cli) -> None:
@@ -158,10 +161,6 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
 
 
 def _import(spec: str, what: str):
-    import importlib
-
-    from effdl_ros.errors import ConfigError
-
     module_name, _, attr = spec.partition(":")
     try:
         return getattr(importlib.import_module(module_name), attr)
@@ -172,8 +171,6 @@ def _import(spec: str, what: str):
 def _as_module(obj, spec: str):
     import torch
 
-    from effdl_ros.errors import ConfigError
-
     items = obj if isinstance(obj, (tuple, list)) else [obj]
     for item in items:
         if isinstance(item, torch.nn.Module):
@@ -182,8 +179,6 @@ def _as_module(obj, spec: str):
 
 
 def _build_model(spec: str, loader: Optional[str] = None):
-    from effdl_ros.errors import ConfigError
-
     if loader is not None or Path(spec).suffix in (".pt", ".pth", ".safetensors"):
         if loader is None:
             raise ConfigError(f"model {spec!r} is a checkpoint file: say how to load it with --loader module:function.")
@@ -206,7 +201,6 @@ def _run_profile(args: argparse.Namespace) -> int:
     import torch
 
     from effdl_ros.energy.cost_model import count_work, load_profiles, ops_energy_j
-    from effdl_ros.errors import ConfigError
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     try:
@@ -331,10 +325,7 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    import platform
-
     from effdl_ros.bench.energy import accountant_overhead
-    from effdl_ros.errors import ConfigError
 
     if args.items <= 0 or args.repeats <= 0:
         raise ConfigError("--items and --repeats must be > 0.")

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError
 
 
 def register(cli) -> None:
@@ -41,7 +42,6 @@ def _configure_fuzz(p: argparse.ArgumentParser) -> None:
 
 
 def _run_fuzz(args: argparse.Namespace) -> int:
-    from effdl_ros.errors import ConfigError
     from effdl_ros.runtime import backend
 
     if args.count < 1:
@@ -169,7 +169,6 @@ def _configure_save_kill(p: argparse.ArgumentParser) -> None:
 
 
 def _run_save_kill(args: argparse.Namespace) -> int:
-    from effdl_ros.errors import ConfigError
     from effdl_ros.graph.savekill import compare
 
     if args.trials < 1:

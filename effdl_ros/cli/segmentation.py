@@ -6,11 +6,14 @@ on a bare GPU machine needs no other command module.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
 from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError, DataError, EffdlError
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
@@ -52,7 +55,6 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 
 def _camvid_root(arg: Optional[str]) -> Path:
     from effdl_ros.data.camvid import default_root
-    from effdl_ros.errors import DataError
 
     root = Path(arg) if arg else default_root()
     if not (root / "train").is_dir():
@@ -62,10 +64,6 @@ def _camvid_root(arg: Optional[str]) -> Path:
 
 def _plan(args: argparse.Namespace):
     """The preset's Plan with the command line's time budget and GAN batch."""
-    import math
-    from dataclasses import replace
-
-    from effdl_ros.errors import ConfigError
     from effdl_ros.segmentation.train import PRESETS
 
     plan = PRESETS[args.preset]
@@ -79,11 +77,8 @@ def _plan(args: argparse.Namespace):
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import math
-
     import torch
 
-    from effdl_ros.errors import ConfigError
     from effdl_ros.segmentation.scenes import style
     from effdl_ros.segmentation.train import train_all
 
@@ -143,7 +138,6 @@ def _run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from effdl_ros.bench.segmentation import evaluate_pairs, folder_pairs
-    from effdl_ros.errors import ConfigError
     from effdl_ros.segmentation.network import load_checkpoint
 
     if not 0.1 <= args.scale <= 2.0:
@@ -217,7 +211,6 @@ def _run_scales(args: argparse.Namespace) -> int:
 
     from effdl_ros.bench.segmentation import scale_sweep
     from effdl_ros.data.camvid import pairs
-    from effdl_ros.errors import ConfigError
     from effdl_ros.segmentation.network import load_checkpoint
 
     torch.set_num_threads(max(1, args.threads))
@@ -262,7 +255,6 @@ def register(cli) -> None:
 
 def _standalone(argv: Optional[Sequence[str]] = None) -> int:
     from effdl_ros.cli.registry import CommandRegistry
-    from effdl_ros.errors import EffdlError
 
     reg = CommandRegistry()
     register(reg)

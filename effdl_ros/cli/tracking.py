@@ -7,6 +7,7 @@ from pathlib import Path
 
 from effdl_ros.cli.options import add_json_option, write_json
 from effdl_ros.errors import ConfigError
+from effdl_ros.resources import share_path, shared_data_dir
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,6 @@ def _run_train(a: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from effdl_ros.resources import shared_data_dir
     from effdl_ros.tracking.synth import load_texture_bank
     from effdl_ros.tracking.train import MetaTrainer, TrainSettings, default_image_paths, load_digit_masks, save_atomic
 
@@ -76,8 +76,6 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def default_model_path() -> Path:
-    from effdl_ros.resources import share_path
-
     try:
         return share_path("models", "roam_r18l1.pt")
     except FileNotFoundError:

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError
 
 
 def _common(p: argparse.ArgumentParser, *, data_default: str = "sklearn") -> None:
@@ -17,16 +18,12 @@ def _common(p: argparse.ArgumentParser, *, data_default: str = "sklearn") -> Non
 def _set_threads(n: int) -> None:
     import torch
 
-    from effdl_ros.errors import ConfigError
-
     if n < 1:
         raise ConfigError(f"--threads must be >= 1, got {n}")
     torch.set_num_threads(n)
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    from effdl_ros.errors import ConfigError
-
     if not (value > 0 or (allow_zero and value == 0)):
         raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
@@ -67,7 +64,6 @@ def _run_train(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     from tqdm import tqdm
 
-    from effdl_ros.errors import ConfigError
     from effdl_ros.training.checkpoint import save_checkpoint
     from effdl_ros.training.e2train import E2TrainConfig, modelled_energy_j
     from effdl_ros.training.experiments import load_data, run_e2train, validation_split
@@ -140,7 +136,6 @@ def _run_prune(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     import torch
 
-    from effdl_ros.errors import ConfigError
     from effdl_ros.training.checkpoint import load_gated_resnet, save_checkpoint
     from effdl_ros.training.e2train import E2TrainConfig, evaluate
     from effdl_ros.training.experiments import load_data, make_config, retrain_pruned, search_early_bird
@@ -211,8 +206,6 @@ def _configure_bench_e2(p: argparse.ArgumentParser) -> None:
 
 
 def _epochs(spec: str, datasets):
-    from effdl_ros.errors import ConfigError
-
     out = {}
     for part in spec.split(","):
         name, _, n = part.partition("=")

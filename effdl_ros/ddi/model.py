@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from effdl_ros.errors import ConfigError
+
 
 @dataclass
 class DDIConfig:
@@ -57,8 +59,6 @@ class DDIConfig:
         return cls(**known)
 
     def validate(self) -> None:
-        from effdl_ros.errors import ConfigError
-
         if len(self.widths) != len(self.blocks) or not self.widths:
             raise ConfigError(f"widths {self.widths} and blocks {self.blocks} must have the same length")
         if any(w % self.groups for w in self.widths):

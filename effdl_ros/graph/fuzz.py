@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import random
 import signal
@@ -27,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from effdl_ros.errors import EffdlError
 from effdl_ros.graph.mutators import Mutator, make_bad_files
 from effdl_ros.graph.setups import node_setup
 
@@ -96,8 +98,6 @@ def _probe_image():
 
 def _sane_budget(fqn: str):
     """A full budget for the node: the probe runs under normal conditions, not the last lie."""
-    import math
-
     from effdl_ros.runtime.messages import Duration, ResourceBudget, ResourceBudgetArray
 
     return ResourceBudgetArray(total_power_w=math.inf, budgets=[ResourceBudget(
@@ -129,7 +129,6 @@ def fuzz_inproc(executable: str, *, count: int, seed: int = 0, workdir: Optional
                 pipeline_parameters: Optional[Dict[str, Any]] = None,
                 progress: Optional[Callable[[str, int], None]] = None) -> FuzzReport:
     """Fuzz `executable` in this process; `count` lying messages per subscribed topic."""
-    from effdl_ros.errors import EffdlError
     from effdl_ros.nodes import node_class
     from effdl_ros.runtime import Node, Parameter
     from effdl_ros.runtime.messages import DiagnosticArray, type_name
@@ -244,7 +243,6 @@ def fuzz_dds(executable: str, *, count: int, seed: int = 0, workdir: Optional[Pa
     """Fuzz `executable` running in its own process over Cyclone DDS, on a private domain."""
     import yaml
 
-    from effdl_ros.errors import EffdlError
     from effdl_ros.nodes import executables, node_class
     from effdl_ros.runtime import Node, Parameter
     from effdl_ros.runtime.messages import DiagnosticArray, Image, type_name

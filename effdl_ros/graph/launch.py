@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from effdl_ros.errors import ConfigError
+from effdl_ros.resources import share_path
 
 
 @dataclass
@@ -55,8 +56,6 @@ class Pipeline:
 
 def default_pipeline() -> str:
     """The shipped config/pipeline.yaml (source tree or install space)."""
-    from effdl_ros.resources import share_path
-
     return str(share_path("config", "pipeline.yaml"))
 
 

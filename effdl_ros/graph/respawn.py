@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,8 +92,6 @@ def write_respawn_pipeline(path: Path) -> Path:
 def kill_rounds(config: os.PathLike, *, rounds: int = 1, only: Optional[List[str]] = None,
                 timeout_s: float = 30.0, log: Callable[[str], None] = print) -> KillRounds:
     """Start the graph supervised, kill -9 each node (or those in `only`) `rounds` times in turn."""
-    import tempfile
-
     from effdl_ros.runtime import Node
     from effdl_ros.runtime.messages import DiagnosticArray, EnergyReport
     from effdl_ros.runtime.testing import InprocGraph

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from effdl_ros.errors import DataError
+
 
 @dataclass
 class SaveKillResult:
@@ -51,7 +53,6 @@ def run_save_kill(trials: int, workdir: Path, *, method: str = "atomic", kind: s
     """`trials` fork + SIGKILL rounds; method "atomic" (the trainer's save) or "naive" (baseline)."""
     import torch
 
-    from effdl_ros.errors import DataError
     from effdl_ros.graph.setups import DDI_META
     from effdl_ros.training.online import CONSUMERS
 

@@ -7,6 +7,7 @@ editing this file, as long as their defaults start.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -65,8 +66,6 @@ def _trainer(work: Path) -> NodeSetup:
 
 def _tracker(work: Path) -> NodeSetup:
     """A random-weight ROAM checkpoint in the layout effdl_ros.tracking.tracker.load_model reads."""
-    import dataclasses
-
     import torch
 
     from effdl_ros.tracking.tracker import random_model

@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from effdl_ros.errors import ConfigError
+
 
 def rss_bytes(pid: Optional[int] = None) -> int:
     """Resident set size from /proc (Linux); 0 where unavailable."""
@@ -81,7 +83,6 @@ def run_soak(config: os.PathLike, *, rate_factor: float = 2.0, duration_s: float
              warmup_s: Optional[float] = None, overrides: Optional[Dict[str, Dict[str, Any]]] = None,
              progress: Optional[Callable[[float, float], None]] = None) -> SoakReport:
     """Soak the pipeline file `config` in-process; see the module docstring."""
-    from effdl_ros.errors import ConfigError
     from effdl_ros.graph.launch import create_nodes, load_pipeline
     from effdl_ros.nodes.observer import ObserverNode
     from effdl_ros.runtime.local.qos import HistoryPolicy

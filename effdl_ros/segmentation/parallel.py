@@ -35,6 +35,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from effdl_ros.errors import ConfigError
+
 #: MADAN variants a worker knows: name -> (checkpoint stem suffix, plan changes). "" is the method.
 VARIANTS: Dict[str, Dict] = {"": {}, "noidt": {"idt_weight": 0.0}}
 
@@ -67,7 +69,6 @@ def train_all_parallel(sources: Sequence[str], camvid_root: Path, out_dir: Path,
     """
     import torch
 
-    from effdl_ros.errors import ConfigError
     from effdl_ros.segmentation.scenes import render_domain
     from effdl_ros.segmentation.train import checkpoint_names, load_camvid_lowres
 
