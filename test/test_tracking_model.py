@@ -35,7 +35,7 @@ def test_filter_size_clamped_and_odd():
 
 def test_heads_resize_filters_to_requested_shape_and_batch_matches_single():
     torch.manual_seed(0)
-    net = RoamNet(RoamConfig())
+    net = RoamNet(RoamConfig(backbone="resnet18_layer1"))   # 64-channel features
     p = net.init_params()
     params = {k: (torch.randn_like(v) * 0.05).unsqueeze(0).repeat(2, *[1] * v.dim()) for k, v in p.items()}
     f = net.resized_filters(params["g_f"][:1], torch.tensor([[19, 9]]))
@@ -127,3 +127,68 @@ def test_fft_correlation_equals_direct_convolution():
         w = torch.randn(4, 8, kh, kw)
         ref = F.conv2d(x, w, padding=(kh // 2, kw // 2))
         assert torch.allclose(xcorr_same(x, w), ref, atol=1e-3 * float(ref.abs().max()))
+
+
+# ------------------------------------------------------------------ loss and recovery (issue 16)
+
+def _shipped_model():
+    from pathlib import Path
+
+    from effdl_ros.tracking.tracker import load_model
+
+    path = Path(__file__).resolve().parents[1] / "models" / "roam_hc16.pt"
+    if not path.is_file():
+        pytest.skip("models/roam_hc16.pt absent")
+    return load_model(path)
+
+
+def vanishing_clip(n_before=8, n_absent=10, n_after=14):
+    """A red-and-white target on a smooth background moves right, vanishes, and comes back 100 px
+    away (outside the normal search window, side 5 x 24 = 120 px): frames, boxes (None while absent)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    h, w = 160, 240
+    yy, xx = np.mgrid[0:h, 0:w]
+    bg = (110 + 20 * np.sin(xx / 17.0) * np.cos(yy / 23.0)).astype(np.float32)
+    bg = np.stack([bg, bg * 1.05, bg * 0.9], -1) + rng.normal(0, 2, (h, w, 3))
+    bg = bg.clip(0, 255).astype(np.uint8)
+    target = np.zeros((24, 24, 3), np.uint8)
+    target[:] = (210, 30, 40)
+    target[8:16, :] = (250, 250, 250)
+    frames, boxes = [], []
+    for i in range(n_before + n_absent + n_after):
+        img = bg.copy()
+        if i < n_before:
+            x, y = 30 + 2 * i, 60
+        elif i < n_before + n_absent:
+            x = None
+        else:
+            x, y = 150 + (i - n_before - n_absent), 70
+        if x is not None:
+            img[y:y + 24, x:x + 24] = target
+            boxes.append(np.array([x, y, 24, 24], dtype=np.float64))
+        else:
+            boxes.append(None)
+        frames.append(img)
+    return frames, boxes
+
+
+def test_lost_target_widens_the_search_and_is_reacquired():
+    from effdl_ros.tracking import metrics
+    from effdl_ros.tracking.tracker import LOST, SEARCHING, TRACKING, RoamTracker, TrackerSettings
+
+    torch.set_num_threads(1)
+    frames, boxes = vanishing_clip()
+    tr = RoamTracker(_shipped_model(), TrackerSettings())
+    tr.init(frames[0], boxes[0])
+    results = [tr.update(f) for f in frames[1:]]
+    states = [r.state for r in results]
+    absent, after = results[7:17], results[17:]
+    assert all(s == TRACKING for s in states[:7]), states
+    assert SEARCHING in [r.state for r in absent] and absent[-1].state == LOST and absent[-1].lost
+    zooms = [r.search_zoom for r in absent]
+    assert zooms[:4] == sorted(zooms[:4]) and max(zooms) > 2.0  # the window widens frame after frame
+    assert any(r.recovered for r in after)
+    assert after[-1].state == TRACKING and not after[-1].lost
+    assert metrics.iou(after[-1].box, boxes[-1])[0] > 0.4       # found again, 100 px from where it vanished

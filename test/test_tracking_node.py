@@ -59,7 +59,7 @@ def graph(tmp_path):
     from effdl_ros.tracking.train import save_atomic
 
     torch.set_num_threads(1)
-    model = Path(__file__).resolve().parents[1] / "models" / "roam_r18l1.pt"
+    model = Path(__file__).resolve().parents[1] / "models" / "roam_hc16.pt"
     if not model.is_file():   # the node's plumbing does not depend on the weights: use an untrained model
         m = random_model()
         sd = {f"net.{k}": v for k, v in m.net.state_dict().items() if k not in ("mean", "std")}
@@ -133,7 +133,7 @@ def test_a_stretched_or_outside_init_box_is_refused_quickly_and_tracking_goes_on
     from effdl_ros.resources import share_path
     from effdl_ros.tracking.tracker import RoamTracker, TrackerSettings, load_model
 
-    tracker = RoamTracker(load_model(share_path("models", "roam_r18l1.pt")), TrackerSettings())
+    tracker = RoamTracker(load_model(share_path("models", "roam_hc16.pt")), TrackerSettings())
     image = np.zeros((240, 320, 3), dtype=np.uint8)
     start = time.monotonic()
     for box in ([10, 10, 1e6, 1], [10, 10, 1, 300], [400, 10, 20, 20], [-50, -50, 20, 20]):
@@ -141,3 +141,49 @@ def test_a_stretched_or_outside_init_box_is_refused_quickly_and_tracking_goes_on
             tracker.init(image, box)
     assert time.monotonic() - start < 5.0
     tracker.init(image, [100, 100, 30, 40])  # a sane box still works
+
+
+def test_lost_target_is_published_with_score_zero_same_id_and_named_in_diagnostics(tmp_path):
+    """Issue 16: while the target is lost, `tracks` carries the same id with score 0, and /diagnostics
+    names the state; when it comes back the same id goes on."""
+    import sys
+    from pathlib import Path
+
+    from effdl_ros.nodes.tracker import TrackerNode
+    from effdl_ros.runtime.messages import DiagnosticArray
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_tracking_model import vanishing_clip
+
+    model = Path(__file__).resolve().parents[1] / "models" / "roam_hc16.pt"
+    if not model.is_file():
+        pytest.skip("models/roam_hc16.pt absent")
+    torch.set_num_threads(1)
+    frames, boxes = vanishing_clip()
+
+    class Diag(Node):
+        def __init__(self, **kw):
+            super().__init__("diag", **kw)
+            self.msgs = []
+            self.create_subscription(DiagnosticArray, "/diagnostics", self.msgs.append, 10)
+
+    with InprocGraph(simulated=True) as g:
+        g.add(TrackerNode, parameter_overrides=[Parameter("model_path", value=str(model))])
+        peer, diag = g.add(Peer), g.add(Diag)
+        g.step(0.05)
+        x, y, w, h = boxes[0]
+        peer.send_init(x + w / 2, y + h / 2, w, h)
+        g.step(0.05)
+        for i, img in enumerate(frames):
+            peer.send_image(img, i + 1)
+            g.step(0.05)
+    assert len(peer.tracks) == len(frames)
+    dets = [arr.detections[0] for arr in peer.tracks]
+    assert all(d.id == "1" for d in dets)                            # one track throughout
+    scores = [d.results[0].hypothesis.score for d in dets]
+    lost_at = [i for i, s in enumerate(scores) if s == 0.0]
+    assert lost_at and all(boxes[i] is None for i in lost_at[:3])     # lost while the target is away
+    assert scores[-1] > 0.5                                           # and found again, same id
+    states = [s.message for m in diag.msgs for s in m.status if s.name.endswith(": track")]
+    assert "lost" in states and states[-1] == "tracking" and "searching" in states
+    assert any(s.level == s.WARN for m in diag.msgs for s in m.status if s.message == "lost")

@@ -17,7 +17,7 @@ OWN = {
     "ddi": ((1, 28, 28), 32, "DDI gated ResNet with early exits (effdl_ros.ddi), MNIST-shaped"),
     "e2resnet": ((1, 28, 28), 32, "E2-Train CIFAR-style ResNet-20 with SLU gates (effdl_ros.training)"),
     "segnet": ((3, 240, 320), 2, "TinySegNet LR-ASPP segmenter (effdl_ros.segmentation), 320x240"),
-    "roam": ((3, 161, 161), 4, "ROAM tracker backbone on a 161x161 search window (effdl_ros.tracking)"),
+    "roam": ((3, 161, 161), 4, "ROAM tracker's learnable ResNet-18 backbone option on a 161x161 search window (effdl_ros.tracking)"),
 }
 
 
@@ -42,12 +42,13 @@ def _build_segnet():
 def _build_roam():
     import torch.nn as nn
 
-    from effdl_ros.tracking.roam import RoamNet
+    from effdl_ros.tracking.roam import RoamConfig, RoamNet
 
     class Features(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.net = RoamNet()
+            # the learnable ResNet-18 stem (the default hand-crafted features have nothing to train)
+            self.net = RoamNet(RoamConfig(backbone="resnet18_layer1"))
 
         def forward(self, x):
             return self.net.features(x)

@@ -11,7 +11,7 @@ from effdl_ros.resources import share_path, shared_data_dir
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, required=True, help="checkpoint to write, e.g. models/roam_r18l1.pt")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write, e.g. models/roam_hc16.pt")
     p.add_argument("--iterations", type=int, default=300, help="meta-training iterations (default 300)")
     p.add_argument("--batch", type=int, default=16, help="clips per iteration (default 16)")
     p.add_argument("--time-limit", type=float, default=math.inf, help="stop after this many seconds")
@@ -21,6 +21,15 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                    help="OpenCV digits sheet for object shapes (default: ../shared/data/digits/opencv_digits.png)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr-backbone", type=float, default=1e-4)
+    p.add_argument("--backbone", default="hog_cn", choices=("hog_cn", "resnet18_layer1"),
+                   help="features: hand-crafted hog_cn (default, no weights) or resnet18_layer1 (trained here)")
+    p.add_argument("--channels", type=int, default=16, help="compressed feature channels per head (default 16)")
+    p.add_argument("--init-steps", type=int, default=0,
+                   help="learned-optimiser steps on the first frame after the initialiser's step (default 0)")
+    p.add_argument("--steps", type=int, default=3, help="learned-optimiser steps per training clip (default 3)")
+    p.add_argument("--lookahead", type=int, default=4, help="frames per look-ahead window (default 4)")
+    p.add_argument("--checkpoint-every", type=int, default=100,
+                   help="write --out every N iterations when the rolling meta-loss improved (default 100)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
 
@@ -45,25 +54,38 @@ def _run_train(a: argparse.Namespace) -> int:
     digits = a.digits or shared_data_dir() / "digits" / "opencv_digits.png"
     bank = load_texture_bank(paths, load_digit_masks(digits), device=device)
     trainer = MetaTrainer(bank, TrainSettings(iterations=a.iterations, batch=a.batch, seed=a.seed,
-                                              lr_backbone=a.lr_backbone, time_limit_s=a.time_limit), device)
+                                              lr_backbone=a.lr_backbone, time_limit_s=a.time_limit,
+                                              backbone=a.backbone, channels=a.channels, init_steps=a.init_steps,
+                                              steps=a.steps, lookahead=a.lookahead),
+                          device)
     bar = tqdm(total=a.iterations, desc="meta-training ROAM", unit="it")
 
     def progress(row):
         bar.update(1)
         bar.set_postfix(meta=f"{row['meta']:.4f}", after_updates=f"{row['after_updates']:.4f}")
 
-    result = trainer.train(progress)
+    kept = {}
+
+    def checkpoint(ck):          # the state with the lowest rolling meta-loss so far
+        save_atomic(ck, a.out)
+        kept["train"] = ck["train"]
+
+    last = trainer.train(progress, checkpoint, checkpoint_every=max(1, a.checkpoint_every))
     bar.close()
-    save_atomic(result, a.out)
-    print(f"saved {a.out}: {result['train']}")
+    if not kept:                 # shorter than one checkpoint interval: keep the last state
+        save_atomic(last, a.out)
+        kept["train"] = last["train"]
+    print(f"saved {a.out}: {kept['train']} (ran {last['train']['iterations']} iterations)")
     return 0
 
 
 def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("sequences", nargs="+", type=Path, help="sequence folders (OTB, VOT or UAV123 layout)")
     p.add_argument("--trackers", default="roam,csrt,kcf,mil",
-                   help="comma-separated: roam, roam-untrained, csrt, kcf, mil (default roam,csrt,kcf,mil)")
-    p.add_argument("--model", type=Path, default=None, help="ROAM checkpoint (default models/roam_r18l1.pt)")
+                   help="comma-separated: roam, roam:CHECKPOINT, roam-level0..4 (a budget level's knobs), "
+                        "roam-untrained, csrt, kcf, mil (default roam,csrt,kcf,mil)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="ROAM checkpoint (default models/roam_r18l1.pt, the node default)")
     add_json_option(p, "write results here")
     p.add_argument("--plot", type=Path, default=None, help="write the OTB success plot here (.png)")
     p.add_argument("--threads", type=int, default=1,
@@ -106,6 +128,20 @@ def _run_eval(a: argparse.Namespace) -> int:
         if name == "roam":
             model = load_model(a.model or default_model_path())
             factories[name] = lambda m=model: RoamTracker(m, settings)
+        elif name.startswith("roam:"):      # another checkpoint side by side, e.g. roam:models/roam_r18l1.pt
+            model_x = load_model(Path(name[len("roam:"):]))
+            factories[name] = lambda m=model_x: RoamTracker(m, settings)
+        elif name.startswith("roam-level"):  # a budget level's knobs, e.g. roam-level0 .. roam-level4
+            from dataclasses import replace
+
+            from effdl_ros.tracking.tracker import LEVELS
+
+            try:
+                level = LEVELS[int(name[len("roam-level"):])]
+            except (ValueError, IndexError):
+                raise ConfigError(f"unknown tracker {name!r}; levels are roam-level0 .. roam-level{len(LEVELS) - 1}") from None
+            model_l = load_model(a.model or default_model_path())
+            factories[name] = lambda m=model_l, lv=level: RoamTracker(m, replace(settings, **lv))
         elif name == "roam-untrained":
             model_u = random_model(0, settings.search_size)
             factories[name] = lambda m=model_u: RoamTracker(m, settings)

@@ -5,8 +5,11 @@ Subscribes `image` (sensor_msgs/Image, sensor-data QoS: best effort, keep last 5
 the tracker on the next image and starts a new track id; `effdl-ros track --box x,y,w,h` sends one).
 The parameter init_box gives a first box without any message. Publishes `tracks` (vision_msgs/Detection2DArray,
 reliable, keep last 10) for every image, with the image's header: one Detection2D (id = track id,
-results[0].hypothesis.score = confidence) while tracking, an empty array before the first init and
-while the target is lost. The budget (BudgetClient on `energy/budget`) maps onto update interval,
+results[0].hypothesis.score = confidence) while tracking; while the target is lost, the same id with
+score 0 and the last confident box (the tracker searches a widening window meanwhile; a re-acquired
+target keeps its id); an empty array before the first init. `/diagnostics` (DiagnosticArray) names
+the track state (idle, tracking, searching, lost) on every change and every 30 images. The budget
+(BudgetClient on `energy/budget`) maps onto update interval,
 optimiser steps, search scales and window size (effdl_ros.tracking.tracker.settings_for_budget); the
 executed MACs per frame go to the Accountant (reports on `energy/reports`).
 
@@ -33,6 +36,9 @@ from effdl_ros.runtime.messages import (
     BoundingBox2D,
     Detection2D,
     Detection2DArray,
+    DiagnosticArray,
+    DiagnosticStatus,
+    KeyValue,
     ObjectHypothesis,
     ObjectHypothesisWithPose,
     Pose2D,
@@ -101,6 +107,8 @@ class TrackerNode(Node):
         self.items = 0
         self.last_result = None
         self._pub = self.create_publisher(Detection2DArray, "tracks", 10)
+        self._diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.track_state = "idle"
         self.create_subscription(Detection2D, "tracker/init", guarded(self, self.on_init), 10)
         self.create_subscription(self._image_type(), "image", guarded(self, self.on_image), qos_profile_sensor_data)
 
@@ -153,23 +161,27 @@ class TrackerNode(Node):
                 self.track_id += 1
                 self.tracking = True
                 box, score, lost = self.tracker.last_box(), 1.0, False
+                state = "tracking"
                 item.macs = self.tracker.init_macs
             elif self.tracking:
                 if settings != self.tracker.settings:
                     self.tracker.set_settings(settings)
                 res = self.tracker.update(rgb)
                 self.last_result = res
-                box, score, lost = res.box, res.score, res.lost
+                box, score, lost, state = res.box, res.score, res.lost, res.state
                 item.macs = res.macs
             else:
-                box, score, lost = None, 0.0, True
+                box, score, lost, state = None, 0.0, True, "idle"
                 item.macs = 0
             # the level's modelled share (updates amortised), not this frame's: an update frame alone
             # would read > 1 and be clipped, and the monitor's knob model would see a wrong cost per unit
             item.compute_fraction = min(1.0, self._level_share(self.tracker.settings)) if item.macs else 0.0
         self.items += 1
         self.budget.set_knob("level", self._level_index(self.tracker.settings))
-        if box is not None and not lost:
+        if state != self.track_state or self.items % 30 == 0:
+            self._publish_state(msg.header, state, score)
+        if box is not None:
+            score = 0.0 if lost else score
             det = Detection2D(header=msg.header, id=str(self.track_id))
             det.bbox = BoundingBox2D(size_x=float(box[2]), size_y=float(box[3]))
             det.bbox.center = Pose2D()
@@ -179,6 +191,14 @@ class TrackerNode(Node):
                 class_id=str(self.get_parameter("class_id").value), score=float(score)))]
             out.detections = [det]
         self._pub.publish(out)
+
+    def _publish_state(self, header, state: str, score: float) -> None:
+        self.track_state = state
+        level = DiagnosticStatus.WARN if state == "lost" else DiagnosticStatus.OK
+        self._diag.publish(DiagnosticArray(header=header, status=[DiagnosticStatus(
+            level=level, name=f"{self.get_fully_qualified_name()}: track", message=state, values=[
+                KeyValue(key="state", value=state), KeyValue(key="track_id", value=str(self.track_id)),
+                KeyValue(key="score", value=f"{score:.3f}")])]))
 
 
 NODE_CLASS = TrackerNode

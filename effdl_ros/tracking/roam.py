@@ -8,9 +8,11 @@ scaled to the window's target area, / cell size, x1.5, odd); a response head (1 
 exp(-0.2(x^2/sx^2 + y^2/sy^2)) with sigma 0.1 x target size in cells; response loss over
 |pred - label| >= 0.1 weighted by e^label; smooth-L1 box loss on the 32 highest-IoU anchors.
 
-Departures, for CPU speed: ResNet-18 truncated after layer1 (stride 4 = ROAM's cell size, 64 channels)
-instead of VGG16 conv4_3, trained by us (no pretrained weights can be downloaded here), a smaller
-search window (default 161 px, not 281). The head parameters are plain tensors with a leading batch
+Departures, for CPU speed: instead of VGG16 conv4_3, either hand-crafted features in 4 x 4 cells
+(`backbone="hog_cn"`, the default since issue 16: orientation histograms, colour names, grey;
+features.py) or ResNet-18 truncated after layer1 (`"resnet18_layer1"`, stride 4 = ROAM's cell size,
+64 channels, trained by us: no pretrained weights can be downloaded here); a smaller search window
+(default 161 px, not 281). The head parameters are plain tensors with a leading batch
 dimension so that each clip (in meta-training) or each tracker (online) carries its own copy, which
 the learned optimiser updates.
 """
@@ -37,7 +39,7 @@ class RoamConfig:
     search_size: int = 161      # window side in pixels after resizing (8k+1 keeps the centre on a cell)
     channels: int = 32          # compressed feature channels per head
     base_filter: int = 13       # base filter side (odd) = odd(1.5 * target side in cells) at search_size
-    backbone: str = "resnet18_layer1"
+    backbone: str = "hog_cn"    # "hog_cn" (hand-crafted, features.py) or "resnet18_layer1" (learned)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,12 +54,33 @@ def base_filter_for(search_size: int) -> int:
     return odd(1.5 * search_size / CONTEXT / CELL)
 
 
-def build_backbone() -> nn.Sequential:
-    """torchvision ResNet-18 up to layer1: stride 4, 64 channels (random init; weights from training)."""
+BACKBONES = ("hog_cn", "resnet18_layer1")
+
+
+def build_backbone(name: str = "resnet18_layer1") -> nn.Module:
+    """The feature extractor: stride 4 (ROAM's cell size).
+
+    "resnet18_layer1": torchvision ResNet-18 up to layer1, 64 channels (random init; weights from
+    training); "hog_cn": hand-crafted orientation histograms + colour names + grey (no weights).
+    """
+    if name == "hog_cn":
+        from effdl_ros.tracking.features import HandCraftedFeatures
+
+        return HandCraftedFeatures()
+    if name != "resnet18_layer1":
+        raise ValueError(f"unknown ROAM backbone {name!r}; choose from {', '.join(BACKBONES)}")
     import torchvision
 
     net = torchvision.models.resnet18(weights=None)
     return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+
+
+def feature_channels(name: str) -> int:
+    if name == "hog_cn":
+        from effdl_ros.tracking.features import HandCraftedFeatures
+
+        return HandCraftedFeatures.channels
+    return 64
 
 
 def map_size(search_size: int) -> int:
@@ -84,7 +107,9 @@ class RoamNet(nn.Module):
     def __init__(self, config: RoamConfig = RoamConfig()):
         super().__init__()
         self.config = config
-        self.backbone = build_backbone()
+        self.backbone = build_backbone(config.backbone)
+        self.in_channels = feature_channels(config.backbone)
+        self.hand_crafted = config.backbone == "hog_cn"
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1) * 255.0)
 
@@ -93,21 +118,23 @@ class RoamNet(nn.Module):
         return min(2 * self.config.base_filter + 1, 2 * (map_size(self.config.search_size) // 2) - 1)
 
     def features(self, crops: torch.Tensor) -> torch.Tensor:
-        """[N, 3, S, S] RGB 0..255 float -> [N, 64, S/4, S/4]."""
+        """[N, 3, S, S] RGB 0..255 float -> [N, in_channels, ceil(S/4), ceil(S/4)]."""
+        if self.hand_crafted:
+            return self.backbone(crops)
         return self.backbone((crops - self.mean) / self.std)
 
     def init_params(self, generator: torch.Generator = None) -> Params:
         """Initial head parameters (no batch dimension): compression, base filter and bias per head."""
-        c, k = self.config.channels, self.config.base_filter
+        c, k, d = self.config.channels, self.config.base_filter, self.in_channels
         g = generator
 
         def randn(*shape, std):
             return torch.randn(*shape, generator=g) * std
 
         return {
-            "r_cw": randn(c, 64, std=math.sqrt(2.0 / 64)), "r_cb": torch.zeros(c),
+            "r_cw": randn(c, d, std=math.sqrt(2.0 / d)), "r_cb": torch.zeros(c),
             "r_f": randn(1, c, k, k, std=1e-3), "r_b": torch.zeros(1),
-            "g_cw": randn(c, 64, std=math.sqrt(2.0 / 64)), "g_cb": torch.zeros(c),
+            "g_cw": randn(c, d, std=math.sqrt(2.0 / d)), "g_cb": torch.zeros(c),
             "g_f": randn(4, c, k, k, std=1e-3), "g_b": torch.zeros(4),
         }
 
@@ -143,7 +170,7 @@ class RoamNet(nn.Module):
               scales: Dict[str, torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Response [B, N, H, W] and box deltas [B, N, 4, H, W].
 
-        feats: [B, N, 64, H, W] (N samples per clip/tracker); params: each with a leading B dim;
+        feats: [B, N, D, H, W] (N samples per clip/tracker); params: each with a leading B dim;
         fsize: [B, 2] integer (kh, kw) of each clip's resized filter; scales: Random Filter Scaling
         factors [B] per filter (the stored parameter is theta/s, the network runs with theta*s).
         """

@@ -3,7 +3,7 @@
 ROAM (CVPR 2020, arXiv 1907.12006; REFERENCES.md section 5), online part: first frame -> one
 meta-initialiser step on augmented patches; each frame: search window (side sqrt(w*h) x 5), response
 + box regression, scale/ratio penalty exp(-(dscale*dratio - 1) k) and a Gaussian motion prior
-(sigma 0.5 x target size), drift handling (peak < 0.1 x first peak -> widen the prior, freeze size and
+(sigma 0.5 x target size), drift handling (low confidence -> freeze size and model, search a widening window; see RoamTracker
 model), size update rate = penalty x score x 0.6; every N frames a few learned-optimiser steps on a
 small sample buffer, with the filters resized to the new target size.
 """
@@ -28,24 +28,31 @@ MAX_INIT_ASPECT = 20.0
 
 @dataclass(frozen=True)
 class TrackerSettings:
-    """Every knob of the online loop; the budget maps onto the first four."""
+    """Every knob of the online loop; the budget maps onto the first four (see LEVELS)."""
 
     update_interval: int = 5            # frames between model updates (0 = never update)
     optimizer_steps: int = 2            # learned-optimiser steps per update
     search_scales: Tuple[float, ...] = (1.0,)   # window sizes tried per frame (x the base window)
     search_size: int = 161              # window side after resizing (pixels, 8k+1)
+    init_steps: int = 0                 # learned-optimiser steps on the first frame after the initialiser's step
     buffer_size: int = 10               # samples kept for updates (the first frame's is always kept)
     scale_penalty: float = 0.05         # k in exp(-(dscale*dratio - 1) k)
     prior_sigma: float = 0.5            # motion prior sigma, x target size
     size_rate: float = 0.6              # size update rate = penalty x score x size_rate
-    drift_ratio: float = 0.1            # peak < drift_ratio x first peak -> drifting
+    drift_ratio: float = 0.35           # confidence < drift_ratio -> drifting (position and model frozen)
+    recover_ratio: float = 0.6          # while drifting, confidence >= recover_ratio -> re-acquired
     lost_after: int = 5                 # drifting this many frames in a row -> reported lost
+    search_growth: float = 1.5          # while drifting, the window grows by this factor per frame ...
+    max_search_zoom: float = 4.0        # ... up to this many times the normal window (same pixel count)
 
     def validated(self) -> "TrackerSettings":
         if self.search_size < 33 or (self.search_size - 1) % 8:
             raise ConfigError(f"search_size {self.search_size} must be 8k+1 and >= 33")
-        if self.update_interval < 0 or self.optimizer_steps < 0 or not self.search_scales:
-            raise ConfigError("update_interval and optimizer_steps must be >= 0 and search_scales non-empty")
+        if self.update_interval < 0 or self.optimizer_steps < 0 or not self.search_scales or self.init_steps < 0:
+            raise ConfigError("update_interval, optimizer_steps and init_steps must be >= 0 and search_scales "
+                              "non-empty")
+        if self.search_growth < 1.0 or self.max_search_zoom < 1.0:
+            raise ConfigError("search_growth and max_search_zoom must be >= 1")
         return self
 
 
@@ -62,14 +69,20 @@ LEVELS: List[Dict] = [
     dict(update_interval=0, optimizer_steps=0, search_scales=(1.0,), search_size=97),
 ]
 
+#: what TrackResult.state and the node's diagnostics say
+TRACKING, SEARCHING, LOST = "tracking", "searching", "lost"
+
 
 @dataclass
 class TrackResult:
-    box: np.ndarray          # x, y, w, h in image pixels
-    score: float             # response peak, 0..1 (confidence)
+    box: np.ndarray          # x, y, w, h in image pixels (the last confident estimate while lost)
+    score: float             # confidence 0..1: (peak - map mean) / the first frame's, clipped
     lost: bool               # drifting for lost_after frames in a row
     updated: bool = False    # a model update ran on this frame
     macs: int = 0            # multiply-accumulates executed on this frame (counted, not estimated)
+    state: str = TRACKING    # TRACKING, SEARCHING (drifting, window widening) or LOST
+    search_zoom: float = 1.0  # the window searched on this frame, x the normal window
+    recovered: bool = False  # re-acquired on this frame after drifting
 
 
 # ------------------------------------------------------------------------------- model loading
@@ -103,13 +116,14 @@ def load_model(path) -> RoamModel:
     return RoamModel(net, init, opt, ck.get("train", {}))
 
 
-def random_model(seed: int = 0, search_size: int = 161) -> RoamModel:
+def random_model(seed: int = 0, search_size: int = 161, backbone: str = "hog_cn", channels: int = 32) -> RoamModel:
     """An untrained model (tests, or a baseline showing what training buys)."""
     from effdl_ros.tracking.roam import base_filter_for
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = RoamNet(RoamConfig(search_size=search_size, base_filter=base_filter_for(search_size)))
+    net = RoamNet(RoamConfig(search_size=search_size, base_filter=base_filter_for(search_size), backbone=backbone,
+                             channels=channels))
     init = MetaInitializer(net.init_params(g))
     opt = LSTMOptimizer()
     for m in (net, init, opt):
@@ -124,7 +138,12 @@ _BACKBONE_MACS: Dict[int, int] = {}
 
 
 def backbone_macs(net: RoamNet, search_size: int) -> int:
-    """MACs of one backbone pass at this window size (conv layers counted from their shapes)."""
+    """MACs of one backbone pass at this window size (conv layers counted from their shapes;
+    hand-crafted features: per-pixel arithmetic counted by hand, features.HandCraftedFeatures.macs)."""
+    if getattr(net, "hand_crafted", False):
+        from effdl_ros.tracking.features import HandCraftedFeatures
+
+        return HandCraftedFeatures.macs(search_size)
     if search_size not in _BACKBONE_MACS:
         total = [0]
 
@@ -141,9 +160,9 @@ def backbone_macs(net: RoamNet, search_size: int) -> int:
     return _BACKBONE_MACS[search_size]
 
 
-def head_macs(channels: int, search_size: int, n: int, fsize: Tuple[int, int]) -> int:
+def head_macs(channels: int, search_size: int, n: int, fsize: Tuple[int, int], in_channels: int = 64) -> int:
     m = map_size(search_size)
-    return n * m * m * (2 * channels * 64 + 5 * channels * fsize[0] * fsize[1])
+    return n * m * m * (2 * channels * in_channels + 5 * channels * fsize[0] * fsize[1])
 
 
 def lstm_macs(n_params: int, hidden: int = 20) -> int:
@@ -153,36 +172,52 @@ def lstm_macs(n_params: int, hidden: int = 20) -> int:
 # ------------------------------------------------------------------------------------ tracker
 
 class RoamTracker:
-    """Single-target tracker: init(image, box) then update(image) per frame. Images RGB uint8."""
+    """Single-target tracker: init(image, box) then update(image) per frame. Images RGB uint8.
+
+    Loss and recovery: confidence = (response peak - response mean) / the same on the first frame;
+    a frame whose confidence falls below drift_ratio is *drifting*: position, size and model stay frozen,
+    and from then on every frame searches a
+    window search_growth times wider than the last (same pixel count, so a coarser view; up to
+    max_search_zoom x the normal window) with a flat motion prior, until the confidence reaches
+    recover_ratio: the window then moves to that peak and, if a normal-size window there confirms it
+    (confidence >= recover_ratio again), the target is re-acquired; if not, the search goes on from
+    where it was lost and that spot is skipped (window sizes cycle once at the largest). Re-acquired,
+    normal tracking goes on. After lost_after drifting frames in a row the state is LOST (the node publishes it).
+    """
 
     def __init__(self, model: RoamModel, settings: TrackerSettings = TrackerSettings()):
         self.model = model
         self.net = model.net
         self.settings = settings.validated()
         self.params = None
+        self.state_name = TRACKING
+        self.drift, self.candidate, self.refuted = 0, None, []
 
     # -- geometry
     def _crop(self, image: np.ndarray, centre: np.ndarray, side: float, size: int) -> np.ndarray:
         """Window of `side` px centred at `centre`, resized to size x size (border replicated)."""
-        import cv2
-
-        k = side / size
-        m = np.array([[k, 0, centre[0] - (size - 1) / 2 * k], [0, k, centre[1] - (size - 1) / 2 * k]])
-        return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
+        return self._stretched_crop(image, centre, side, side, size)
 
     def _features(self, crops: List[np.ndarray]) -> torch.Tensor:
         x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
         with torch.no_grad():
             return self.net.features(x)
 
-    def _fsize(self, anchor_wh) -> torch.Tensor:
+    def _fsize(self, anchor_wh, zoom: float = 1.0) -> torch.Tensor:
+        """Resized-filter shape for a target of anchor_wh window pixels; a window `zoom` times wider
+        than normal shows the target zoom times smaller, and so does the filter."""
         s = self.settings.search_size
-        return torch.tensor([filter_size((anchor_wh[1], anchor_wh[0]), s, 2 * (map_size(s) // 2) - 1)], dtype=torch.long)
+        return torch.tensor([filter_size((anchor_wh[1], anchor_wh[0]), s / zoom, 2 * (map_size(s) // 2) - 1)],
+                            dtype=torch.long)
+
+    def _head_macs(self, n: int, fsize) -> int:
+        return head_macs(self.net.config.channels, self.settings.search_size, n, tuple(fsize[0].tolist()),
+                         self.net.in_channels)
 
     # -- API
     def init(self, image: np.ndarray, box) -> None:
-        """Start on `box` (x, y, w, h): one meta-initialiser step on 9 augmented patches."""
+        """Start on `box` (x, y, w, h): one meta-initialiser step on 9 augmented patches (then
+        init_steps learned-optimiser steps on them)."""
         box = np.asarray(box, dtype=np.float64)
         if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
             raise ConfigError(f"tracker init box {box.tolist()} must be x, y, w, h with w, h > 0")
@@ -218,21 +253,28 @@ class RoamTracker:
         self.fsize = self._fsize(anchor)
         init = self.model.init
         theta = {k: v.detach().clone() for k, v in init.initial(1).items()}
-        grads, _ = self._grads(feats, theta, boxes_t, anchors_t)
+        grads, loss = self._grads(feats, theta, boxes_t, anchors_t)
         self.params = {k: theta[k] - init.log_lr[k].exp() * grads[k] for k in init.names}
         self.lr0 = {k: init.log_lr[k].exp() for k in init.names}
         self.state = self.model.optimizer.init_state(self.params, self.lr0)
+        for _ in range(self.settings.init_steps):
+            grads, loss = self._grads(feats, self.params, boxes_t, anchors_t)
+            with torch.no_grad():
+                self.params, self.state = self.model.optimizer.step(self.params, grads, loss, self.state, self.lr0)
         self.buffer_first = (feats[:, 4:5], boxes_t[:, 4:5], anchors_t[:, 4:5])
         self.buffer: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.frame = 0
         self.drift = 0
-        self.first_peak = None
+        self.candidate = None       # where a coarse-view peak moved the window, awaiting confirmation
+        self.refuted: List[Tuple[float, float]] = []   # image points of coarse-view peaks not confirmed
+        self.state_name = TRACKING
         with torch.no_grad():
             resp, _ = self.net.heads(feats[:, 4:5], self.params, self.fsize)
         self.first_peak = max(float(resp.max()), 1e-3)
-        fs = tuple(self.fsize[0].tolist())
-        self.init_macs = int(9 * backbone_macs(self.net, s) + 3 * head_macs(self.net.config.channels, s, 9, fs)
-                             + head_macs(self.net.config.channels, s, 1, fs))
+        self.first_contrast = max(float(resp.max() - resp.mean()), 1e-3)
+        n_params = sum(v.numel() for v in self.params.values())
+        self.init_macs = int(9 * backbone_macs(self.net, s) + (3 + 3 * self.settings.init_steps) * self._head_macs(9, self.fsize)
+                             + self._head_macs(1, self.fsize) + self.settings.init_steps * lstm_macs(n_params))
 
     def last_box(self) -> np.ndarray:
         """The current estimate, x, y, w, h."""
@@ -263,19 +305,32 @@ class RoamTracker:
             self.buffer_first = None        # features of another map size cannot be reused
         self.settings = settings
 
+    def search_zoom(self) -> float:
+        """How much wider than normal the next frame's window is (1 while tracking)."""
+        st = self.settings
+        if self.drift == 0 or self.candidate is not None:
+            return 1.0
+        # widen frame after frame; once at max_search_zoom, cycle through the sizes again (a nearer
+        # target shows larger, hence clearer, in a smaller window)
+        k = max(1, math.ceil(math.log(st.max_search_zoom) / math.log(st.search_growth) - 1e-9)) if st.search_growth > 1 else 1
+        return float(min(st.search_growth ** (1 + (self.drift - 1) % k), st.max_search_zoom))
+
     def update(self, image: np.ndarray) -> TrackResult:
         if self.params is None:
             raise ConfigError("tracker.update() called before init()")
         st = self.settings
         s = st.search_size
         self.frame += 1
-        base_side = math.sqrt(self.size[0] * self.size[1]) * CONTEXT
-        sides = [base_side * z for z in st.search_scales]
+        zoom = self.search_zoom()
+        searching = self.drift > 0
+        base_side = math.sqrt(self.size[0] * self.size[1]) * CONTEXT * zoom
+        scales = st.search_scales if not searching else (1.0,)
+        sides = [base_side * z for z in scales]
         crops = [self._crop(image, self.centre, side, s) for side in sides]
-        feats = self._features(crops)                                   # [n, 64, H, W]
+        feats = self._features(crops)                                   # [n, D, H, W]
         n = len(sides)
         anchors = torch.tensor(np.array([self.size * s / side for side in sides]), dtype=torch.float32)  # [n, 2]
-        self.fsize = self._fsize(anchors[n // 2].tolist())
+        self.fsize = self._fsize((anchors[n // 2] * zoom).tolist(), zoom)
         with torch.no_grad():
             resp, deltas = self.net.heads(feats.unsqueeze(0), self.params, self.fsize)
         resp, deltas = resp[0], deltas[0]                                # [n, H, W], [n, 4, H, W]
@@ -289,45 +344,77 @@ class RoamTracker:
         penalty = torch.exp(-(dscale * dratio - 1) * st.scale_penalty)
         m = map_size(s)
         grid = torch.arange(m, dtype=torch.float32) * 4 - (s - 1) / 2
-        widen = 2.0 if self.drift > 0 else 1.0
-        sig_x = st.prior_sigma * widen * aw
-        sig_y = st.prior_sigma * widen * ah
-        prior = torch.exp(-0.5 * (grid.view(1, 1, m) ** 2 / sig_x ** 2 + grid.view(1, m, 1) ** 2 / sig_y ** 2))
-        score = resp.clamp(min=0) * penalty * prior
+        # cells whose centre lies inside the image (a window past the border shows replicated edges)
+        h_img, w_img = self.image_hw
+        ks = torch.tensor(sides, dtype=torch.float32).view(n, 1, 1) / s
+        gx = self.centre[0] + grid.view(1, 1, m) * ks
+        gy = self.centre[1] + grid.view(1, m, 1) * ks
+        inside = ((gx >= 0) & (gx < w_img) & (gy >= 0) & (gy < h_img)).float()
+        if searching:      # anywhere in the wider window: no motion prior; peaks already refuted are skipped
+            for rx, ry in self.refuted:
+                far = ((gx - rx) ** 2 / self.size[0] ** 2 + (gy - ry) ** 2 / self.size[1] ** 2) > 1.0
+                inside = inside * far.float()
+            score = resp.clamp(min=0) * inside
+        else:
+            sig_x, sig_y = st.prior_sigma * aw, st.prior_sigma * ah
+            prior = torch.exp(-0.5 * (grid.view(1, 1, m) ** 2 / sig_x ** 2 + grid.view(1, m, 1) ** 2 / sig_y ** 2))
+            score = resp.clamp(min=0) * penalty * prior * inside
         best = int(torch.argmax(score))
         si, rem = divmod(best, m * m)
         yi, xi = divmod(rem, m)
         peak = float(resp[si, yi, xi])
+        # confidence: the peak's height above the mean over the image part of the window (the response
+        # carries a learned offset of about 0.1 everywhere), relative to the first frame's
+        valid = inside[si] if float(inside[si].sum()) > 0 else torch.ones_like(inside[si])
+        contrast = peak - float((resp[si] * valid).sum() / valid.sum())
+        confidence = contrast / self.first_contrast
         b = boxes[si, :, yi, xi].numpy().astype(np.float64)
         k = sides[si] / s
         cx = self.centre[0] + (b[0] - (s - 1) / 2) * k
         cy = self.centre[1] + (b[1] - (s - 1) / 2) * k
-        drifting = peak < st.drift_ratio * self.first_peak
-        self.drift = self.drift + 1 if drifting else 0
-        h_img, w_img = self.image_hw
-        if not drifting:
-            rate = float(np.clip(float(penalty[si, yi, xi]) * min(max(peak, 0.0), 1.0) * st.size_rate, 0, 1))
+        confident = confidence >= (st.recover_ratio if searching else st.drift_ratio)
+        recovered = False
+        if searching and self.candidate is None and confident and zoom > 1.0:
+            # a peak in the coarse wide view: jump there, and confirm it in a normal window next frame
+            self.candidate = self.centre.copy()
+            self.centre = np.array([cx, cy])
+            confident = False
+            self.drift += 1
+        elif searching and self.candidate is not None and not confident:
+            self.refuted.append((float(self.centre[0]), float(self.centre[1])))
+            self.centre = self.candidate          # not confirmed: back to where the target was lost
+            self.candidate = None
+            self.drift += 1
+        else:
+            recovered = searching and confident
+            self.candidate = None
+            if confident:
+                self.refuted = []
+            self.drift = 0 if confident else self.drift + 1
+        if recovered:      # jump to the peak; keep the size (the coarse view's box is not trusted)
+            self.centre = np.array([cx, cy])
+        elif confident:
+            rate = float(np.clip(float(penalty[si, yi, xi]) * min(max(confidence, 0.0), 1.0) * st.size_rate, 0, 1))
             new_size = np.array([b[2] * k, b[3] * k])
             self.size = (1 - rate) * self.size + rate * new_size
             self.centre = np.array([cx, cy])
-        else:   # keep the old position and size, search wider next frame
-            pass
+        # else: keep the old position and size, search wider next frame
         self.size = np.clip(self.size, 4.0, [max(w_img, 8), max(h_img, 8)])
         self.centre = np.clip(self.centre, 0, [w_img, h_img])
-        macs = n * backbone_macs(self.net, s) + head_macs(self.net.config.channels, s, n,
-                                                           tuple(self.fsize[0].tolist()))
+        macs = n * backbone_macs(self.net, s) + self._head_macs(n, self.fsize)
         updated = False
-        if not drifting and st.update_interval > 0:
+        if confident and not recovered and st.update_interval > 0:
             # sample: the chosen window, labelled with the estimated box (window pixels)
             est = torch.tensor([[[b[0], b[1], self.size[0] / k, self.size[1] / k]]], dtype=torch.float32)
             self._push((feats[si:si + 1].unsqueeze(0), est, anchors[si:si + 1].unsqueeze(0)))
             if self.frame % st.update_interval == 0 and st.optimizer_steps > 0:
                 macs += self._optimise()
                 updated = True
-        box = np.array([self.centre[0] - self.size[0] / 2, self.centre[1] - self.size[1] / 2,
-                        self.size[0], self.size[1]])
-        return TrackResult(box=box, score=float(min(max(peak, 0.0), 1.0)), lost=self.drift >= st.lost_after,
-                           updated=updated, macs=int(macs))
+        lost = self.drift >= st.lost_after
+        self.state_name = LOST if lost else (SEARCHING if self.drift > 0 else TRACKING)
+        return TrackResult(box=self.last_box(), score=float(min(max(confidence, 0.0), 1.0)), lost=lost,
+                           updated=updated, macs=int(macs), state=self.state_name, search_zoom=zoom,
+                           recovered=recovered)
 
     def _push(self, sample) -> None:
         self.buffer.append(sample)
@@ -341,6 +428,8 @@ class RoamTracker:
         feats = torch.cat([x[0] for x in samples], 1)
         boxes = torch.cat([x[1] for x in samples], 1)
         anchors = torch.cat([x[2] for x in samples], 1)
+        self.fsize = self._fsize((self.size * self.settings.search_size
+                                  / (math.sqrt(self.size[0] * self.size[1]) * CONTEXT)).tolist())
         macs = 0
         n_params = sum(v.numel() for v in self.params.values())
         for _ in range(self.settings.optimizer_steps):
@@ -349,8 +438,7 @@ class RoamTracker:
                 self.params, self.state = self.model.optimizer.step(self.params, grads, loss, self.state,
                                                                     self.lr0)
             # forward + backward of the heads ~ 3 forwards, plus the LSTM over every coordinate
-            macs += 3 * head_macs(self.net.config.channels, self.settings.search_size, feats.shape[1],
-                                  tuple(self.fsize[0].tolist())) + lstm_macs(n_params)
+            macs += 3 * self._head_macs(feats.shape[1], self.fsize) + lstm_macs(n_params)
         return macs
 
 
@@ -386,10 +474,11 @@ def level_macs(level: Dict, model: Optional[RoamModel] = None) -> float:
     n = len(level["search_scales"])
     f = s / CONTEXT / 4 * 1.5
     fs = (int(f) | 1, int(f) | 1)
-    per_frame = n * backbone_macs(net, s) + head_macs(net.config.channels, s, n, fs)
+    d = net.in_channels
+    per_frame = n * backbone_macs(net, s) + head_macs(net.config.channels, s, n, fs, d)
     if level["update_interval"] > 0:
         n_params = sum(v.numel() for v in net.init_params().values())
-        upd = level["optimizer_steps"] * (3 * head_macs(net.config.channels, s, 10, fs) + lstm_macs(n_params))
+        upd = level["optimizer_steps"] * (3 * head_macs(net.config.channels, s, 10, fs, d) + lstm_macs(n_params))
         per_frame += upd / level["update_interval"]
     return float(per_frame)
 

@@ -36,6 +36,9 @@ class TrainSettings:
     lookahead: int = 4           # frames per look-ahead window
     search_size: int = 161
     channels: int = 32
+    backbone: str = "hog_cn"     # "hog_cn" (hand-crafted, no weights) or "resnet18_layer1" (trained here)
+    init_steps: int = 0          # learned-optimiser steps on the first frame after the initialiser's step
+    calibrate_lr0: bool = True   # warm-start lambda_0 per tensor by a line search (calibrate_lr0) before training
     lr_backbone: float = 1e-4
     lr_init: float = 1e-4        # theta_0 compression weights; base filters get lr_init/10 (they are ~1e-3)
     lr_log_lr: float = 3e-2      # log lambda_0
@@ -65,19 +68,19 @@ class MetaTrainer:
         torch.manual_seed(settings.seed)
         self.g = torch.Generator().manual_seed(settings.seed)
         cfg = RoamConfig(search_size=settings.search_size, channels=settings.channels,
-                         base_filter=base_filter_for(settings.search_size))
+                         base_filter=base_filter_for(settings.search_size), backbone=settings.backbone)
         self.net = RoamNet(cfg).to(device)
         self.init = MetaInitializer(self.net.init_params(self.g)).to(device)
         self.opt_net = LSTMOptimizer().to(device)
         self.frames = 1 + (settings.steps + 1) * settings.lookahead
         self.sampler = ClipSampler(bank, self.frames, settings.search_size, device, self.g)
-        self.adam = torch.optim.Adam([
-            {"params": self.net.parameters(), "lr": settings.lr_backbone},
+        self.adam = torch.optim.Adam([g for g in [
+            {"params": list(self.net.parameters()), "lr": settings.lr_backbone},
             {"params": [v for k, v in self.init.theta.items() if not k.endswith("_f")], "lr": settings.lr_init},
             {"params": [v for k, v in self.init.theta.items() if k.endswith("_f")], "lr": settings.lr_init / 10},
-            {"params": self.init.log_lr.parameters(), "lr": settings.lr_log_lr},
-            {"params": self.opt_net.parameters(), "lr": settings.lr_optimizer},
-        ])
+            {"params": list(self.init.log_lr.parameters()), "lr": settings.lr_log_lr},
+            {"params": list(self.opt_net.parameters()), "lr": settings.lr_optimizer},
+        ] if g["params"]])
 
     def _rand(self, *shape):
         return torch.rand(*shape, generator=self.g).to(self.device)
@@ -99,6 +102,48 @@ class MetaTrainer:
         box = window_box(cur, centre, side, S)
         anchor = ref[..., 2:] * (S / side).unsqueeze(-1)
         return centre, side, box, anchor
+
+    @torch.no_grad()
+    def calibrate_lr0(self, candidates=tuple(10.0 ** (e / 2) for e in range(-14, 1)), rounds: int = 2,
+                      margin: float = 0.1, max_lr: float = 1e-2) -> dict:
+        """Warm start of lambda_0: per head tensor, the constant learning rate (from `candidates`)
+        whose one first-frame step gives the lowest loss on the next frame of a batch of clips
+        (coordinate descent over tensors, `rounds` passes), times `margin`, at most `max_lr`. Meta-training then refines it per
+        coordinate. Returns {tensor name: chosen lr}. Needed because the log-lr moves slowly under Adam
+        and the right magnitude depends on the features' scale (1e-6 suits the ResNet features)."""
+        s, S, dev = self.s, self.s.search_size, self.device
+        b = s.batch
+        clip = self.sampler.sample(b)
+        gt = self.sampler.gt(clip)
+        kmax = self.net.max_filter
+        g0 = gt[:, 0:1]
+        side0 = (g0[..., 2] * g0[..., 3]).sqrt() * CONTEXT
+        f0 = self.net.features(self.sampler.crops(clip, torch.zeros(b, 1, dtype=torch.long, device=dev),
+                                                  g0[..., :2], side0).flatten(0, 1)).unflatten(0, (b, 1))
+        box0 = window_box(g0, g0[..., :2], side0, S)
+        fs = _fsizes(box0[:, 0, 2:], S, kmax)
+        t1 = torch.ones(b, 1, dtype=torch.long, device=dev)
+        c, side, box, anchor = self._windows(gt, t1 - 1, t1)
+        f1 = self.net.features(self.sampler.crops(clip, t1, c, side).flatten(0, 1)).unflatten(0, (b, 1))
+        fs1 = _fsizes(anchor[:, 0], S, kmax)
+        theta = {k: v.detach() for k, v in self.init.initial(b).items()}
+        with torch.enable_grad():
+            grads, _ = grad_of(self.net, f0, theta, fs, box0, box0[..., 2:], None)
+        lrs = {k: float(self.init.log_lr[k].detach().exp().mean()) for k in self.init.names}
+
+        def loss_with(lr_map):
+            th = {k: theta[k] - lr_map[k] * grads[k] for k in self.init.names}
+            return float(tracking_loss(self.net, f1, th, fs1, box, anchor).mean())
+
+        order = sorted(self.init.names, key=lambda k: (not k.endswith("_f"), not k.endswith("_cw"), k))
+        for _ in range(rounds):        # filters first, then compressions, then biases
+            for k in order:
+                best = min(candidates, key=lambda c_: loss_with({**lrs, k: c_}))
+                lrs[k] = best
+        for k in self.init.names:      # one decade of margin: the learned optimiser repeats such steps
+            lrs[k] = min(lrs[k] * margin, max_lr)
+            self.init.log_lr[k].data.fill_(math.log(lrs[k]))
+        return lrs
 
     def episode(self) -> tuple:
         s, S, dev = self.s, self.s.search_size, self.device
@@ -128,6 +173,9 @@ class MetaTrainer:
         lr0 = {k: self.init.log_lr[k].exp() for k in self.init.names}
         theta = {k: theta[k] - lr0[k] * grads[k] for k in self.init.names}
         state = self.opt_net.init_state(theta, lr0)
+        for _ in range(s.init_steps):          # more steps on the first frame's patches (cheap features)
+            grads, lw = grad_of(self.net, f0, theta, fs, box0, anchor0, scales)
+            theta, state = self.opt_net.step(theta, grads, lw, state, lr0)
 
         meta = 0.0
         first_future = None
@@ -158,6 +206,8 @@ class MetaTrainer:
     def train(self, progress: Optional[Callable] = None, checkpoint: Optional[Callable] = None,
               checkpoint_every: int = 200) -> dict:
         start = time.monotonic()
+        if self.s.calibrate_lr0 and not getattr(self, "calibrated", None):
+            self.calibrated = self.calibrate_lr0()
         history = []
         it = 0
         skipped = 0
@@ -199,6 +249,7 @@ class MetaTrainer:
         tail = history[-50:]
         return {"state_dict": sd, "config": self.net.config.to_dict(),
                 "train": {"iterations": it, "batch": self.s.batch, "steps": self.s.steps,
+                          "init_steps": self.s.init_steps, "backbone": self.s.backbone,
                           "lookahead": self.s.lookahead, "seed": self.s.seed,
                           "final_meta_loss": sum(r["meta"] for r in tail) / max(1, len(tail)),
                           "final_init_loss": sum(r["init_loss"] for r in tail) / max(1, len(tail)),
