@@ -1,5 +1,5 @@
 # effdl_ros on a ROS 2 base image: the same `effdl-ros` commands as on the host, e.g. the DLBench
-# host-vs-container comparison (docs/readme/08-replay-bench.md):
+# host-vs-container comparison (docs/replay-bench.md):
 #   docker build -t effdl_ros .
 #   docker run --rm -v "$PWD/out:/out" effdl_ros effdl-ros bench dlbench --threads 1,2 --json /out/container.json
 # Build arguments:

@@ -44,7 +44,7 @@ setup(
     ],
     extras_require={
         # The Foxglove tests start a live server and connect a client; they skip without these.
-        "test": ["pytest>=7", "hypothesis>=6", "foxglove-sdk>=0.30,<1", "websockets>=12", "mcap>=1.1,<2",
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "foxglove-sdk>=0.30,<1", "websockets>=12", "mcap>=1.1,<2",
                  "dockerfile-parse>=1.2,<3"],  # the Dockerfile's dry check
         # effdl-ros run/demo/replay --foxglove: live view in Foxglove over WebSocket
         "foxglove": ["foxglove-sdk>=0.30,<1"],

@@ -7,8 +7,11 @@ folder. Every writer and checkpoint loader in the package goes through these few
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional, Union
 
@@ -63,8 +66,6 @@ def _remove_stale_temps(path: Path, older_than_s: float = STALE_TEMP_AGE_S) -> i
     """Delete ``.<name>.*.tmp`` files beside ``path`` untouched for ``older_than_s``: a robot whose
     trainer is killed mid-save again and again would otherwise fill its disk with partial checkpoints.
     Younger ones may belong to another process writing the same path and are left alone."""
-    import time
-
     removed = 0
     cutoff = time.time() - older_than_s
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
@@ -96,7 +97,7 @@ def atomic_torch_save(obj: Any, path: PathLike, *, mode: int = 0o644) -> Path:
 
     torch.save streams straight into the temp file rather than into memory first: a checkpoint is
     not held twice in RAM, and the temp-file window covers the whole write, which is what the
-    reliability save-kill trial (effdl_ros.reliability.savekill) counts as a kill landing mid-write.
+    reliability save-kill trial (effdl_ros.graph.savekill) counts as a kill landing mid-write.
     A save that fails part-way removes its temp file and leaves the old checkpoint untouched.
     """
     import torch
@@ -141,8 +142,6 @@ def safe_torch_load(path: PathLike, *, model_dir: Optional[PathLike] = None, map
 
 def _plain_json(obj: Any) -> Any:
     """Valid JSON only: NaN becomes null, +-inf the strings "inf" / "-inf", numpy scalars numbers."""
-    import math
-
     if isinstance(obj, float) or type(obj).__module__ == "numpy" and hasattr(obj, "item"):
         value = obj.item() if hasattr(obj, "item") and not isinstance(obj, float) else obj
         if isinstance(value, float) and not math.isfinite(value):
@@ -162,8 +161,6 @@ def atomic_write_json(path: PathLike, data: Any, *, require_folder: bool = False
 
     :param require_folder: refuse (DataError) rather than create a missing parent folder.
     """
-    import json
-
     target = Path(path)
     if require_folder and not target.parent.is_dir():
         raise DataError(f"folder {target.parent} for {target.name} does not exist")

@@ -6,6 +6,7 @@ Three installs put them in three places: a source checkout (pip install -e), pip
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -38,8 +39,6 @@ def share_path(*parts: str) -> Path:
 
 def shared_data_dir() -> Path:
     """The team's real data (../shared/data beside the checkout), or EFFDL_ROS_DATA."""
-    import os
-
     env = os.environ.get("EFFDL_ROS_DATA")
     if env:
         return Path(env)

@@ -30,7 +30,7 @@ def _nodes(context):
     pushed = LaunchConfiguration("namespace").perform(context).strip("/")
     try:
         from effdl_ros.graph.validate import validate_pipeline
-        from effdl_ros.runtime.launch import load_pipeline
+        from effdl_ros.graph.launch import load_pipeline
 
         validate_pipeline(load_pipeline(path), extra_remaps=extra)
     except ImportError:

@@ -82,10 +82,10 @@ def test_cli_rejects_unknown_domain(capsys):
 
 
 def test_bench_says_when_segmentation_part_is_missing(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, "effdl_ros.segmentation.benchmark", None)  # import fails
-    import effdl_ros.segmentation as segmentation_package  # an earlier import left the attribute set
+    monkeypatch.setitem(sys.modules, "effdl_ros.bench.segmentation", None)  # import fails
+    import effdl_ros.bench as bench_package  # an earlier import left the attribute set
 
-    monkeypatch.delattr(segmentation_package, "benchmark", raising=False)
+    monkeypatch.delattr(bench_package, "segmentation", raising=False)
     out = tmp_path / "b.json"
     assert main(["bench", "adaptation", "--task", "segmentation", "--json", str(out)]) == 0
     assert "segmentation part missing" in capsys.readouterr().out

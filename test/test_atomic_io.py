@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from effdl_ros import atomic_io
-from effdl_ros.atomic_io import (atomic_torch_save, atomic_write_bytes, atomic_write_text, path_inside,
-                                 safe_torch_load)
+from effdl_ros.atomic_io import atomic_torch_save, atomic_write_bytes, atomic_write_text, path_inside, safe_torch_load
 from effdl_ros.errors import DataError
 
 

@@ -144,7 +144,7 @@ def test_unbuildable_own_network_is_skipped(monkeypatch):
     from effdl_ros.bench import own_models
 
     def broken():
-        raise ImportError("no module named effdl_ros.dynamic")
+        raise ImportError("no module named effdl_ros.ddi")
 
     monkeypatch.setitem(own_models.BUILDERS, "ddi", broken)
     skipped = []

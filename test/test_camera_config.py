@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from effdl_ros.cli.graph import checked_pipeline
 from effdl_ros.errors import ConfigError
+from effdl_ros.graph.launch import create_nodes
+from effdl_ros.graph.validate import checked_pipeline
 from effdl_ros.resources import share_path
-from effdl_ros.runtime.launch import create_nodes
 
 
 def test_camera_config_runs_on_a_remapped_best_effort_camera_topic():

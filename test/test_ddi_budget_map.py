@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from effdl_ros.dynamic.budget_map import CeilingModel, joules_per_mac, mac_ceiling
+from effdl_ros.ddi.budget_map import CeilingModel, joules_per_mac, mac_ceiling
 from effdl_ros.energy.budget import Budget
 from effdl_ros.energy.cost_model import Profile
 
@@ -43,9 +43,35 @@ def test_joules_per_mac_from_a_profile():
 
 
 def test_budget_below_the_cheapest_exit_runs_the_cheapest_exit_and_says_over():
-    from effdl_ros.dynamic.budget_map import ceiling_to_run
+    from effdl_ros.ddi.budget_map import ceiling_to_run
 
     assert ceiling_to_run(0.0, 1000) == (1000.0, True)
     assert ceiling_to_run(999.0, 1000) == (1000.0, True)
     assert ceiling_to_run(1000.0, 1000) == (1000.0, False)
     assert ceiling_to_run(5e6, 1000) == (5e6, False)
+
+
+def test_settings_for_budget_maps_the_budget_and_raises_to_the_cheapest_exit():
+    from effdl_ros.ddi.budget_map import settings_for_budget
+
+    calibration = CeilingModel(full_macs=1_000_000, min_macs=300_000)
+    s, over = settings_for_budget(Budget(compute_fraction=0.5), calibration, confidence=0.9)
+    assert (s.mac_ceiling, over, s.confidence) == (500_000, False, 0.9)
+    s, over = settings_for_budget(Budget(compute_fraction=0.1), calibration, confidence=0.0)
+    assert (s.mac_ceiling, over, s.confidence) == (300_000, True, None)
+
+
+def test_calibrate_measures_the_engine_on_this_machine():
+    """The CeilingModel the ddi node builds at load: MAC range from the engine, rate measured."""
+    import torch
+
+    from effdl_ros.ddi.budget_map import calibrate
+    from effdl_ros.ddi.engine import DDIEngine
+    from effdl_ros.ddi.model import DDIConfig, DDINet
+
+    torch.manual_seed(0)
+    engine = DDIEngine(DDINet(DDIConfig(widths=(8, 16, 16), blocks=(1, 1, 1), image_size=16, in_channels=1)).eval())
+    profile = Profile("p", pj_per_mac=100.0, pj_per_byte=0.0, efficiency=1.0)
+    c = calibrate(engine, torch.zeros(1, 1, 16, 16), profile, item_rate_hz=0.0, repeats=2)
+    assert (c.full_macs, c.min_macs) == (engine.max_macs, engine.min_macs) and c.min_macs < c.full_macs
+    assert c.macs_per_ms > 0 and c.joules_per_mac == pytest.approx(100e-12) and c.item_rate_hz is None

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from effdl_ros.dynamic.checkpoint import load_checkpoint, save_checkpoint
-from effdl_ros.dynamic.engine import DDIEngine
-from effdl_ros.dynamic.model import DDIConfig, DDINet
+from effdl_ros.ddi.checkpoint import load_checkpoint, save_checkpoint
+from effdl_ros.ddi.engine import DDIEngine
+from effdl_ros.ddi.model import DDIConfig, DDINet
 from effdl_ros.errors import DataError
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from effdl_ros.dynamic.engine import DDIEngine, DDISettings
-from effdl_ros.dynamic.model import DDIConfig, DDINet
+from effdl_ros.ddi.engine import DDIEngine, DDISettings
+from effdl_ros.ddi.model import DDIConfig, DDINet
 from effdl_ros.energy.cost_model import count_macs
 
 
@@ -59,7 +59,7 @@ def test_skipping_engine_matches_masked_training_graph(model, engine):
         r = engine.run(x[i])
         assert torch.allclose(r.logits, out["exits"][-1][i], atol=1e-4)
         layer_offs += engine.blocks_total - r.blocks_run
-        expected_blocks = sum(round(float(l[i])) for l in out["layers"])
+        expected_blocks = sum(round(float(layer[i])) for layer in out["layers"])
         assert r.blocks_run == expected_blocks
     assert layer_offs > 0, "random gates should switch some blocks off"
 

@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from effdl_ros.dynamic.checkpoint import save_checkpoint
-from effdl_ros.dynamic.model import DDIConfig, DDINet
+from effdl_ros.ddi.checkpoint import save_checkpoint
+from effdl_ros.ddi.model import DDIConfig, DDINet
 from effdl_ros.nodes.ddi import DdiNode
 from effdl_ros.runtime import Node, Parameter
 from effdl_ros.runtime.images import cv2_to_imgmsg
-from effdl_ros.runtime.messages import (Classification, Image, ModelUpdate, ResourceBudget,
-                                        ResourceBudgetArray)
+from effdl_ros.runtime.messages import Classification, Image, ModelUpdate, ResourceBudget, ResourceBudgetArray
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
 from effdl_ros.runtime.testing import InprocGraph
 

@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
-from effdl_ros.dynamic.engine import DDIEngine, DDISettings
-from effdl_ros.dynamic.model import DDIConfig, DDINet
-from effdl_ros.dynamic.train import truncation_mask
+from effdl_ros.ddi.engine import DDIEngine, DDISettings
+from effdl_ros.ddi.model import DDIConfig, DDINet
+from effdl_ros.ddi.train import truncation_mask
 
 
 def test_truncation_mask_skips_a_suffix_of_blocks_for_the_drawn_share():
@@ -36,7 +36,7 @@ def test_forward_with_keep_equals_engine_forced_skips():
 
 
 def test_exported_task_loads_the_same_items(tmp_path, monkeypatch):
-    from effdl_ros.dynamic.data import export_task, load_task
+    from effdl_ros.ddi.data import export_task, load_task
 
     ref = load_task("sklearn", max_train=300, max_test=50)
     export_task("sklearn", tmp_path / "sklearn.npz", max_train=300, max_test=50)

@@ -4,8 +4,17 @@ import math
 import pytest
 import torch
 
-from effdl_ros.energy.cost_model import (MODELLED, Work, count_macs, count_work, estimate, get_profile,
-                                         load_profiles, ops_energy_j, walltime_energy_j)
+from effdl_ros.energy.cost_model import (
+    MODELLED,
+    Work,
+    count_macs,
+    count_work,
+    estimate,
+    get_profile,
+    load_profiles,
+    ops_energy_j,
+    walltime_energy_j,
+)
 from effdl_ros.errors import ConfigError
 
 

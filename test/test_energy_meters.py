@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from effdl_ros.energy.meters import (BatteryMeter, Ina3221Meter, MeterError, NvmlMeter, RaplMeter,
-                                     detect_meter)
+from effdl_ros.energy.meters import BatteryMeter, Ina3221Meter, MeterError, NvmlMeter, RaplMeter, detect_meter
 
 
 class Clock:

@@ -196,7 +196,7 @@ def test_calibrated_total_and_budget_schedule():
 
 def test_budget_client_publishes_the_knobs_with_each_report():
     from effdl_ros.energy.accountant import Accountant
-    from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+    from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
 
     with InprocGraph(simulated=True) as g:
         node = g.add(lambda **kw: Node("knobbed", **kw))

@@ -69,8 +69,8 @@ def test_to_device_on_the_cpu_is_the_same_memory_and_move_model_reaches_nested_t
 
 
 def test_nodes_refuse_a_missing_cuda_with_the_parameter_named(tmp_path, monkeypatch):
-    from effdl_ros.dynamic.checkpoint import save_checkpoint
-    from effdl_ros.dynamic.model import DDIConfig, DDINet
+    from effdl_ros.ddi.checkpoint import save_checkpoint
+    from effdl_ros.ddi.model import DDIConfig, DDINet
     from effdl_ros.nodes.ddi import DdiNode
     from effdl_ros.runtime import Parameter
     from effdl_ros.runtime.testing import InprocGraph
@@ -90,10 +90,10 @@ def test_nodes_refuse_a_missing_cuda_with_the_parameter_named(tmp_path, monkeypa
 
 def test_a_ddi_node_on_cpu_gives_the_engines_own_answer(tmp_path):
     """device=cpu (explicit) classifies exactly as the engine run directly on the preprocessed frame."""
-    from effdl_ros.dynamic.checkpoint import save_checkpoint
-    from effdl_ros.dynamic.data import preprocess
-    from effdl_ros.dynamic.engine import DDIEngine
-    from effdl_ros.dynamic.model import DDIConfig, DDINet
+    from effdl_ros.ddi.checkpoint import save_checkpoint
+    from effdl_ros.ddi.data import preprocess
+    from effdl_ros.ddi.engine import DDIEngine
+    from effdl_ros.ddi.model import DDIConfig, DDINet
     from effdl_ros.nodes.ddi import DdiNode
     from effdl_ros.runtime import Node, Parameter
     from effdl_ros.runtime.images import cv2_to_imgmsg
@@ -228,9 +228,9 @@ def test_a_process_nvml_never_names_is_charged_the_whole_device_and_says_so():
 def test_fp16_and_fp32_agree_on_a_fixed_input():
     """Tolerance: softmax scores within 0.02 and the same top class for DDI; >= 98 % equal labels for the
     segmenter (half precision keeps ~3 decimal digits)."""
+    from effdl_ros.ddi.engine import DDIEngine
+    from effdl_ros.ddi.model import DDIConfig, DDINet
     from effdl_ros.device import autocast
-    from effdl_ros.dynamic.engine import DDIEngine
-    from effdl_ros.dynamic.model import DDIConfig, DDINet
     from effdl_ros.segmentation.inference import predict
     from effdl_ros.segmentation.network import build, config_for
 

@@ -73,7 +73,7 @@ parameters:
 
 
 def _pipeline(tmp_path, namespace, total=6.0, drop_shared=False):
-    from effdl_ros.cli.graph import checked_pipeline
+    from effdl_ros.graph.validate import checked_pipeline
 
     robot = namespace.strip("/") or "robot"
     text = PIPELINE % (robot, robot, total)  # the arm's node reaches its robot's monitor by remapping
@@ -113,8 +113,8 @@ def test_two_namespaced_graphs_stay_apart(tmp_path):
     """Both robots from one file: each monitor budgets only its own robot's nodes, and a listener on
     /robot1/energy/budget hears robot 1's monitor only. (A node in a sub-namespace, arm/tracker,
     would publish on /robotN/arm/energy/reports: ROS 2 rules; the file remaps it to its robot's.)"""
+    from effdl_ros.graph.launch import create_nodes
     from effdl_ros.runtime import Node
-    from effdl_ros.runtime.launch import create_nodes
     from effdl_ros.runtime.messages import ResourceBudgetArray
     from effdl_ros.runtime.qos import latched
     from effdl_ros.runtime.testing import InprocGraph
@@ -149,7 +149,7 @@ from effdl_ros.runtime import Node
 from effdl_ros.runtime.local.context import Context
 from effdl_ros.runtime.local.executor import SingleThreadedExecutor
 from effdl_ros.runtime.messages import Detection2DArray, Header
-from effdl_ros.runtime.launch import NodeSpec
+from effdl_ros.graph.launch import NodeSpec
 
 domain = int(sys.argv[1])
 contexts, pubs = [], []

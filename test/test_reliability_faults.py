@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from effdl_ros.reliability.savekill import run_save_kill
+from effdl_ros.graph.savekill import run_save_kill
 
 
 def test_kill_during_checkpoint_writes_always_leaves_a_loadable_model(tmp_path):
@@ -25,7 +25,7 @@ def test_the_same_kills_break_a_plain_torch_save(tmp_path):
 @pytest.mark.skipif(shutil.which("true") is None, reason="needs a POSIX host")
 def test_supervisor_restarts_a_killed_node_and_the_graph_recovers(tmp_path):
     pytest.importorskip("cyclonedds", reason="the dds backend (cyclonedds) is absent")
-    from effdl_ros.reliability.respawn import kill_rounds, write_respawn_pipeline
+    from effdl_ros.graph.respawn import kill_rounds, write_respawn_pipeline
 
     config = write_respawn_pipeline(tmp_path / "p.yaml")
     result = kill_rounds(config, only=["load_a"], timeout_s=25.0, log=lambda m: None)

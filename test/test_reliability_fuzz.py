@@ -4,7 +4,7 @@ no untrusted pickle runs. (The command sends 10,000 per topic; 300 here.)"""
 import pytest
 import torch
 
-from effdl_ros.reliability.fuzz import all_nodes, fuzz_inproc
+from effdl_ros.graph.fuzz import all_nodes, fuzz_inproc
 
 COUNT = 300
 

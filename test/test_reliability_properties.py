@@ -3,8 +3,7 @@ mappings every node applies to a budget, image conversion, and the monitor's rep
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from effdl_ros.energy.budget import Budget
 from effdl_ros.errors import DataError
@@ -28,7 +27,7 @@ def test_sanitized_budget_is_always_in_its_domain(b):
 @FAST
 @given(budgets, st.integers(1, 10**9), st.floats(0, 1e-3), st.floats(0, 1e9), st.floats(0, 1e3))
 def test_ddi_mac_ceiling_is_finite_nonnegative_and_capped(b, full, jpm, mpm, rate):
-    from effdl_ros.dynamic.budget_map import CeilingModel, mac_ceiling
+    from effdl_ros.ddi.budget_map import CeilingModel, mac_ceiling
 
     c = mac_ceiling(b, CeilingModel(full_macs=full, joules_per_mac=jpm or None, macs_per_ms=mpm or None,
                                     item_rate_hz=rate or None))
@@ -62,8 +61,7 @@ ENCODINGS = ["rgb8", "bgr8", "mono8", "mono16", "32FC1", "16UC1", "rgba8", "", "
        st.sampled_from(ENCODINGS), st.integers(0, 255), st.integers(0, 20000),
        st.sampled_from(["passthrough", "rgb8", "mono8", "bgr8"]))
 def test_image_conversion_returns_the_declared_shape_or_one_clear_error(h, w, step, enc, big, nbytes, want):
-    from effdl_ros.runtime.images import ENCODINGS as KNOWN
-    from effdl_ros.runtime.images import imgmsg_to_cv2
+    from effdl_ros.runtime.images import ENCODINGS as KNOWN, imgmsg_to_cv2
     from effdl_ros.runtime.messages import Image
 
     msg = Image(height=max(0, h), width=max(0, w), encoding=enc, is_bigendian=big, step=step,
@@ -107,7 +105,7 @@ def test_budget_policy_takes_any_reports_and_live_nodes_stay_within_the_total(re
 
 def test_every_lying_message_kind_is_valid_on_the_wire(tmp_path):
     """The fuzz must send what a DDS reader accepts: each kind of each type round-trips through CDR."""
-    from effdl_ros.reliability.mutators import Mutator, make_bad_files, roundtrips
+    from effdl_ros.graph.mutators import Mutator, make_bad_files, roundtrips
 
     files = make_bad_files(tmp_path / "models", tmp_path / "scratch")
     m = Mutator(np.random.default_rng(0), target="/ddi", bad_files=files)

@@ -9,7 +9,7 @@ import torch
 
 @pytest.mark.slow
 def test_sixty_second_soak_at_twice_the_input_rate(tmp_path):
-    from effdl_ros.reliability.soak import run_soak, write_soak_pipeline
+    from effdl_ros.graph.soak import run_soak, write_soak_pipeline
 
     torch.set_num_threads(1)
     config = write_soak_pipeline(tmp_path / "soak.yaml", tmp_path)
@@ -28,7 +28,7 @@ def test_sixty_second_soak_at_twice_the_input_rate(tmp_path):
 
 def test_soak_refuses_a_graph_without_a_source(tmp_path):
     from effdl_ros.errors import ConfigError
-    from effdl_ros.reliability.soak import run_soak
+    from effdl_ros.graph.soak import run_soak
 
     config = tmp_path / "p.yaml"
     config.write_text("nodes:\n  - {executable: synthetic_load, name: load}\n")

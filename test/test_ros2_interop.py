@@ -258,8 +258,7 @@ def _wire(data: bytes) -> bytes:
 
 
 def _qos(kind: str):
-    from effdl_ros.runtime.local.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
-                                             qos_profile_sensor_data)
+    from effdl_ros.runtime.local.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -69,7 +69,6 @@ def _peer_stream(period):
     from effdl_ros.runtime import Node
     from effdl_ros.runtime.messages import String
     from effdl_ros.runtime.qos import qos_profile_sensor_data
-
     from effdl_ros.runtime.testing import InprocGraph
 
     stop = threading.Event()
@@ -103,8 +102,8 @@ def _peer_plain_reader(topic, count):
     """Plain Cyclone DDS: no effdl_ros import, only the topic prefix and the type name."""
     from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
     from cyclonedds.domain import DomainParticipant
-    from cyclonedds.sub import DataReader
     from cyclonedds.qos import Policy, Qos
+    from cyclonedds.sub import DataReader
     from cyclonedds.topic import Topic
     from cyclonedds.util import duration
 

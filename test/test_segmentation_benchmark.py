@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
+from effdl_ros.bench.segmentation import folder_pairs, run_segmentation_benchmark, summary
 from effdl_ros.data.camvid import default_root
 from effdl_ros.errors import DataError
-from effdl_ros.segmentation.benchmark import folder_pairs, run_segmentation_benchmark, summary
 from effdl_ros.segmentation.network import TinySegNet, config_for, save_checkpoint
 from effdl_ros.segmentation.train import checkpoint_names
 
@@ -86,8 +86,8 @@ def test_train_plan_takes_the_gan_batch_and_budget_over_the_preset():
 
 @needs_camvid
 def test_scale_sweep_counts_fewer_macs_at_smaller_scales():
+    from effdl_ros.bench.segmentation import scale_sweep
     from effdl_ros.data.camvid import pairs
-    from effdl_ros.segmentation.benchmark import scale_sweep
 
     torch.set_num_threads(1)
     cfg = config_for(11, 0.25, (32, 48))

@@ -4,8 +4,7 @@ import torch
 
 from effdl_ros.energy.budget import Budget
 from effdl_ros.errors import DataError
-from effdl_ros.segmentation.network import (TinySegNet, config_for, count_macs, load_checkpoint,
-                                            save_checkpoint)
+from effdl_ros.segmentation.network import TinySegNet, config_for, count_macs, load_checkpoint, save_checkpoint
 from effdl_ros.segmentation.settings import settings_for_budget
 
 
@@ -43,9 +42,23 @@ def test_macs_scale_with_input_area():
     assert 3.5 < full / half < 4.5
 
 
+def test_calibrate_counts_every_scale_and_times_the_full_one():
+    from effdl_ros.segmentation.settings import SCALES, ScaleCalibration, calibrate
+
+    net = TinySegNet(11, width=0.25).eval()
+    c = calibrate(net, {"input_hw": (48, 64)}, repeats=1)
+    assert set(c.macs) == set(SCALES) and c.full_ms > 0
+    assert c.macs[0.5] < c.macs[0.75] < c.macs[1.0]
+    deadline = Budget(latency_deadline_ms=10.0)
+    assert settings_for_budget(deadline, ScaleCalibration(full_ms=20.0)).input_scale == 0.625  # half the time
+    assert settings_for_budget(deadline, ScaleCalibration(full_ms=5.0)).input_scale == 1.0     # fast machine
+    assert settings_for_budget(deadline, c) == settings_for_budget(deadline, full_ms=c.full_ms)
+
+
 def test_budget_maps_onto_input_scale():
     assert settings_for_budget(None).input_scale == 1.0
-    assert settings_for_budget(Budget(stale=True), default_scale=0.75).input_scale == 0.75
+    # no stale case: the node's default fraction arrives as a (stale) budget and maps like any other
+    assert settings_for_budget(Budget(compute_fraction=0.6, stale=True)).input_scale == 0.75
     assert settings_for_budget(Budget(compute_fraction=1.0)).input_scale == 1.0
     assert settings_for_budget(Budget(compute_fraction=0.6)).input_scale == 0.75   # 0.5625 <= 0.6
     assert settings_for_budget(Budget(compute_fraction=0.01)).input_scale == 0.5   # floor of the ladder

@@ -9,8 +9,7 @@ import torch
 from effdl_ros.nodes.segmentation import SegmentationNode
 from effdl_ros.runtime import Node, Parameter
 from effdl_ros.runtime.images import cv2_to_imgmsg, imgmsg_to_cv2
-from effdl_ros.runtime.messages import (Header, Image, LabelInfo, ModelUpdate, ResourceBudget,
-                                        ResourceBudgetArray)
+from effdl_ros.runtime.messages import Header, Image, LabelInfo, ModelUpdate, ResourceBudget, ResourceBudgetArray
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
 from effdl_ros.runtime.testing import InprocGraph
 from effdl_ros.segmentation.network import TinySegNet, config_for, save_checkpoint

@@ -1,9 +1,9 @@
 """Short training runs on CPU: the segmenter learns rendered scenes; MADAN's full pixel-level loop runs."""
 import torch
 
+from effdl_ros.segmentation.network import TinySegNet, to_input
 from effdl_ros.segmentation.scenes import render_domain
 from effdl_ros.segmentation.train import PRESETS, class_weights, train_pixel_level, train_segmenter
-from effdl_ros.segmentation.network import TinySegNet, to_input
 
 
 def _data(name, n=8, seed=0):

@@ -2,8 +2,14 @@
 import numpy as np
 
 from effdl_ros.energy.budget import Budget
-from effdl_ros.tracking.tracker import (LEVELS, TrackerSettings, level_index, level_macs, settings_for_budget,
-                                        settings_with_hysteresis)
+from effdl_ros.tracking.tracker import (
+    LEVELS,
+    TrackerSettings,
+    level_index,
+    level_macs,
+    settings_for_budget,
+    settings_with_hysteresis,
+)
 
 
 def _at(i):

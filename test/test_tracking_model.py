@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from effdl_ros.tracking.meta_optimizer import LSTMOptimizer
-from effdl_ros.tracking.roam import (RoamConfig, RoamNet, decode_deltas, encode_deltas, filter_size, gaussian_label,
-                                     odd, tracking_loss)
+from effdl_ros.tracking.roam import (
+    RoamConfig,
+    RoamNet,
+    decode_deltas,
+    encode_deltas,
+    filter_size,
+    gaussian_label,
+    odd,
+    tracking_loss,
+)
 
 
 @pytest.mark.parametrize("h,w,expected", [
@@ -63,13 +71,13 @@ def _loss_and_grads(net, feats, params, fs, boxes, anchors):
 def test_initialiser_step_and_lstm_steps_lower_the_loss_on_a_real_crop():
     """The shipped model on a CamVid *val* frame (never trained on): one meta-initialiser step, then
     each learned-optimiser step, lowers the tracking loss of a fixed sample."""
+    from pathlib import Path
+
     import cv2
     import numpy as np
 
     from effdl_ros.resources import shared_data_dir
     from effdl_ros.tracking.tracker import RoamTracker, load_model
-
-    from pathlib import Path
     model_path = Path(__file__).resolve().parents[1] / "models" / "roam_r18l1.pt"
     val = sorted((shared_data_dir() / "segmentation" / "camvid" / "val").glob("*.jpg"))
     if not val or not model_path.is_file():
@@ -176,7 +184,7 @@ def test_lost_target_widens_the_search_and_is_reacquired():
     tr.init(frames[0], boxes[0])
     results = [tr.update(f) for f in frames[1:]]
     states = [r.state for r in results]
-    before, absent, after = results[:7], results[7:17], results[17:]
+    absent, after = results[7:17], results[17:]
     assert all(s == TRACKING for s in states[:7]), states
     assert SEARCHING in [r.state for r in absent] and absent[-1].state == LOST and absent[-1].lost
     zooms = [r.search_zoom for r in absent]

@@ -9,8 +9,15 @@ import torch
 
 from effdl_ros.runtime import Node, Parameter
 from effdl_ros.runtime.images import cv2_to_imgmsg
-from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, Detection2DArray, Header, Image,
-                                        ResourceBudget, ResourceBudgetArray)
+from effdl_ros.runtime.messages import (
+    BoundingBox2D,
+    Detection2D,
+    Detection2DArray,
+    Header,
+    Image,
+    ResourceBudget,
+    ResourceBudgetArray,
+)
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
 from effdl_ros.runtime.testing import InprocGraph
 
@@ -48,8 +55,8 @@ def graph(tmp_path):
     from pathlib import Path
 
     from effdl_ros.nodes.tracker import TrackerNode
-    from effdl_ros.tracking.train import save_atomic
     from effdl_ros.tracking.tracker import random_model
+    from effdl_ros.tracking.train import save_atomic
 
     torch.set_num_threads(1)
     model = Path(__file__).resolve().parents[1] / "models" / "roam_hc16.pt"
@@ -123,8 +130,8 @@ def test_a_stretched_or_outside_init_box_is_refused_quickly_and_tracking_goes_on
     import numpy as np
 
     from effdl_ros.errors import ConfigError
-    from effdl_ros.tracking.tracker import RoamTracker, TrackerSettings, load_model
     from effdl_ros.resources import share_path
+    from effdl_ros.tracking.tracker import RoamTracker, TrackerSettings, load_model
 
     tracker = RoamTracker(load_model(share_path("models", "roam_hc16.pt")), TrackerSettings())
     image = np.zeros((240, 320, 3), dtype=np.uint8)
@@ -161,7 +168,7 @@ def test_lost_target_is_published_with_score_zero_same_id_and_named_in_diagnosti
             self.create_subscription(DiagnosticArray, "/diagnostics", self.msgs.append, 10)
 
     with InprocGraph(simulated=True) as g:
-        node = g.add(TrackerNode, parameter_overrides=[Parameter("model_path", value=str(model))])
+        g.add(TrackerNode, parameter_overrides=[Parameter("model_path", value=str(model))])
         peer, diag = g.add(Peer), g.add(Diag)
         g.step(0.05)
         x, y, w, h = boxes[0]

@@ -1,6 +1,7 @@
 """E2-Train: SMD drops at its rate, gated-off blocks do not run, MACs count what ran, PSG signs."""
 import math
 
+import pytest
 import torch
 
 from effdl_ros.energy.budget import Budget
@@ -146,7 +147,9 @@ def test_fit_trains_and_counts_iterations():
 def test_budget_maps_onto_knobs():
     d = TrainerKnobs(smd_rate=0.5, slu_target=0.5, steps_per_second=2.0)
     assert knobs_from_budget(Budget(compute_fraction=0.0), d).paused
-    assert knobs_from_budget(Budget(stale=True, compute_fraction=0.1), d) == d
+    # no stale case: the node's default fraction arrives as a (stale) budget and maps like any other
+    assert knobs_from_budget(Budget(stale=True, compute_fraction=0.1), d) == knobs_from_budget(
+        Budget(compute_fraction=0.1), d)
     lo = knobs_from_budget(Budget(compute_fraction=0.2), d)
     mid = knobs_from_budget(Budget(compute_fraction=0.5), d)
     hi = knobs_from_budget(Budget(compute_fraction=1.0), d)
@@ -159,6 +162,17 @@ def test_budget_maps_onto_knobs():
     assert math.isclose(limited.steps_per_second, 0.5)
     assert knobs_from_budget(Budget(power_w=0.0), d).paused
     assert not knobs_from_budget(Budget(compute_fraction=float("nan")), d).paused
+
+
+def test_calibrate_step_counts_a_dense_step_and_prices_it():
+    from effdl_ros.energy.cost_model import Profile
+    from effdl_ros.training.knobs import calibrate_step
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4))
+    c = calibrate_step(model, torch.zeros(8, 1, 4, 4), Profile("p", pj_per_mac=10.0, pj_per_byte=0.0, efficiency=0.5))
+    assert c.dense_macs == 3 * 8 * 16 * 4                    # forward x3 (forward + backward)
+    assert c.joules == pytest.approx(c.dense_macs * 20e-12)
+    assert model.training                                    # left as it was
 
 
 def test_gated_forward_equals_the_dense_net_when_every_gate_fires_and_skips_exactly():
@@ -239,7 +253,8 @@ def test_batch_gated_net_with_open_gates_equals_the_dense_net():
 
 
 def test_interleaved_training_gives_each_variant_the_same_run_as_alone():
-    from effdl_ros.training.experiments import Data, interleaved_fit
+    from effdl_ros.bench.training import interleaved_fit
+    from effdl_ros.training.experiments import Data
 
     g = torch.Generator().manual_seed(0)
     xs, ys = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)

@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from effdl_ros.training.early_bird import (EarlyBirdDetector, add_slimming_grad, bn_mask, mask_distance,
-                                           prunable_bns)
+from effdl_ros.training.early_bird import EarlyBirdDetector, add_slimming_grad, bn_mask, mask_distance, prunable_bns
 from effdl_ros.training.macs import inference_macs
 from effdl_ros.training.prune import prune_resnet, reinitialised
 from effdl_ros.training.resnet import ResNetConfig, build, count_parameters

@@ -5,12 +5,19 @@ import math
 import numpy as np
 import torch
 
-from effdl_ros.dynamic.checkpoint import load_checkpoint, save_checkpoint
-from effdl_ros.dynamic.model import DDIConfig, DDINet
+from effdl_ros.ddi.checkpoint import load_checkpoint, save_checkpoint
+from effdl_ros.ddi.model import DDIConfig, DDINet
 from effdl_ros.runtime import Node, Parameter
 from effdl_ros.runtime.images import cv2_to_imgmsg
-from effdl_ros.runtime.messages import (Classification, Header, Image, ModelUpdate, ObjectHypothesis,
-                                        ResourceBudget, ResourceBudgetArray)
+from effdl_ros.runtime.messages import (
+    Classification,
+    Header,
+    Image,
+    ModelUpdate,
+    ObjectHypothesis,
+    ResourceBudget,
+    ResourceBudgetArray,
+)
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
 from effdl_ros.runtime.testing import InprocGraph
 from effdl_ros.training.online import DdiConsumer, OnlineSettings, OnlineTrainer
@@ -74,7 +81,7 @@ def test_trainer_publishes_an_update_that_the_ddi_node_loads(tmp_path):
     _save(models / "ddi.pt")
     with InprocGraph(simulated=True) as g:
         ddi = g.add(DdiNode, parameter_overrides=[Parameter("model_path", value=str(models / "ddi.pt"))])
-        trainer = g.add(TrainerNode, parameter_overrides=_params(models, min_holdout=4))
+        trainer = g.add(TrainerNode, parameter_overrides=_params(models, min_holdout=4, default_compute_fraction=0.5))
         peer = g.add(Peer)
         g.step(0.05)
         for i in range(48):
@@ -84,7 +91,7 @@ def test_trainer_publishes_an_update_that_the_ddi_node_loads(tmp_path):
         assert len(trainer.online.buffer.holdout) == 12
         g.step(2.0)
         assert trainer.steps_executed >= 8          # ~10 steps/s
-        assert trainer.steps_dropped > 0            # SMD at the default rate 0.5 (stale budget)
+        assert trainer.steps_dropped > 0            # SMD rate 0.5 at the default fraction 0.5 (no budget)
         assert trainer.updates_published >= 1       # learnable toy data: validation did not drop
         upd = peer.updates[-1]
         assert upd.consumer_node == "/ddi" and upd.version == trainer.updates_published
@@ -92,6 +99,29 @@ def test_trainer_publishes_an_update_that_the_ddi_node_loads(tmp_path):
         g.step(0.1)
         assert ddi.model_updates.version == upd.version and ddi.model_updates.accepted >= 1
         assert trainer.acct.snapshot().items_processed == trainer.steps_executed
+
+
+def test_default_compute_fraction_takes_effect_while_no_budget_arrives(tmp_path):
+    """No energy monitor: the knobs follow default_compute_fraction (0 pauses, 1 drops nothing)."""
+    from effdl_ros.nodes.trainer import TrainerNode
+
+    models = tmp_path / "models"
+    _save(models / "ddi.pt")
+    for fraction in (0.0, 1.0):
+        with InprocGraph(simulated=True) as g:
+            trainer = g.add(TrainerNode, parameter_overrides=_params(models, default_compute_fraction=fraction))
+            peer = g.add(Peer)
+            g.step(0.05)
+            for i in range(12):
+                peer.send(i, i % 4)
+                g.spin_until_idle()
+            g.step(1.0)
+            assert trainer.budget.current().stale
+            if fraction == 0.0:
+                assert trainer.knobs.paused and trainer.steps_executed == 0
+            else:
+                assert trainer.knobs.smd_rate == 0.0 and trainer.knobs.slu_target == 1.0
+                assert trainer.steps_executed > 0 and trainer.steps_dropped == 0
 
 
 def test_pseudo_labels_need_the_threshold_and_a_zero_budget_pauses(tmp_path):

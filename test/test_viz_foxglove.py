@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from effdl_ros.viz import foxglove_bridge as fb
-from effdl_ros.viz import layout
+from effdl_ros.viz import foxglove_bridge as fb, layout
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ Four stages, re-implemented from the facts in ../shared/REFERENCES.md section 3:
 ``domain_weights`` also takes an optimal-transport distance (ot_distance.py) in place of the critic's W_i.
 
 Iteration counts and learning rates default to reduced values for CPU (``MddaConfig.paper()`` has the
-paper's); see docs/readme/06-adaptation.md for what was changed and why.
+paper's); see docs/adaptation.md for what was changed and why.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from effdl_ros.adaptation import wgan_gp
 from effdl_ros.adaptation.domains import Domain
@@ -45,7 +45,7 @@ class MddaConfig:
     pretrain_iters: int = 500
     pretrain_lr: float = 0.01
     # stage 2 (paper: Adam(0.5, 0.9), critic lr 1e-5, encoder lr 1e-7, 5500 it)
-    adapt_iters: int = 1600  # was 800 until the critic W analysis of 2026-11-26 (docs/readme/06-adaptation.md)
+    adapt_iters: int = 1600  # was 800 until the critic W analysis of 2026-11-26 (docs/adaptation.md)
     critic_lr: float = 1e-4
     encoder_lr: float = 2e-5
     critic_steps: int = 5

@@ -17,15 +17,18 @@ measured.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import yaml
+
+from effdl_ros.atomic_io import atomic_write_bytes
 
 MODEL_NODES = ("/ddi", "/segmentation", "/tracker")
 #: a pedestrian in the first frame of samples/vtest (x, y, w, h), as the demo uses
@@ -134,16 +137,21 @@ def run(*, duration_s: float = 90.0, calibrate_s: float = 20.0, fps: float = 5.0
 
 
 def _run(duration_s, calibrate_s, run_s, fps, estimate, config, log, deadband, core_w, domain_id):
-    from effdl_ros.cli.graph import default_config
+    from effdl_ros.graph.launch import Supervisor, default_pipeline, load_pipeline
     from effdl_ros.runtime import Node
-    from effdl_ros.runtime.launch import Supervisor, load_pipeline
-    from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, DiagnosticArray, EnergyReport, Pose2D,
-                                            ResourceBudgetArray)
+    from effdl_ros.runtime.messages import (
+        BoundingBox2D,
+        Detection2D,
+        DiagnosticArray,
+        EnergyReport,
+        Pose2D,
+        ResourceBudgetArray,
+    )
     from effdl_ros.runtime.qos import latched
     from effdl_ros.runtime.testing import InprocGraph
 
     with tempfile.TemporaryDirectory(prefix="effdl_budget_loop_") as tmp:
-        path = write_pipeline(Path(tmp) / "pipeline.yaml", source_config=config or default_config(), fps=fps,
+        path = write_pipeline(Path(tmp) / "pipeline.yaml", source_config=config or default_pipeline(), fps=fps,
                               calibrate_s=calibrate_s, step_after_s=run_s / 2, estimate=estimate,
                               deadband=deadband)
         pipeline = load_pipeline(path)
@@ -312,8 +320,6 @@ def figures(periods: List[Dict[str, Any]], *, min_shares: Optional[Dict[str, flo
 
 def looped(inp, loops: int):
     """The replay input played `loops` times in a row, stamps continuing (the demo's longer run)."""
-    from dataclasses import replace
-
     from effdl_ros.bench.replay import ReplayFrame
 
     if loops <= 1:
@@ -364,14 +370,11 @@ def plot_demo_knobs(records: List[Dict[str, Any]], path: Path, events=()) -> boo
     rows = [(i, r["knob"]) for i, r in enumerate(records) if r.get("knob")]
     if not rows:
         return False
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from effdl_ros.atomic_io import atomic_write_bytes
 
     fig, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True)
     series = (("segmentation", "scale", "segmentation input scale"), ("tracker", "level", "tracker level (0 richest)"),

@@ -9,6 +9,7 @@ contains 1.0 means the two runs are not told apart by these repeats.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -95,7 +96,5 @@ def compare_runs(a: Dict[str, object], b: Dict[str, object], *, match_device: bo
 
 
 def geometric_mean(values: Sequence[float]) -> float:
-    import math
-
     vals = [v for v in values if v > 0]
     return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else float("nan")

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from effdl_ros.bench.workload import Workload
 from effdl_ros.errors import ConfigError
 
 #: DLBench-like default batch sizes (the paper sweeps FCN 32-4096 and ResNet 8-256).
@@ -28,20 +29,6 @@ DEFAULT_BATCH = {"fcn5": 64, "cnn": 128, "resnet56": 32, "lstm": 64}
 WORKLOADS = tuple(DEFAULT_BATCH)
 #: PTB LSTM shape (Zaremba et al.'s "small" configuration): vocabulary, sequence, hidden, layers.
 PTB_VOCAB, PTB_STEPS, PTB_HIDDEN, PTB_LAYERS = 10000, 20, 200, 2
-
-
-@dataclass
-class Workload:
-    """A model plus a synthetic data pool and its feed: what one timed step runs."""
-
-    name: str
-    model: object
-    pool: list                       # host-memory batches, cycled through
-    feed: Callable                   # (host batch, device) -> (inputs, targets) on the device
-    loss: Callable                   # (model, inputs, targets) -> scalar loss
-    samples_per_batch: int
-    params: int = 0
-    note: str = ""
 
 
 # ----------------------------------------------------------------------------------------------------

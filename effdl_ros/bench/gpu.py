@@ -124,10 +124,10 @@ def _measure(run_item: Callable[[int], int], n_items: int, device, energy: _Ener
 def _ddi_rows(device, energy, opts, fp16: bool) -> List[Dict]:
     import torch
 
+    from effdl_ros.ddi.checkpoint import load_checkpoint
+    from effdl_ros.ddi.data import load_task, normalise
+    from effdl_ros.ddi.engine import DDIEngine, DDISettings
     from effdl_ros.device import autocast, move_model
-    from effdl_ros.dynamic.checkpoint import load_checkpoint
-    from effdl_ros.dynamic.data import load_task, normalise
-    from effdl_ros.dynamic.engine import DDIEngine, DDISettings
     from effdl_ros.resources import share_path
 
     model, meta = load_checkpoint(share_path("models", "ddi_camvid_patches.pt"))
@@ -163,9 +163,8 @@ def _ddi_rows(device, energy, opts, fp16: bool) -> List[Dict]:
 
 def _segmentation_rows(device, energy, opts, fp16: bool) -> List[Dict]:
     from effdl_ros.resources import share_path
-    from effdl_ros.segmentation.inference import predict
+    from effdl_ros.segmentation.inference import input_size, predict
     from effdl_ros.segmentation.network import count_macs, load_checkpoint
-    from effdl_ros.segmentation.inference import input_size
     from effdl_ros.segmentation.settings import SCALES
 
     model, cfg = load_checkpoint(share_path("models", "madan_multi.pt"))
@@ -217,7 +216,7 @@ def _miou(preds, masks, cfg) -> float:
 
 def _tracker_rows(device, energy, opts) -> List[Dict]:
     from effdl_ros.resources import share_path
-    from effdl_ros.tracking.tracker import (LEVELS, RoamTracker, TrackerSettings, load_model, move_model)
+    from effdl_ros.tracking.tracker import LEVELS, RoamTracker, TrackerSettings, load_model, move_model
 
     model = move_model(load_model(share_path("models", "roam_r18l1.pt")), device)
 
@@ -306,9 +305,9 @@ def demo_graph(device_spec: str, *, frames: int, calibrate_s: float, fps: float 
     backend.select("inproc")
     from effdl_ros.bench.budget_loop import INIT_BOX, looped
     from effdl_ros.bench.replay import Pacer, open_input
-    from effdl_ros.cli.graph import checked_pipeline
-    from effdl_ros.cli.replay import replay
     from effdl_ros.device import resolve_device
+    from effdl_ros.graph.replay import replay
+    from effdl_ros.graph.validate import checked_pipeline
 
     device = resolve_device(device_spec, what="--device")
     pipeline = checked_pipeline(None)

@@ -14,7 +14,7 @@ from effdl_ros.errors import ConfigError
 
 #: name -> (input shape without batch, default batch, what it is)
 OWN = {
-    "ddi": ((1, 28, 28), 32, "DDI gated ResNet with early exits (effdl_ros.dynamic), MNIST-shaped"),
+    "ddi": ((1, 28, 28), 32, "DDI gated ResNet with early exits (effdl_ros.ddi), MNIST-shaped"),
     "e2resnet": ((1, 28, 28), 32, "E2-Train CIFAR-style ResNet-20 with SLU gates (effdl_ros.training)"),
     "segnet": ((3, 240, 320), 2, "TinySegNet LR-ASPP segmenter (effdl_ros.segmentation), 320x240"),
     "roam": ((3, 161, 161), 4, "ROAM tracker's learnable ResNet-18 backbone option on a 161x161 search window (effdl_ros.tracking)"),
@@ -22,7 +22,7 @@ OWN = {
 
 
 def _build_ddi():
-    from effdl_ros.dynamic.model import DDIConfig, DDINet
+    from effdl_ros.ddi.model import DDIConfig, DDINet
 
     return DDINet(DDIConfig())
 
@@ -84,7 +84,7 @@ def make_own_workload(name: str, batch: int, *, pool_size: int = 2, seed: int = 
     """A dlbench Workload for one of effdl_ros's networks; raises ConfigError when it cannot be built."""
     import torch
 
-    from effdl_ros.bench.dlbench import Workload
+    from effdl_ros.bench.workload import Workload
 
     if name not in OWN:
         raise ConfigError(f"unknown own workload {name!r}; known: {', '.join(OWN)}")

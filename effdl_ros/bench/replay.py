@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from effdl_ros.errors import ConfigError, DataError
+from effdl_ros.resources import resolve_path
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 
@@ -64,8 +65,6 @@ def open_input(path, *, image_topic: Optional[str] = None, fps: float = 10.0,
                limit: Optional[int] = None) -> ReplayInput:
     """Recognise the input kind; all problems are DataErrors naming the file (and line)."""
     from effdl_ros.data import bags
-
-    from effdl_ros.resources import resolve_path
 
     path = resolve_path(str(path))  # as given, else the bundled file (samples/vtest from any folder)
     if fps <= 0:

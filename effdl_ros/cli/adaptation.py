@@ -7,7 +7,9 @@ import platform
 import sys
 from pathlib import Path
 
-from effdl_ros.atomic_io import atomic_write_json
+from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError, EffdlError
+from effdl_ros.resources import shared_data_dir
 
 
 def _positive(text: str) -> int:
@@ -52,9 +54,6 @@ def _config(args):
     return cfg
 
 
-def _write_json(path: str, data: dict) -> None:
-    atomic_write_json(path, data)
-
 def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", type=_names, required=True,
                    help="comma-separated labelled source domains, e.g. mnist5k,sklearn,opencv "
@@ -73,7 +72,6 @@ def _run_train(args) -> int:
     from effdl_ros.adaptation.domains import build_domains, canonical_name
     from effdl_ros.adaptation.nets import encoder_macs
     from effdl_ros.adaptation.ot_distance import feature_distance
-    from effdl_ros.errors import ConfigError
 
     torch.set_num_threads(args.threads)
     cfg = _config(args)
@@ -110,7 +108,7 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", type=_names, default=None,
                    help="digit source domains (default mnist5k,sklearn,opencv,opencv-inv)")
     p.add_argument("--target", default=None, help="digit target domain (default mnistm)")
-    p.add_argument("--json", default=None, help="write all rows as JSON here")
+    add_json_option(p, "write all rows as JSON here")
     p.add_argument("--save-model", default=None,
                    help="also write the MDDA (critic weights) digits model here, e.g. models/mdda_digits.pt")
     p.add_argument("--models-dir", default=None, help="segmentation checkpoints (default models/)")
@@ -150,8 +148,7 @@ def _run_bench(args) -> int:
                        "cpu_count": os.cpu_count(), "torch_threads": args.threads,
                        "torch": torch.__version__, "python": sys.version.split()[0]}}
     if args.task in ("digits", "all"):
-        from effdl_ros.adaptation.benchmark import (DEFAULT_SOURCES, DEFAULT_TARGET,
-                                                    run_digits_benchmark)
+        from effdl_ros.bench.adaptation import DEFAULT_SOURCES, DEFAULT_TARGET, run_digits_benchmark
 
         res = run_digits_benchmark(args.sources or DEFAULT_SOURCES, args.target or DEFAULT_TARGET,
                                    cfg=_config(args), seed=args.seed,
@@ -162,21 +159,17 @@ def _run_bench(args) -> int:
     if args.task in ("segmentation", "all"):
         out["segmentation"] = _bench_segmentation(args)
     if args.json:
-        _write_json(args.json, out)
-        print(f"wrote {args.json}")
+        write_json(args.json, out)
     return 1 if "error" in out.get("segmentation", {}) else 0
 
 
 def _bench_segmentation(args):
     """MADAN's rows from the segmentation helper's benchmark; says so when that part is missing."""
-    from effdl_ros.errors import EffdlError
-
     try:
-        from effdl_ros.segmentation import benchmark as seg_bench
+        from effdl_ros.bench import segmentation as seg_bench
     except ImportError as err:
-        print(f"\nsegmentation part missing: effdl_ros.segmentation.benchmark is not importable ({err})")
+        print(f"\nsegmentation part missing: effdl_ros.bench.segmentation is not importable ({err})")
         return {"missing": str(err)}
-    from effdl_ros.resources import shared_data_dir
 
     models_dir = Path(args.models_dir) if args.models_dir else Path("models")
     camvid = Path(args.camvid) if args.camvid else shared_data_dir() / "segmentation" / "camvid"

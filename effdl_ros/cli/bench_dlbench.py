@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from effdl_ros.cli.options import add_json_option, write_json
 
 
 def register(cli) -> None:
@@ -33,7 +36,7 @@ def _configure_dlbench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--energy", action="store_true",
                    help="also measure energy per sample with the first readable meter (NVML for cuda, "
                         "else RAPL, INA3221, battery); nothing is modelled here")
-    p.add_argument("--json", dest="json_out", default=None, help="write the run to this JSON file")
+    add_json_option(p, "write the run to this JSON file", dest="json_out")
 
 
 def _run_dlbench(args: argparse.Namespace) -> int:
@@ -81,27 +84,20 @@ def _run_dlbench(args: argparse.Namespace) -> int:
             print(f"  {w:<9} {mode:<5} batch {batch:>4}: " +
                   "  ".join(f"{t} thr x{s:.2f}" for t, s in by_t.items()))
     if args.json_out:
-        _write_json(args.json_out, run)
+        write_json(args.json_out, run, require_folder=True, say=None)
         print(f"\nwrote {args.json_out}")
     return 0
 
-
-def _write_json(path: str, data) -> None:
-    from effdl_ros.atomic_io import atomic_write_json
-
-    atomic_write_json(path, data, require_folder=True)
 
 def _configure_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="baseline run (e.g. host.json)")
     p.add_argument("b", help="other run (e.g. container.json)")
     p.add_argument("--any-device", action="store_true",
                    help="pair records that differ only by device (CPU run vs GPU run)")
-    p.add_argument("--json", dest="json_out", default=None, help="write the ratios to this JSON file")
+    add_json_option(p, "write the ratios to this JSON file", dest="json_out")
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from effdl_ros.bench import compare
 
     a, b = compare.load_run(Path(args.a)), compare.load_run(Path(args.b))
@@ -133,7 +129,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         if keys:
             print(f"{name}: " + "; ".join(" ".join(str(x) for x in k) for k in keys))
     if args.json_out:
-        _write_json(args.json_out, {"a": args.a, "b": args.b, "ratios": [
+        write_json(args.json_out, {"a": args.a, "b": args.b, "ratios": [
             {"key": list(r.key), "a_ms": r.a_ms, "b_ms": r.b_ms, "ratio": r.ratio, "low": r.low,
-             "high": r.high} for r in ratios]})
+             "high": r.high} for r in ratios]}, require_folder=True, say=None)
     return 0

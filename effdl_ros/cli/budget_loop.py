@@ -7,7 +7,9 @@ import math
 import sys
 from typing import Any, Dict
 
-from effdl_ros.atomic_io import atomic_write_bytes, atomic_write_json
+from effdl_ros.atomic_io import atomic_write_bytes
+from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError
 
 
 def register(cli) -> None:
@@ -29,7 +31,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deadband", type=float, default=0.05, help="the monitor's PI deadband (default 0.05)")
     p.add_argument("--config", default=None, help="pipeline YAML (default: the shipped config/pipeline.yaml)")
     p.add_argument("--plot", default="budget_loop.png", help="PNG to write ('' for none)")
-    p.add_argument("--json", default="", help="write the periods and figures to this JSON file")
+    add_json_option(p, "write the periods and figures to this JSON file")
 
 
 def _f(v: float, digits: int = 3) -> str:
@@ -48,7 +50,6 @@ def _min_shares(config) -> Dict[str, float]:
 
 def _run(args: argparse.Namespace) -> int:
     from effdl_ros.bench.budget_loop import MODEL_NODES, figures, run
-    from effdl_ros.errors import ConfigError
 
     if args.duration <= args.calibrate + 10 or args.calibrate < 5 or args.fps <= 0:
         raise ConfigError("need --calibrate >= 5 s, --duration > --calibrate + 10 s and --fps > 0.")
@@ -77,8 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     Console().print(t)
     _print_knobs(result)
     if args.json:
-        atomic_write_json(args.json, result)
-        print(f"json: {args.json}")
+        write_json(args.json, result, say="json:")
     if args.plot:
         plot(result, args.plot)
         print(f"plot: {args.plot}")

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 from pathlib import Path
+
+from effdl_ros.atomic_io import atomic_write_text
+from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError
 
 
 def _ints(text: str):
@@ -54,17 +58,14 @@ def configure_train(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import math
-
     import torch
     from tqdm import tqdm
 
-    from effdl_ros.dynamic.checkpoint import save_checkpoint
-    from effdl_ros.dynamic.data import load_task
-    from effdl_ros.dynamic.engine import DDIEngine
-    from effdl_ros.dynamic.model import DDIConfig
-    from effdl_ros.dynamic.train import TrainSettings, train
-    from effdl_ros.errors import ConfigError
+    from effdl_ros.ddi.checkpoint import save_checkpoint
+    from effdl_ros.ddi.data import load_task
+    from effdl_ros.ddi.engine import DDIEngine
+    from effdl_ros.ddi.model import DDIConfig
+    from effdl_ros.ddi.train import TrainSettings, train
 
     if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
         raise ConfigError("--epochs, --batch-size and --threads must be >= 1")
@@ -91,12 +92,12 @@ def run_train(args: argparse.Namespace) -> int:
                              truncate_prob=args.truncate_prob, distill=args.distill,
                              temperature=args.temperature, device=args.device)
     if args.init_from:
-        from effdl_ros.dynamic.checkpoint import load_checkpoint
+        from effdl_ros.ddi.checkpoint import load_checkpoint
 
         base, _ = load_checkpoint(args.init_from)
         settings.init_state = base.state_dict()
     if args.teacher:
-        from effdl_ros.dynamic.checkpoint import load_checkpoint
+        from effdl_ros.ddi.checkpoint import load_checkpoint
 
         settings.teacher, _ = load_checkpoint(args.teacher)
     bar = tqdm(total=0, unit="step", desc=f"train ddi {args.data}", file=sys.stderr)
@@ -151,8 +152,6 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def _write_card(path: Path, result, meta, config) -> None:
-    from effdl_ros.atomic_io import atomic_write_text
-
     size_kib = path.stat().st_size / 1024
     params = sum(p.numel() for p in result.model.parameters())
     lines = [
@@ -179,7 +178,7 @@ def _write_card(path: Path, result, meta, config) -> None:
     ]
     if config.gated:
         lines.append(f"- mean executed share of gateable block MACs on the test set: {meta['gate_share']:.3f}")
-    lines += ["", "Measured batch-1 CPU figures: `effdl-ros bench ddi` (docs/readme/04-ddi.md).", ""]
+    lines += ["", "Measured batch-1 CPU figures: `effdl-ros bench ddi` (docs/ddi.md).", ""]
     card = path.with_suffix(".md")
     atomic_write_text(card, "\n".join(lines))
 
@@ -194,12 +193,12 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-test", type=int, default=2000, help="items per task (evenly spaced subset; 0 = all)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the timed runs (default 1)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
-    p.add_argument("--json", default="", help="write the results here")
+    add_json_option(p, "write the results here")
     p.add_argument("--plot", default="", help="write an accuracy-vs-MACs plot (PNG) here")
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from effdl_ros.dynamic.bench import BenchOptions, format_table, plot, run_benchmark
+    from effdl_ros.bench.ddi import BenchOptions, format_table, plot, run_benchmark
 
     opts = BenchOptions(tasks=[t for t in args.data.split(",") if t], models_dir=Path(args.models),
                         fractions=args.fractions or [1.0, 0.5, 0.3, 0.25, 0.2, 0.15, 0.1],
@@ -208,9 +207,7 @@ def run_bench(args: argparse.Namespace) -> int:
     results = run_benchmark(opts)
     print(format_table(results))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
-        print(f"wrote {args.json}")
+        write_json(args.json, results)
     if args.plot:
         plot(results, Path(args.plot))
         print(f"wrote {args.plot}")

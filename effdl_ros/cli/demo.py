@@ -13,6 +13,8 @@ import math
 import time
 from pathlib import Path
 
+from effdl_ros.errors import ConfigError
+
 #: a pedestrian in the first frame of samples/vtest (x, y, w, h in pixels of the 320x240 frames)
 DEMO_BOX = (144.0, 82.0, 16.0, 33.0)
 
@@ -62,15 +64,14 @@ def _table(record, index: int, total, fps: float, phase: str):
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from effdl_ros.errors import ConfigError
     from effdl_ros.runtime import backend
 
     backend.select("inproc")
     from effdl_ros.bench.replay import Pacer, open_input
     from effdl_ros.bench.report import write_report
-    from effdl_ros.cli.graph import checked_pipeline
-    from effdl_ros.cli.replay import replay
+    from effdl_ros.graph.replay import replay
     from effdl_ros.graph.signals import StopRequested, stop_on_signals
+    from effdl_ros.graph.validate import checked_pipeline
     from effdl_ros.runtime import Parameter
     from effdl_ros.viz.foxglove_bridge import start_from_args as start_foxglove
 

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import math
+import platform
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from effdl_ros.atomic_io import atomic_write_bytes, atomic_write_json
+from effdl_ros.atomic_io import atomic_write_bytes
+from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError
 
 
 def register(cli) -> None:
@@ -22,8 +26,6 @@ def register(cli) -> None:
             configure=_configure_bench, run=_run_bench)
 
 
-def _write_json(path: str, data: Any) -> None:
-    atomic_write_json(path, data)
 
 def _fmt(v: float, unit: str = "") -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3g}{unit}"
@@ -155,14 +157,10 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", default="1,3,224,224", help="input shape, comma-separated (default 1,3,224,224)")
     p.add_argument("--profiles", default="all", help="comma-separated profile names, or all")
     p.add_argument("--profiles-file", default=None, help="YAML of profiles (default config/energy_profiles.yaml)")
-    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    add_json_option(p, "also write the figures to this JSON file")
 
 
 def _import(spec: str, what: str):
-    import importlib
-
-    from effdl_ros.errors import ConfigError
-
     module_name, _, attr = spec.partition(":")
     try:
         return getattr(importlib.import_module(module_name), attr)
@@ -173,8 +171,6 @@ def _import(spec: str, what: str):
 def _as_module(obj, spec: str):
     import torch
 
-    from effdl_ros.errors import ConfigError
-
     items = obj if isinstance(obj, (tuple, list)) else [obj]
     for item in items:
         if isinstance(item, torch.nn.Module):
@@ -183,8 +179,6 @@ def _as_module(obj, spec: str):
 
 
 def _build_model(spec: str, loader: Optional[str] = None):
-    from effdl_ros.errors import ConfigError
-
     if loader is not None or Path(spec).suffix in (".pt", ".pth", ".safetensors"):
         if loader is None:
             raise ConfigError(f"model {spec!r} is a checkpoint file: say how to load it with --loader module:function.")
@@ -207,7 +201,6 @@ def _run_profile(args: argparse.Namespace) -> int:
     import torch
 
     from effdl_ros.energy.cost_model import count_work, load_profiles, ops_energy_j
-    from effdl_ros.errors import ConfigError
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     try:
@@ -243,74 +236,17 @@ def _run_profile(args: argparse.Namespace) -> int:
                   f"{1e3 * (total - mem):.2f}", f"{1e3 * mem:.2f}", f"{1e3 * total:.2f}")
     Console().print(t)
     if args.json:
-        _write_json(args.json, {"model": args.model, "input": list(shape), "macs": work.macs, "flops": work.flops,
-                                "bytes": work.bytes, "parameters": params, "per_profile": rows})
+        write_json(args.json, {"model": args.model, "input": list(shape), "macs": work.macs, "flops": work.flops,
+                                "bytes": work.bytes, "parameters": params, "per_profile": rows}, say=None)
     return 0
 
 
 # ---------------------------------------------------------------------------------------------- loop
 
 def _configure_loop(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plot", default="docs/figures/energy_closed_loop.png", help="PNG to write ('' for none)")
-    p.add_argument("--json", default="", help="also write the trace and figures to this JSON file")
+    p.add_argument("--plot", default="docs/results/energy_closed_loop.png", help="PNG to write ('' for none)")
+    add_json_option(p, "also write the trace and figures to this JSON file")
     p.add_argument("--seed", type=int, default=0)
-
-
-def run_loop_scenario(seed: int = 0) -> Dict[str, Any]:
-    """The README scenario through real nodes on the inproc backend, simulated clock: total 12 -> 6 -> 12 W."""
-    from effdl_ros.energy.budget_policy import settling
-    from effdl_ros.nodes.energy_monitor import EnergyMonitorNode
-    from effdl_ros.nodes.synthetic_load import SyntheticLoadNode
-    from effdl_ros.runtime import Node, Parameter
-    from effdl_ros.runtime.messages import EnergyReport
-    from effdl_ros.runtime.testing import InprocGraph
-
-    P = lambda k, v: Parameter(k, value=v)  # noqa: E731
-    loads = {
-        "ddi": [P("item_rate_hz", 20.0), P("cost_per_item_j", 0.25), P("assumed_cost_per_item_j", 0.2),
-                P("static_j_per_item", 0.005)],
-        "segmentation": [P("item_rate_hz", 10.0), P("cost_per_item_j", 0.8), P("assumed_cost_per_item_j", 1.0)],
-        "tracker": [P("item_rate_hz", 30.0), P("cost_per_item_j", 0.25), P("noise", 0.05)],
-    }
-    steps = [(20.5, 6.0), (40.5, 12.0)]
-    trace: Dict[str, Any] = {"reports": {f"/{n}": [] for n in loads}, "allocation": {f"/{n}": [] for n in loads},
-                             "command": {f"/{n}": [] for n in loads}, "total": []}
-    with InprocGraph(simulated=True) as g:
-        t0 = g.time.now_ns() * 1e-9
-        mon = g.add(EnergyMonitorNode, parameter_overrides=[
-            P("total_power_w", 12.0), P("meter", "none"), P("nodes", [f"/{n}" for n in loads]),
-            P("priorities", [1.0, 2.0, 1.0]), P("min_shares", [0.0, 0.0, 0.2])])
-        g.step(0.37)  # report timers out of phase with the budget timer
-        for i, (name, params) in enumerate(loads.items()):
-            g.add(SyntheticLoadNode, node_name=name, parameter_overrides=params + [P("seed", seed + i)])
-        rec = g.add(lambda **kw: Node("recorder", **kw))
-        clock = rec.get_clock()
-        rec.create_subscription(EnergyReport, "energy/reports", lambda m: trace["reports"].setdefault(m.node, []).append(
-            (clock.now().nanoseconds * 1e-9 - t0, float(m.power_w))), 10)
-        schedule = dict(steps)
-        g.step(0.13)
-        t = 0.5
-        while t < 60.5 - 1e-9:
-            if round(t, 2) in schedule:
-                mon.set_parameters([P("total_power_w", schedule[round(t, 2)])])
-            g.step(0.5)
-            t = round(t + 0.5, 2)
-            if mon.last is not None:
-                trace["total"].append((mon.last.stamp - t0, mon.last.total_power_w))
-                for b in mon.last.budgets:
-                    trace["allocation"][b.node].append((mon.last.stamp - t0, b.allocation_w))
-                    trace["command"][b.node].append((mon.last.stamp - t0, b.power_w))
-    figures = {}
-    for t_step, total in steps:
-        until = next((s for s, _ in steps if s > t_step), math.inf)
-        for node, pts in trace["reports"].items():
-            alloc = trace["allocation"][node]
-            before = [a for ta, a in alloc if ta < t_step][-1]
-            after = [a for ta, a in alloc if ta > t_step][0]
-            fig = settling([p[0] for p in pts if p[0] < until], [p[1] for p in pts if p[0] < until],
-                           t_step=t_step, target=after, before=before, period_s=1.0)
-            figures[f"{node}@{t_step:g}s"] = {"from_w": before, "to_w": after, **fig}
-    return {"trace": trace, "figures": figures, "steps": steps}
 
 
 def _plot_loop(result: Dict[str, Any], path: str) -> None:
@@ -353,10 +289,11 @@ def _dedupe(points):
 
 
 def _run_loop(args: argparse.Namespace) -> int:
+    from effdl_ros.bench.energy import closed_loop_scenario
     from effdl_ros.runtime import backend
 
     backend.select("inproc")
-    result = run_loop_scenario(args.seed)
+    result = closed_loop_scenario(args.seed)
     from rich.console import Console
     from rich.table import Table
 
@@ -375,7 +312,7 @@ def _run_loop(args: argparse.Namespace) -> int:
         _plot_loop(result, args.plot)
         print(f"plot: {args.plot}")
     if args.json:
-        _write_json(args.json, result)
+        write_json(args.json, result, say=None)
     return 0 if ok else 1
 
 
@@ -384,56 +321,16 @@ def _run_loop(args: argparse.Namespace) -> int:
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--items", type=int, default=20000, help="items per variant (default 20000)")
     p.add_argument("--repeats", type=int, default=5, help="repeats; the median is reported (default 5)")
-    p.add_argument("--json", default="", help="also write the figures to this JSON file")
+    add_json_option(p, "also write the figures to this JSON file")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    import platform
-    import statistics
-    import tempfile
-
-    from effdl_ros.energy.accountant import Accountant
-    from effdl_ros.energy.meters import RaplMeter, detect_meter
-    from effdl_ros.errors import ConfigError
+    from effdl_ros.bench.energy import accountant_overhead
 
     if args.items <= 0 or args.repeats <= 0:
         raise ConfigError("--items and --repeats must be > 0.")
     n = args.items
-
-    def baseline():
-        for _ in range(n):
-            pass
-
-    def loop(acct, macs):
-        def run():
-            for _ in range(n):
-                with acct.item() as item:
-                    item.macs = macs
-                    item.compute_fraction = 0.5
-        return run
-
-    variants = {"no accounting (baseline loop)": baseline,
-                "accountant, cost model (MACs set)": loop(Accountant("/bench"), 10**6),
-                "accountant, wall-time x TDP mode": loop(Accountant("/bench"), 0)}
-    tmp = tempfile.TemporaryDirectory()
-    root = Path(tmp.name)
-    (root / "intel-rapl:0").mkdir()
-    for f, v in (("name", "package-0"), ("energy_uj", "123456789"), ("max_energy_range_uj", "262143328850")):
-        (root / "intel-rapl:0" / f).write_text(v + "\n")
-    variants["accountant, RAPL reader on a tmpfs file tree (2 reads/item)"] = loop(
-        Accountant("/bench", meter=RaplMeter(root)), 0)
-    meter, _ = detect_meter()
-    if meter is not None:
-        variants[f"accountant, this machine's meter {meter.name} (measured)"] = loop(Accountant("/bench", meter=meter), 0)
-    times = {}
-    for name, fn in variants.items():
-        runs = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            fn()
-            runs.append(time.perf_counter() - t)
-        times[name] = statistics.median(runs)
-    tmp.cleanup()
+    times = accountant_overhead(n, args.repeats)
     base = times["no accounting (baseline loop)"]
     from rich.console import Console
     from rich.table import Table
@@ -451,5 +348,5 @@ def _run_bench(args: argparse.Namespace) -> int:
         t.add_row(name, f"{per:.2f}", "-" if sec is base else f"{over:.2f}")
     Console().print(t)
     if args.json:
-        _write_json(args.json, {"items": n, "repeats": args.repeats, "rows": rows, "measured": True})
+        write_json(args.json, {"items": n, "repeats": args.repeats, "rows": rows, "measured": True}, say=None)
     return 0

@@ -27,27 +27,13 @@ def add_remap_option(parser: argparse.ArgumentParser) -> None:
                              "(repeatable; wins over the file's remappings)")
 
 
+from effdl_ros.graph.validate import checked_pipeline  # noqa: E402,F401 - the commands' entry to it
+
+
 def default_config() -> str:
-    from effdl_ros.resources import share_path
+    from effdl_ros.graph.launch import default_pipeline
 
-    return str(share_path("config", "pipeline.yaml"))
-
-
-def checked_pipeline(config, remaps=(), namespace=None):
-    """Load and validate the whole pipeline file (and the command-line remappings) before any node
-    starts; a ConfigError names the file, the node and the problem. `namespace` is pushed onto
-    every node afterwards (effdl_ros.graph.names)."""
-    from effdl_ros.graph.names import apply_namespace, normalize_namespace
-    from effdl_ros.graph.validate import apply_remaps, parse_remap, validate_pipeline
-    from effdl_ros.runtime.launch import load_pipeline
-
-    normalize_namespace(namespace)  # a bad --namespace is refused before the file is read
-    pipeline = load_pipeline(config or default_config())
-    extra = [parse_remap(text) for text in remaps]
-    validate_pipeline(pipeline, extra_remaps=extra)
-    apply_remaps(pipeline, extra)
-    apply_namespace(pipeline, namespace)
-    return pipeline
+    return default_pipeline()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -76,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_inproc(pipeline, end, started, foxglove=None) -> None:
-    from effdl_ros.runtime.launch import create_nodes
+    from effdl_ros.graph.launch import create_nodes
     from effdl_ros.runtime.testing import InprocGraph
 
     with InprocGraph(backend="inproc") as graph:
@@ -91,8 +77,8 @@ def _run_inproc(pipeline, end, started, foxglove=None) -> None:
 def _run_supervised(pipeline, end, started, foxglove=None) -> None:
     import signal
 
+    from effdl_ros.graph.launch import Supervisor
     from effdl_ros.graph.signals import StopRequested
-    from effdl_ros.runtime.launch import Supervisor
 
     supervisor = Supervisor(pipeline, backend="dds")
     signum = signal.SIGINT

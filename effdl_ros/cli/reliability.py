@@ -7,7 +7,9 @@ import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+
+from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError
 
 
 def register(cli) -> None:
@@ -20,11 +22,6 @@ def register(cli) -> None:
     cli.add("bench", "respawn", help="kill -9 each node of a supervised dds graph in turn: restarts and survivors",
             configure=_configure_respawn, run=_run_respawn)
 
-
-def _write_json(path: str, data: Any) -> None:
-    from effdl_ros.atomic_io import atomic_write_json
-
-    print(f"wrote {atomic_write_json(path, data)}")
 
 
 def _f(v: float, digits: int = 3) -> str:
@@ -41,11 +38,10 @@ def _configure_fuzz(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="pipeline YAML whose parameters the node starts with")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pace", type=float, default=0.001, help="dds only: seconds between messages (default 0.001)")
-    p.add_argument("--json", default=None, help="write the results here")
+    add_json_option(p, "write the results here")
 
 
 def _run_fuzz(args: argparse.Namespace) -> int:
-    from effdl_ros.errors import ConfigError
     from effdl_ros.runtime import backend
 
     if args.count < 1:
@@ -60,11 +56,11 @@ def _run_fuzz(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from effdl_ros.reliability.fuzz import fuzz_dds, fuzz_inproc
+    from effdl_ros.graph.fuzz import fuzz_dds, fuzz_inproc
 
     params = {}
     if args.config:
-        from effdl_ros.runtime.launch import load_pipeline
+        from effdl_ros.graph.launch import load_pipeline
 
         params = {s.executable: s.parameters for s in load_pipeline(args.config).nodes}
     reports = []
@@ -77,7 +73,7 @@ def _run_fuzz(args: argparse.Namespace) -> int:
         reports.append(run(name, **kwargs))
     _print_fuzz(reports)
     if args.json:
-        _write_json(args.json, {"backend": args.backend, "count": args.count, "seed": args.seed,
+        write_json(args.json, {"backend": args.backend, "count": args.count, "seed": args.seed,
                                 "nodes": [r.to_dict() for r in reports]})
     return 0 if all(r.ok for r in reports) else 1
 
@@ -117,7 +113,7 @@ def _configure_soak(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=1800.0, help="seconds (default 1800)")
     p.add_argument("--warmup", type=float, default=None, help="seconds before the RSS baseline (default 10%%, >= 5 s)")
     p.add_argument("--max-growth", type=float, default=5.0, help="RSS growth goal after warm-up, %% (default 5)")
-    p.add_argument("--json", default=None, help="write the results (with the RSS series) here")
+    add_json_option(p, "write the results (with the RSS series) here")
 
 
 def _run_soak(args: argparse.Namespace) -> int:
@@ -127,7 +123,7 @@ def _run_soak(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from effdl_ros.reliability.soak import run_soak, write_soak_pipeline
+    from effdl_ros.graph.soak import run_soak, write_soak_pipeline
 
     with tempfile.TemporaryDirectory(prefix="effdl_soak_") as tmp:
         config = args.config or write_soak_pipeline(Path(tmp) / "soak.yaml", Path(tmp))
@@ -158,7 +154,7 @@ def _run_soak(args: argparse.Namespace) -> int:
     print(f"queues bounded: {'yes' if report.queues_bounded else 'NO'}; p99 ok = p99 callback time within the "
           f"frame period ({period:.1f} ms) and the node's budget deadline")
     if args.json:
-        _write_json(args.json, report.to_dict())
+        write_json(args.json, report.to_dict())
     grew = math.isfinite(report.rss_growth_pct) and report.rss_growth_pct >= args.max_growth
     return 1 if grew or not report.queues_bounded else 0
 
@@ -169,12 +165,11 @@ def _configure_save_kill(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=100, help="kills per method (default 100)")
     p.add_argument("--max-delay", type=float, default=0.25, help="kill after uniform(0.01, this) s (default 0.25)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None)
+    add_json_option(p)
 
 
 def _run_save_kill(args: argparse.Namespace) -> int:
-    from effdl_ros.errors import ConfigError
-    from effdl_ros.reliability.savekill import compare
+    from effdl_ros.graph.savekill import compare
 
     if args.trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {args.trials}")
@@ -189,7 +184,7 @@ def _run_save_kill(args: argparse.Namespace) -> int:
         for e in r.errors:
             print(f"    e.g. {e}")
     if args.json:
-        _write_json(args.json, {"trials": args.trials, "results": [dict(r.__dict__) for r in results]})
+        write_json(args.json, {"trials": args.trials, "results": [dict(r.__dict__) for r in results]})
     atomic = [r for r in results if r.method == "atomic"]
     return 0 if atomic and atomic[0].unloadable == 0 else 1
 
@@ -200,11 +195,11 @@ def _configure_respawn(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default=None,
                    help="pipeline YAML (default: energy_monitor + two synthetic loads, all with respawn)")
     p.add_argument("--rounds", type=int, default=1, help="times each node is killed (default 1)")
-    p.add_argument("--json", default=None)
+    add_json_option(p)
 
 
 def _run_respawn(args: argparse.Namespace) -> int:
-    from effdl_ros.reliability.respawn import kill_rounds, write_respawn_pipeline
+    from effdl_ros.graph.respawn import kill_rounds, write_respawn_pipeline
 
     with tempfile.TemporaryDirectory(prefix="effdl_respawn_") as tmp:
         config = args.config or write_respawn_pipeline(Path(tmp) / "respawn.yaml")
@@ -216,5 +211,5 @@ def _run_respawn(args: argparse.Namespace) -> int:
               f"{_f(k.budget_s):>8} {'yes' if k.others_alive else 'NO':>12}  {k.diagnostics}")
     print(f"kills survived: {result.survived}/{len(result.kills)}")
     if args.json:
-        _write_json(args.json, {"kills": [dict(k.__dict__) for k in result.kills], "survived": result.survived})
+        write_json(args.json, {"kills": [dict(k.__dict__) for k in result.kills], "survived": result.survived})
     return 0 if result.survived == len(result.kills) else 1

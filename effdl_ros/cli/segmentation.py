@@ -6,10 +6,14 @@ on a bare GPU machine needs no other command module.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
+
+from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError, DataError, EffdlError
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
@@ -53,7 +57,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="processes that render the source scenes")
     p.add_argument("--samples", default=None, help="write a PNG of rendered vs adapted source images")
-    p.add_argument("--json", default=None, help="write what was trained (iterations, seconds) as JSON")
+    add_json_option(p, "write what was trained (iterations, seconds) as JSON")
     p.add_argument("--save-generators", action="store_true",
                    help="also keep each adapted checkpoint's source->target generators as <stem>_generators.pt "
                         "(to re-make the adapted scenes and retrain segmenters without the GAN stage)")
@@ -61,7 +65,6 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 
 def _camvid_root(arg: Optional[str]) -> Path:
     from effdl_ros.data.camvid import default_root
-    from effdl_ros.errors import DataError
 
     root = Path(arg) if arg else default_root()
     if not (root / "train").is_dir():
@@ -71,10 +74,6 @@ def _camvid_root(arg: Optional[str]) -> Path:
 
 def _plan(args: argparse.Namespace):
     """The preset's Plan with the command line's time budget and GAN batch."""
-    import math
-    from dataclasses import replace
-
-    from effdl_ros.errors import ConfigError
     from effdl_ros.segmentation.train import PRESETS
 
     plan = PRESETS[args.preset]
@@ -107,12 +106,10 @@ def _train_command(args: argparse.Namespace) -> str:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import math
     import shutil
 
     import torch
 
-    from effdl_ros.errors import ConfigError
     from effdl_ros.segmentation.domains import check_sources, load_target
     from effdl_ros.segmentation.train import train_all
 
@@ -165,7 +162,7 @@ def _run_train(args: argparse.Namespace) -> int:
         log(f"wrote {out} and its model card {card}")
         shutil.rmtree(work_dir, ignore_errors=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+        write_json(args.json, res, say=None)
     if args.quick_eval:
         from effdl_ros.segmentation.parallel import quick_eval
 
@@ -173,7 +170,7 @@ def _run_train(args: argparse.Namespace) -> int:
         ev = quick_eval(paths, root or _camvid_root(args.camvid_root), device=args.device, height=plan.height, width=plan.width)
         for k, v in ev.items():
             print(f"quick eval (val at {plan.height}x{plan.width}) {k}: mIoU {100 * v['miou']:.1f}", flush=True)
-        _write_json(Path(args.quick_eval), ev)
+        write_json(Path(args.quick_eval), ev, say=None)
     return 0
 
 
@@ -185,14 +182,13 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the timing")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
-    p.add_argument("--json", default=None, help='write {"miou","per_class","pixel_acc","ms_per_frame"}')
+    add_json_option(p, 'write {"miou","per_class","pixel_acc","ms_per_frame"}')
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from effdl_ros.errors import ConfigError
-    from effdl_ros.segmentation.benchmark import evaluate_pairs, folder_pairs
+    from effdl_ros.bench.segmentation import evaluate_pairs, folder_pairs
     from effdl_ros.segmentation.network import load_checkpoint
 
     if not 0.1 <= args.scale <= 2.0:
@@ -210,21 +206,16 @@ def _run_eval(args: argparse.Namespace) -> int:
     for name, v in r["per_class"].items():
         print(f"  {name:<11} {'-' if v is None else f'{100 * v:.1f}'}")
     if args.json:
-        _write_json(Path(args.json), {k: r[k] for k in ("miou", "per_class", "pixel_acc", "ms_per_frame", "frames")})
+        write_json(Path(args.json), {k: r[k] for k in ("miou", "per_class", "pixel_acc", "ms_per_frame", "frames")}, say=None)
     return 0
 
-
-def _write_json(path: Path, obj) -> None:
-    from effdl_ros.atomic_io import atomic_write_json
-
-    atomic_write_json(path, obj)
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None, help="folder of madan_*.pt (default: the package's models/)")
     p.add_argument("--camvid-root", default=None)
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", default=None)
+    add_json_option(p)
     p.add_argument("--figure", default=None, help="also write a PNG of predictions on three val frames")
     p.add_argument("--sources", default="sunny,dusk",
                    help="the sources the checkpoints were trained from (as given to train madan)")
@@ -235,7 +226,7 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from effdl_ros.segmentation.benchmark import run_segmentation_benchmark, summary
+    from effdl_ros.bench.segmentation import run_segmentation_benchmark, summary
 
     torch.set_num_threads(max(1, args.threads))
     if args.models:
@@ -261,9 +252,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     print(f"CamVid {args.eval_on}, {rows[0]['frames']} frames, CPU, {torch.get_num_threads()} threads; "
           "times measured in this run")
     if args.json:
-        _write_json(Path(args.json), {"rows": rows, "summary": s})
+        write_json(Path(args.json), {"rows": rows, "summary": s}, say=None)
     if args.figure:
-        from effdl_ros.segmentation.benchmark import qualitative_figure
+        from effdl_ros.bench.segmentation import qualitative_figure
 
         print(f"figure: {qualitative_figure(models, _camvid_root(args.camvid_root), Path(args.figure), sources=sources)}")
     return 0
@@ -277,15 +268,14 @@ def _configure_scales(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
     p.add_argument("--fp16", action="store_true", help="CUDA autocast to float16 (GPU only)")
-    p.add_argument("--json", default=None)
+    add_json_option(p)
 
 
 def _run_scales(args: argparse.Namespace) -> int:
     import torch
 
+    from effdl_ros.bench.segmentation import scale_sweep
     from effdl_ros.data.camvid import pairs
-    from effdl_ros.errors import ConfigError
-    from effdl_ros.segmentation.benchmark import scale_sweep
     from effdl_ros.segmentation.network import load_checkpoint
 
     torch.set_num_threads(max(1, args.threads))
@@ -318,7 +308,7 @@ def _run_scales(args: argparse.Namespace) -> int:
           "mIoU and times (median over frames of the best of 3) measured in this run; the output is always "
           "upsampled to the frame's full size")
     if args.json:
-        _write_json(Path(args.json), {"model": str(path), "rows": rows})
+        write_json(Path(args.json), {"model": str(path), "rows": rows}, say=None)
     return 0
 
 
@@ -335,7 +325,6 @@ def register(cli) -> None:
 
 def _standalone(argv: Optional[Sequence[str]] = None) -> int:
     from effdl_ros.cli.registry import CommandRegistry
-    from effdl_ros.errors import EffdlError
 
     reg = CommandRegistry()
     register(reg)

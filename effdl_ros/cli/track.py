@@ -24,18 +24,7 @@ def parse_box(text: str):
     return box
 
 
-def init_message(box, frame_id: str = "camera"):
-    """The Detection2D that asks the tracker to follow the box x, y, w, h (centre and size)."""
-    from effdl_ros.runtime.messages import Detection2D
-
-    x, y, w, h = box
-    msg = Detection2D()
-    msg.header.frame_id = frame_id
-    msg.bbox.center.position.x = x + w / 2
-    msg.bbox.center.position.y = y + h / 2
-    msg.bbox.size_x = w
-    msg.bbox.size_y = h
-    return msg
+from effdl_ros.graph.session import init_message  # noqa: E402,F401 - built there, used here and by the replay
 
 
 def _configure(p: argparse.ArgumentParser) -> None:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
+from effdl_ros.cli.options import add_json_option, write_json
 from effdl_ros.errors import ConfigError
+from effdl_ros.resources import share_path, shared_data_dir
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
@@ -37,10 +38,8 @@ def _run_train(a: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from effdl_ros.resources import shared_data_dir
     from effdl_ros.tracking.synth import load_texture_bank
-    from effdl_ros.tracking.train import (MetaTrainer, TrainSettings, default_image_paths, load_digit_masks,
-                                          save_atomic)
+    from effdl_ros.tracking.train import MetaTrainer, TrainSettings, default_image_paths, load_digit_masks, save_atomic
 
     if a.iterations < 1 or a.batch < 1:
         raise ConfigError("--iterations and --batch must be >= 1")
@@ -87,8 +86,9 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trackers", default="roam,csrt,kcf,mil",
                    help="comma-separated: roam, roam:CHECKPOINT, roam-level0..4 (a budget level's knobs), "
                         "roam-untrained, csrt, kcf, mil (default roam,csrt,kcf,mil)")
-    p.add_argument("--model", type=Path, default=None, help="ROAM checkpoint (default models/roam_r18l1.pt, the node default)")
-    p.add_argument("--json", type=Path, default=None, help="write results here")
+    p.add_argument("--model", type=Path, default=None,
+                   help="ROAM checkpoint (default models/roam_r18l1.pt, the node default)")
+    add_json_option(p, "write results here")
     p.add_argument("--plot", type=Path, default=None, help="write the OTB success plot here (.png)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for torch and OpenCV (default 1: on a busy 2-core machine more threads slow both)")
@@ -101,8 +101,6 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def default_model_path() -> Path:
-    from effdl_ros.resources import share_path
-
     try:
         return share_path("models", "roam_r18l1.pt")
     except FileNotFoundError:
@@ -114,12 +112,10 @@ def _run_eval(a: argparse.Namespace) -> int:
     import torch
 
     from effdl_ros.data.sequences import load_sequence
+    from effdl_ros.device import resolve_device
     from effdl_ros.tracking.baselines import OPENCV_TRACKERS, OpenCVTracker
     from effdl_ros.tracking.evaluate import evaluate, success_plot
-    from effdl_ros.tracking.tracker import RoamTracker, TrackerSettings, load_model, random_model
-
-    from effdl_ros.device import resolve_device
-    from effdl_ros.tracking.tracker import move_model
+    from effdl_ros.tracking.tracker import RoamTracker, TrackerSettings, load_model, move_model, random_model
 
     device = resolve_device(a.device, what="--device")
     torch.set_num_threads(max(1, a.threads))
@@ -166,11 +162,7 @@ def _run_eval(a: argparse.Namespace) -> int:
                           "search_size": settings.search_size}}
     _print_table(result)
     if a.json:
-        from effdl_ros.atomic_io import atomic_write_text
-
-        slim = json.loads(json.dumps(result))
-        atomic_write_text(a.json, json.dumps(slim, indent=1))
-        print(f"wrote {a.json}")
+        write_json(a.json, result)
     if a.plot:
         success_plot(result, a.plot)
         print(f"wrote {a.plot}")

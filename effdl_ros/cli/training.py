@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from effdl_ros.atomic_io import atomic_write_json
+from effdl_ros.cli.options import add_json_option, write_json
+from effdl_ros.errors import ConfigError
 
 
 def _common(p: argparse.ArgumentParser, *, data_default: str = "sklearn") -> None:
@@ -17,19 +18,12 @@ def _common(p: argparse.ArgumentParser, *, data_default: str = "sklearn") -> Non
 def _set_threads(n: int) -> None:
     import torch
 
-    from effdl_ros.errors import ConfigError
-
     if n < 1:
         raise ConfigError(f"--threads must be >= 1, got {n}")
     torch.set_num_threads(n)
 
 
-def _write_json(path: str, obj) -> None:
-    print(f"wrote {atomic_write_json(path, obj)}")
-
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    from effdl_ros.errors import ConfigError
-
     if not (value > 0 or (allow_zero and value == 0)):
         raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
@@ -62,7 +56,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch (E2-Train: 128)")
     p.add_argument("--out", default=None, help="checkpoint to write (atomically), e.g. models/x.pt")
-    p.add_argument("--json", default=None, help="also write the figures as JSON")
+    add_json_option(p, "also write the figures as JSON")
     _common(p)
 
 
@@ -70,7 +64,6 @@ def _run_train(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     from tqdm import tqdm
 
-    from effdl_ros.errors import ConfigError
     from effdl_ros.training.checkpoint import save_checkpoint
     from effdl_ros.training.e2train import E2TrainConfig, modelled_energy_j
     from effdl_ros.training.experiments import load_data, run_e2train, validation_split
@@ -105,7 +98,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     model, result = run_e2train(data, args.model, cfg, gate_bias=3.0, on_iteration=on_iteration)
     bar.close()
-    print(f"{args.data}: {'validation' if args.validation else 'test'} top-1 {result['accuracy']:.4f} (all blocks {result['accuracy_all_blocks']:.4f}), "
+    print(f"{args.data}: {'validation' if args.validation else 'test'} top-1 {result['accuracy']:.4f} "
+          f"(all blocks {result['accuracy_all_blocks']:.4f}), "
           f"executed training MACs {result['executed_train_macs'] / 1e9:.2f} G = "
           f"{result['executed_train_macs'] / result['dense_train_macs']:.1%} of dense, wall "
           f"{result['wall_s']:.1f} s (measured), energy {result['modelled_energy_j']:.3f} J (modelled)")
@@ -118,7 +112,7 @@ def _run_train(args: argparse.Namespace) -> int:
         save_checkpoint(args.out, model.state_dict(), model.config.to_dict(), meta)
         print(f"wrote {args.out}")
     if args.json:
-        _write_json(args.json, {"config": vars(cfg) if hasattr(cfg, "__dict__") else {}, **result})
+        write_json(args.json, {"config": vars(cfg) if hasattr(cfg, "__dict__") else {}, **result})
     return 0
 
 
@@ -134,7 +128,7 @@ def _configure_prune(p: argparse.ArgumentParser) -> None:
                    help="continue = the ticket's weights train on for the remaining epochs; "
                         "scratch = re-initialised, all epochs")
     p.add_argument("--out", required=True, help="pruned checkpoint, e.g. models/resnet20_sklearn_eb.pt")
-    p.add_argument("--json", default=None)
+    add_json_option(p)
     _common(p)
 
 
@@ -142,7 +136,6 @@ def _run_prune(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     import torch
 
-    from effdl_ros.errors import ConfigError
     from effdl_ros.training.checkpoint import load_gated_resnet, save_checkpoint
     from effdl_ros.training.e2train import E2TrainConfig, evaluate
     from effdl_ros.training.experiments import load_data, make_config, retrain_pruned, search_early_bird
@@ -193,7 +186,7 @@ def _run_prune(args: argparse.Namespace) -> int:
     save_checkpoint(args.out, pruned.state_dict(), pruned.config.to_dict(), meta)
     print(f"wrote {args.out}")
     if args.json:
-        _write_json(args.json, meta)
+        write_json(args.json, meta)
     return 0
 
 
@@ -208,13 +201,11 @@ def _configure_bench_e2(p: argparse.ArgumentParser) -> None:
                    help="train the variants one after the other (default: interleaved, one "
                         "iteration each in turn, so that they share the machine's load)")
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch (E2-Train: 128)")
-    p.add_argument("--json", default=None)
+    add_json_option(p)
     _common(p)
 
 
 def _epochs(spec: str, datasets):
-    from effdl_ros.errors import ConfigError
-
     out = {}
     for part in spec.split(","):
         name, _, n = part.partition("=")
@@ -230,7 +221,7 @@ def _epochs(spec: str, datasets):
 
 def _run_bench_e2(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
-    from effdl_ros.training.experiments import bench_e2train
+    from effdl_ros.bench.training import bench_e2train
 
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
     res = bench_e2train(datasets, arch=args.model, epochs=_epochs(args.epochs, datasets),
@@ -250,7 +241,7 @@ def _run_bench_e2(args: argparse.Namespace) -> int:
     print("measured: top-1, executed MACs (counted from what ran), wall time; * modelled: compute energy "
           "(fp32 4.6 pJ/MAC; PSG at 8/4/16 bit, Horowitz ISSCC 2014)")
     if args.json:
-        _write_json(args.json, res)
+        write_json(args.json, res)
     return 0
 
 
@@ -261,13 +252,13 @@ def _configure_bench_eb(p: argparse.ArgumentParser) -> None:
                    help="length of the schedule per data set (dense and EB rows alike)")
     p.add_argument("--ratio", type=float, default=0.5)
     p.add_argument("--epsilon", type=float, default=0.1)
-    p.add_argument("--json", default=None)
+    add_json_option(p)
     _common(p)
 
 
 def _run_bench_eb(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
-    from effdl_ros.training.experiments import bench_eb
+    from effdl_ros.bench.training import bench_eb
 
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
     res = bench_eb(datasets, arch=args.model, epochs=_epochs(args.epochs, datasets), ratio=args.ratio,
@@ -290,7 +281,7 @@ def _run_bench_eb(args: argparse.Namespace) -> int:
     print("measured: top-1, MACs, wall time; * modelled: training compute energy = executed MACs x "
           "4.6 pJ (fp32, Horowitz ISSCC 2014); EB rows include the search epochs")
     if args.json:
-        _write_json(args.json, res)
+        write_json(args.json, res)
     return 0
 
 

@@ -342,8 +342,7 @@ def _latched_qos():
     """rosbag2's offered QoS of a latched topic (reliable, transient local, keep last 1); None with a
     rosbags too old to write QoS profiles."""
     try:
-        from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
-                                        QosTime)
+        from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
     except ImportError:
         return None
     never = QosTime(sec=0x7FFFFFFF, nsec=0xFFFFFFFF)

@@ -11,6 +11,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from effdl_ros.errors import DataError
+from effdl_ros.resources import shared_data_dir
 
 CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
            "Pedestrian", "Bicyclist")
@@ -23,8 +24,6 @@ PALETTE = np.array([
 
 
 def default_root() -> Path:
-    from effdl_ros.resources import shared_data_dir
-
     return shared_data_dir() / "segmentation" / "camvid"
 
 

@@ -7,6 +7,7 @@ from typing import Iterator, List, Optional, Union
 import numpy as np
 
 from effdl_ros.errors import DataError
+from effdl_ros.resources import resolve_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm")
 
@@ -29,7 +30,6 @@ def resolve_input(spec: str) -> Union[Path, int]:
         spec = spec.split(":", 1)[1]
     if spec.isdigit():
         return int(spec)
-    from effdl_ros.resources import resolve_path
 
     path = resolve_path(spec)
     if path.exists():

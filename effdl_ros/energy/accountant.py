@@ -4,7 +4,7 @@ The accountant times the item and sums energy, latency and compute fraction. Ene
 meter where one is readable (the device's energy during the item: MEASURED), else from the cost model
 (MODELLED): executed MACs and bytes x the profile's coefficients when the body sets them, else busy wall
 time x the profile's power (TDP mode). `report()` closes a period and returns the EnergyReport fields.
-No ROS here: effdl_ros.runtime.budget.BudgetClient turns reports into messages.
+No ROS here: effdl_ros.nodekit.budget.BudgetClient turns reports into messages.
 
 With estimate="cpu_time" (no meter readable, one node per process: the dds backend or rclpy) a period's
 energy is instead the process's CPU seconds from the OS (all its threads, torch's workers included) x the
@@ -23,8 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from effdl_ros.energy.cost_model import (MEASURED, MODELLED, Profile, cpu_time_energy_j, get_profile,
-                                        walltime_energy_j)
+from effdl_ros.energy.cost_model import MEASURED, MODELLED, Profile, cpu_time_energy_j, get_profile, walltime_energy_j
 from effdl_ros.errors import ConfigError
 
 _log = logging.getLogger("effdl_ros.energy.accountant")

@@ -45,6 +45,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -326,8 +327,6 @@ class BudgetPolicy:
 
     def _reject(self, node: str, why: str) -> None:
         """Count a dropped report; log at most one line per REJECT_LOG_EVERY_S (floods stay readable)."""
-        import time
-
         self.rejected += 1
         now = time.monotonic()
         if now - self._last_reject_log >= REJECT_LOG_EVERY_S:

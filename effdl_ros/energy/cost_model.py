@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 from effdl_ros.errors import ConfigError
+from effdl_ros.resources import share_path
 
 MEASURED = "measured"
 MODELLED = "modelled"
@@ -76,8 +77,6 @@ class Estimate:
 # ---------------------------------------------------------------------------------------------- profiles
 
 def default_profiles_path() -> Path:
-    from effdl_ros.resources import share_path
-
     return share_path("config", "energy_profiles.yaml")
 
 

@@ -318,8 +318,8 @@ OUTPUTS = {"ddi": "ddi/classification", "segmentation": "segmentation/labels"}
 
 def write_configs(folder: Path, models: Sequence[str], rate_hz: float,
                   width: int) -> Dict[str, Path]:
-    """The pipeline file split by host (A: source, B: model nodes, C: energy monitor). The total power does not bind, so every frame runs the full
-    model on both runs and their outputs can be compared frame by frame."""
+    """The pipeline file split by host (A: source, B: model nodes, C: energy monitor). The total power
+    does not bind, so every frame runs the full model on both runs and their outputs can be compared frame by frame."""
     from effdl_ros.resources import share_path
 
     params = {
@@ -525,7 +525,9 @@ def table(result: dict) -> str:
                  f"{multi['images_at_b']} / {multi['images_at_c']}"))
     for hop in multi["latency"]:
         a, b = one["latency"].get(hop, {}), multi["latency"][hop]
-        fmt = (lambda s: f"{s['median_ms']:.1f} ms (p90 {s['p90_ms']:.1f}, n={s['n']})" if s.get("n") else "-")
+        def fmt(s):
+            return f"{s['median_ms']:.1f} ms (p90 {s['p90_ms']:.1f}, n={s['n']})" if s.get("n") else "-"
+
         rows.append((f"latency {hop}", fmt(a), fmt(b)))
     for m, v in multi["inference_ms_median"].items():
         rows.append((f"{m} inference (node's report)", f"{one['inference_ms_median'][m]} ms", f"{v} ms"))

@@ -86,3 +86,19 @@ def apply_remaps(pipeline, remaps: Iterable[Tuple[str, str]]) -> None:
     remaps = list(remaps)
     for spec in pipeline.nodes:
         spec.remappings = remaps + [r for r in spec.remappings if r[0] not in {s for s, _ in remaps}]
+
+
+def checked_pipeline(config, remaps=(), namespace=None):
+    """Load and validate the whole pipeline file (and the command-line remappings) before any node
+    starts; a ConfigError names the file, the node and the problem. `namespace` is pushed onto
+    every node afterwards (effdl_ros.graph.names)."""
+    from effdl_ros.graph.launch import default_pipeline, load_pipeline
+    from effdl_ros.graph.names import apply_namespace, normalize_namespace
+
+    normalize_namespace(namespace)  # a bad --namespace is refused before the file is read
+    pipeline = load_pipeline(config or default_pipeline())
+    extra = [parse_remap(text) for text in remaps]
+    validate_pipeline(pipeline, extra_remaps=extra)
+    apply_remaps(pipeline, extra)
+    apply_namespace(pipeline, namespace)
+    return pipeline

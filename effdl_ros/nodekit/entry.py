@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
+from effdl_ros.errors import EffdlError
+
 #: set by the supervisor: the pid the node must not outlive
 SUPERVISOR_PID_ENV = "EFFDL_ROS_SUPERVISOR_PID"
 #: set by the supervisor: a folder where the node writes <name>.ready, or <name>.error (its sentence)
@@ -71,7 +73,6 @@ def watch_supervisor(expected_pid: int, *, interval: float = 0.5, grace: float =
 
 
 def _config_errors() -> tuple:
-    from effdl_ros.errors import EffdlError
     from effdl_ros.runtime.local.parameters import ParameterException
 
     errors: List[type] = [EffdlError, ParameterException]

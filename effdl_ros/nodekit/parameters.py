@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
+from effdl_ros.errors import ConfigError
+
 _TYPE_NAMES = {bool: "BOOL", int: "INTEGER", float: "DOUBLE", str: "STRING"}
 
 
@@ -99,7 +101,6 @@ def find(params: Sequence[Param], name: str) -> Optional[Param]:
 def declare(node, params: Sequence[Param]) -> None:
     """Declare every parameter of the table on `node`, each with its description and constraints;
     a value that breaks a constraint is a ConfigError naming the node and the parameter."""
-    from effdl_ros.errors import ConfigError
     from effdl_ros.runtime import ParameterDescriptor
 
     for spec in params:

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Node, run_node
 from effdl_ros.runtime.images import cv2_to_imgmsg, imgmsg_to_cv2
 from effdl_ros.runtime.messages import Classification, Detection2DArray, Image
@@ -24,6 +25,11 @@ from effdl_ros.runtime.safety import guarded
 
 BOX_RGB = (40, 255, 80)
 TEXT_RGB = (255, 255, 255)
+
+PARAMETERS = (
+    Param("max_age_s", 1.0, "tracks or classes older than this (from the image's stamp) are not drawn",
+          range=(0.0, 1e6)),
+)
 
 
 def _stamp_s(msg: Any) -> float:
@@ -60,7 +66,7 @@ def draw(rgb: np.ndarray, tracks: Any = None, classification: Any = None) -> np.
 class AnnotatorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("annotator", **kwargs)
-        self.declare_parameter("max_age_s", 1.0)
+        declare(self, PARAMETERS)
         self.tracks: Optional[Any] = None
         self.classification: Optional[Any] = None
         self._pub = self.create_publisher(Image, "image/annotated", qos_profile_sensor_data)

@@ -3,7 +3,7 @@
 Subscribes `image` (sensor_msgs/Image, sensor-data QoS: best effort, keep last 5) and publishes
 `ddi/classification` (vision_msgs/Classification: top-k class labels with softmax scores, header copied
 from the image). Each item's MAC ceiling comes from the node's current energy budget (BudgetClient on
-`energy/budget`; effdl_ros.dynamic.budget_map), so a new budget takes effect on the next item; an item
+`energy/budget`; effdl_ros.ddi.budget_map), so a new budget takes effect on the next item; an item
 whose budget is below the cheapest exit still runs the cheapest exit (counted in `over_budget_items`,
 logged and published on `/diagnostics` when the state changes): DDI never silently stops classifying.
 Per-item executed MACs and latency go to the Accountant, which reports on `energy/reports`.
@@ -24,18 +24,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, DEVICE, ENERGY_ESTIMATE, ENERGY_PROFILE, FP16,
-                                            HOTSWAP_MODEL_DIR, Param, declare, default_fraction)
+from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
 from effdl_ros.nodekit.entry import run
 from effdl_ros.nodekit.lifecycle import AUTOSTART, ManagedModelNode
-from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+from effdl_ros.nodekit.parameters import (
+    BUDGET_STALE_AFTER,
+    DEVICE,
+    ENERGY_ESTIMATE,
+    ENERGY_PROFILE,
+    FP16,
+    HOTSWAP_MODEL_DIR,
+    Param,
+    declare,
+    default_fraction,
+)
+from effdl_ros.resources import resolve_path
 from effdl_ros.runtime.images import imgmsg_to_cv2
-from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
 from effdl_ros.runtime.messages import Classification, DiagnosticArray, ObjectHypothesis
+from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
 from effdl_ros.runtime.qos import qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
-
 
 PARAMETERS = (
     Param("model_path", "models/ddi_mnist5k.pt", "DDI checkpoint (relative to the package share folder)",
@@ -113,9 +121,9 @@ class DdiNode(ManagedModelNode):
         """Load a checkpoint and build its engine; raises DataError (old model untouched) if bad."""
         import torch
 
-        from effdl_ros.dynamic.budget_map import CeilingModel, joules_per_mac, measure_macs_per_ms
-        from effdl_ros.dynamic.checkpoint import load_checkpoint
-        from effdl_ros.dynamic.engine import DDIEngine
+        from effdl_ros.ddi.budget_map import calibrate
+        from effdl_ros.ddi.checkpoint import load_checkpoint
+        from effdl_ros.ddi.engine import DDIEngine
 
         model, meta = load_checkpoint(path, self.model_dir)
         for key in ("mean", "std", "classes"):
@@ -128,11 +136,8 @@ class DdiNode(ManagedModelNode):
         engine = move_model(DDIEngine(model), self.device)
         cfg = model.config
         probe = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size, device=self.device)
-        rate = self.get_parameter("item_rate_hz").value
-        ceiling_model = CeilingModel(full_macs=engine.max_macs,
-                                     joules_per_mac=joules_per_mac(self.acct.profile),
-                                     macs_per_ms=measure_macs_per_ms(engine, probe, repeats=5, fp16=self.fp16),
-                                     item_rate_hz=rate if rate > 0 else None)
+        ceiling_model = calibrate(engine, probe, self.acct.profile,
+                                  item_rate_hz=self.get_parameter("item_rate_hz").value, repeats=5, fp16=self.fp16)
         self.engine, self.meta, self.ceiling_model, self.model_path = engine, meta, ceiling_model, path
         self.get_logger().info(f"loaded {path.name}: {engine.full_macs:,} MACs static, exits at "
                                f"{engine.costs.cumulative_worst} MACs worst case")
@@ -160,20 +165,18 @@ class DdiNode(ManagedModelNode):
     def on_image(self, msg) -> None:
         import torch
 
-        from effdl_ros.dynamic.budget_map import ceiling_to_run, mac_ceiling
-        from effdl_ros.dynamic.data import preprocess
-        from effdl_ros.dynamic.engine import DDISettings
+        from effdl_ros.ddi.budget_map import settings_for_budget
+        from effdl_ros.ddi.data import preprocess
 
         cfg = self.engine.config
         image = imgmsg_to_cv2(msg, "mono8" if cfg.in_channels == 1 else "rgb8")
         from effdl_ros.device import autocast, to_device
 
         x = to_device(preprocess(image, self.meta["mean"], self.meta["std"], cfg.image_size), self.device)
-        ceiling, over = ceiling_to_run(mac_ceiling(self.budget.current(), self.ceiling_model),
-                                       self.engine.min_macs)
+        settings, over = settings_for_budget(self.budget.current(), self.ceiling_model,
+                                             confidence=float(self.get_parameter("confidence").value))
+        ceiling = settings.mac_ceiling
         self._set_over_budget(over, ceiling)
-        conf = float(self.get_parameter("confidence").value)
-        settings = DDISettings(mac_ceiling=ceiling, confidence=conf if conf > 0 else None)
         with self.acct.item() as item:
             with autocast(self.device, self.fp16):
                 result = self.engine.run(x, settings)

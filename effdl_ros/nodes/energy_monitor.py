@@ -25,12 +25,19 @@ from typing import Any, Dict, List, Optional
 
 from effdl_ros.energy.budget_policy import Allocation, BudgetPolicy, PolicyConfig, Report
 from effdl_ros.errors import ConfigError
-from effdl_ros.nodekit.parameters import Param, declare
+from effdl_ros.nodekit.budget import BUDGET_TOPIC, REPORT_TOPIC, node_clock_seconds
 from effdl_ros.nodekit.entry import run
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Duration, Node, SetParametersResult
-from effdl_ros.runtime.budget import BUDGET_TOPIC, REPORT_TOPIC, node_clock_seconds
-from effdl_ros.runtime.messages import (DiagnosticArray, DiagnosticStatus, EnergyReport, Header, KeyValue,
-                                        ResourceBudget, ResourceBudgetArray)
+from effdl_ros.runtime.messages import (
+    DiagnosticArray,
+    DiagnosticStatus,
+    EnergyReport,
+    Header,
+    KeyValue,
+    ResourceBudget,
+    ResourceBudgetArray,
+)
 from effdl_ros.runtime.qos import latched
 from effdl_ros.runtime.safety import guarded
 

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List
 
-from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.nodekit.entry import run
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Node
 from effdl_ros.runtime.messages import TYPES, get_message_class
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data

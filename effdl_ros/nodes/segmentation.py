@@ -33,18 +33,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, DEVICE, ENERGY_ESTIMATE, ENERGY_PROFILE, FP16,
-                                            HOTSWAP_MODEL_DIR, Param, declare, default_fraction)
+from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
 from effdl_ros.nodekit.entry import run
-from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
-from effdl_ros.runtime.lifecycle import LifecycleNode, TransitionCallbackReturn
+from effdl_ros.nodekit.parameters import (
+    BUDGET_STALE_AFTER,
+    DEVICE,
+    ENERGY_ESTIMATE,
+    ENERGY_PROFILE,
+    FP16,
+    HOTSWAP_MODEL_DIR,
+    Param,
+    declare,
+    default_fraction,
+)
+from effdl_ros.resources import resolve_path
 from effdl_ros.runtime.images import cv2_to_imgmsg, imgmsg_to_cv2
-from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
+from effdl_ros.runtime.lifecycle import LifecycleNode, TransitionCallbackReturn
 from effdl_ros.runtime.messages import Header, Image, LabelInfo, VisionClass
+from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
-
 
 PARAMETERS = (
     Param("model_path", "models/madan_multi.pt", "segmenter checkpoint (relative to the package share folder)",
@@ -108,7 +116,7 @@ class SegmentationNode(LifecycleNode):
         from effdl_ros.energy.budget import Budget
         from effdl_ros.energy.dither import LevelDither
         from effdl_ros.errors import EffdlError
-        from effdl_ros.segmentation.settings import SCALES, settings_for_budget
+        from effdl_ros.segmentation.settings import SCALES
 
         self._configure_error = None
         model_path = resolve_path(self.get_parameter("model_path").value)
@@ -120,7 +128,6 @@ class SegmentationNode(LifecycleNode):
             self._configure_error = err
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
-        self.default_scale = settings_for_budget(Budget(compute_fraction=self._fraction)).input_scale
         self._dither = LevelDither([s * s for s in SCALES])  # frame-by-frame mix of two scales
         self.budget = BudgetClient(self, self.acct, default=Budget(compute_fraction=self._fraction),
                                    stale_after_sec=float(self.get_parameter("stale_after_s").value))
@@ -185,26 +192,15 @@ class SegmentationNode(LifecycleNode):
 
     def _install(self, path: Path) -> None:
         """Load a checkpoint, count its MACs per scale and time it; DataError leaves the old model."""
-        import time
-
-        import numpy as np
-
-        from effdl_ros.segmentation.inference import input_size, predict
-        from effdl_ros.segmentation.network import count_macs, load_checkpoint
-        from effdl_ros.segmentation.settings import SCALES
+        from effdl_ros.segmentation.inference import input_size
+        from effdl_ros.segmentation.network import load_checkpoint
+        from effdl_ros.segmentation.settings import calibrate
 
         model, config = load_checkpoint(path, model_dir=self.model_dir)
-        macs = {s: count_macs(model, input_size(config, s)) for s in SCALES}
-        model = model.to(self.device)
-        run = dict(device=self.device, fp16=self.fp16)
-        probe = np.zeros(tuple(input_size(config, 1.0)) + (3,), np.uint8)
-        predict(model, config, probe, **run)  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(3):
-            predict(model, config, probe, **run)  # returns host labels: the device is synchronised
-        self.full_ms = (time.perf_counter() - t0) / 3 * 1000.0
-        self.model, self.config, self.macs, self.model_path = model, config, macs, path
-        self.get_logger().info(f"loaded {path.name}: {macs[1.0]:,} MACs at {input_size(config)}, "
+        calibration = calibrate(model, config, device=self.device, fp16=self.fp16)
+        self.model, self.config, self.calibration, self.model_path = model, config, calibration, path
+        self.macs, self.full_ms = calibration.macs, calibration.full_ms
+        self.get_logger().info(f"loaded {path.name}: {self.macs[1.0]:,} MACs at {input_size(config)}, "
                                f"{self.full_ms:.1f} ms/frame measured at load")
 
     def _publish_label_info(self) -> None:
@@ -221,8 +217,7 @@ class SegmentationNode(LifecycleNode):
         from effdl_ros.segmentation.settings import settings_for_budget
 
         rgb = imgmsg_to_cv2(msg, "rgb8")
-        settings = settings_for_budget(self.budget.current(), default_scale=self.default_scale,
-                                       full_ms=self.full_ms, dither=self._dither)
+        settings = settings_for_budget(self.budget.current(), self.calibration, dither=self._dither)
         with self.acct.item() as item:
             labels = predict(self.model, self.config, rgb, scale=settings.input_scale, device=self.device,
                              fp16=self.fp16)

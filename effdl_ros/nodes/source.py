@@ -5,13 +5,12 @@ camera index), rate_hz, loop, max_frames (0 = all), resize_width (0 = native), f
 """
 from __future__ import annotations
 
-from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.nodekit.entry import run
+from effdl_ros.nodekit.parameters import Param, declare
 from effdl_ros.runtime import Node, SetParametersResult
 from effdl_ros.runtime.images import cv2_to_imgmsg
 from effdl_ros.runtime.messages import Header, Image
 from effdl_ros.runtime.qos import qos_profile_sensor_data
-
 
 PARAMETERS = (
     Param("input", "samples/vtest", "frame folder, video file or camera index (relative paths resolve "

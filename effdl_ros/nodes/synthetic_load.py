@@ -15,10 +15,10 @@ from effdl_ros.energy.accountant import Accountant
 from effdl_ros.energy.budget import Budget
 from effdl_ros.energy.synthetic_load import SyntheticLoad, SyntheticLoadSettings
 from effdl_ros.errors import ConfigError
-from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, Param, declare
+from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
 from effdl_ros.nodekit.entry import run
+from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, Param, declare
 from effdl_ros.runtime import Node, SetParametersResult
-from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
 
 _SETTINGS = ("item_rate_hz", "cost_per_item_j", "assumed_cost_per_item_j", "static_j_per_item", "noise",
              "min_fraction", "macs_per_item")

@@ -8,7 +8,8 @@ reliable, keep last 10) for every image, with the image's header: one Detection2
 results[0].hypothesis.score = confidence) while tracking; while the target is lost, the same id with
 score 0 and the last confident box (the tracker searches a widening window meanwhile; a re-acquired
 target keeps its id); an empty array before the first init. `/diagnostics` (DiagnosticArray) names
-the track state (idle, tracking, searching, lost) on every change and every 30 images. The budget (BudgetClient on `energy/budget`) maps onto update interval,
+the track state (idle, tracking, searching, lost) on every change and every 30 images. The budget
+(BudgetClient on `energy/budget`) maps onto update interval,
 optimiser steps, search scales and window size (effdl_ros.tracking.tracker.settings_for_budget); the
 executed MACs per frame go to the Accountant (reports on `energy/reports`).
 
@@ -26,20 +27,33 @@ unsubscribes them; cleanup frees the model. autostart (default) activates on sta
 """
 from __future__ import annotations
 
-
-from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import (BUDGET_STALE_AFTER, DEVICE, ENERGY_ESTIMATE, ENERGY_PROFILE, Param,
-                                            declare, default_fraction)
+from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
 from effdl_ros.nodekit.entry import run
 from effdl_ros.nodekit.lifecycle import AUTOSTART, ManagedModelNode
-from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+from effdl_ros.nodekit.parameters import (
+    BUDGET_STALE_AFTER,
+    DEVICE,
+    ENERGY_ESTIMATE,
+    ENERGY_PROFILE,
+    Param,
+    declare,
+    default_fraction,
+)
+from effdl_ros.resources import resolve_path
 from effdl_ros.runtime.images import imgmsg_to_cv2
-from effdl_ros.runtime.messages import (BoundingBox2D, Detection2D, Detection2DArray, DiagnosticArray,
-                                        DiagnosticStatus, KeyValue, ObjectHypothesis, ObjectHypothesisWithPose,
-                                        Pose2D)
+from effdl_ros.runtime.messages import (
+    BoundingBox2D,
+    Detection2D,
+    Detection2DArray,
+    DiagnosticArray,
+    DiagnosticStatus,
+    KeyValue,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+    Pose2D,
+)
 from effdl_ros.runtime.qos import qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
-
 
 PARAMETERS = (
     Param("model_path", "models/roam_r18l1.pt", "ROAM checkpoint (relative to the package share folder)",
@@ -75,8 +89,15 @@ class TrackerNode(ManagedModelNode):
         from effdl_ros.energy.accountant import Accountant
         from effdl_ros.energy.budget import Budget
         from effdl_ros.errors import ConfigError
-        from effdl_ros.tracking.tracker import (LEVELS, RoamTracker, TrackerSettings, level_macs, load_model,
-                                                settings_for_budget, settings_with_hysteresis)
+        from effdl_ros.tracking.tracker import (
+            LEVELS,
+            RoamTracker,
+            TrackerSettings,
+            level_macs,
+            load_model,
+            settings_for_budget,
+            settings_with_hysteresis,
+        )
 
         name = self.get_fully_qualified_name()
         fraction = float(self.get_parameter("default_compute_fraction").value)

@@ -28,12 +28,11 @@ model and the buffer. autostart (default) activates on start.
 """
 from __future__ import annotations
 
-
-from effdl_ros.resources import resolve_path
-from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, DEVICE, ENERGY_PROFILE, Param, declare, default_fraction
+from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
 from effdl_ros.nodekit.entry import run
 from effdl_ros.nodekit.lifecycle import AUTOSTART, ManagedModelNode
-from effdl_ros.runtime.budget import BudgetClient, node_clock_seconds
+from effdl_ros.nodekit.parameters import BUDGET_STALE_AFTER, DEVICE, ENERGY_PROFILE, Param, declare, default_fraction
+from effdl_ros.resources import resolve_path
 from effdl_ros.runtime.images import imgmsg_to_cv2
 from effdl_ros.runtime.messages import Classification, Header, Image, ModelUpdate
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
@@ -124,7 +123,7 @@ class TrainerNode(ManagedModelNode):
         self.labels = StampPairer()
         self.predictions = StampPairer()
         self.knobs = self.defaults
-        self._dense_step_macs = None
+        self._calibration = None
         self._pub = self.create_publisher(ModelUpdate, "trainer/model_update", latched(1))
         self.get_logger().info(f"fine-tuning {model_path.name} for {p('consumer_node')}; updates go to "
                                f"{out_dir}")
@@ -186,34 +185,28 @@ class TrainerNode(ManagedModelNode):
         self.online.add_prediction(image, label, score)
 
     # ---------------------------------------------------------------------------------- training
-    def _joules_per_step(self) -> float:
-        if self._dense_step_macs is None:
+    def _step_calibration(self):
+        """The calibration knobs_from_budget needs, computed once on the first training batch."""
+        if self._calibration is None:
             import torch
 
-            from effdl_ros.training.macs import MacCounter
+            from effdl_ros.training.knobs import calibrate_step
 
-            model = self.online.model
             x, _ = self.online.buffer.batch(self.online.settings.batch_size)
-            counter = MacCounter(model, training=True)
-            with torch.no_grad():  # count the forward only; the backward it implies is 2x
-                was = model.training
-                model.eval()
-                from effdl_ros.device import to_device
+            from effdl_ros.device import to_device
 
-                model(to_device(x, self.device))
-                model.train(was)
-            counter.remove()
-            self._dense_step_macs = 3 * counter.tally.forward
-        prof = self.acct.profile
-        return self._dense_step_macs * prof.pj_per_mac / prof.efficiency * 1e-12
+            batch = x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
+            self._calibration = calibrate_step(self.online.model, to_device(batch, self.device), self.acct.profile)
+        return self._calibration
 
     def on_tick(self) -> None:
         from effdl_ros.training.knobs import knobs_from_budget
 
         if len(self.online.buffer.train) < self.online.settings.min_train_samples:
             return
+        calibration = self._step_calibration()
         self.knobs = knobs_from_budget(self.budget.current(), self.defaults,
-                                       joules_per_step=self._joules_per_step(),
+                                       joules_per_step=calibration.joules,
                                        max_steps_per_second=float(self.get_parameter("max_steps_per_second").value))
         self.online.set_knobs(self.knobs)
         if self.knobs.paused or not self.online.rate.due(self._now(), self.knobs.steps_per_second):
@@ -224,7 +217,7 @@ class TrainerNode(ManagedModelNode):
         with self.acct.item() as item:
             res = self.online.train_step()
             item.macs = res.macs
-            item.compute_fraction = min(1.0, res.macs / max(1, self._dense_step_macs))
+            item.compute_fraction = min(1.0, res.macs / max(1, calibration.dense_macs))
         self.steps_executed += 1
         if self.online.validation_due():
             self._validate()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional
 
-from effdl_ros.runtime.backend import selected as selected_backend  # noqa: F401 (public)
-from effdl_ros.runtime.backend import uses_rclpy
+from effdl_ros.runtime.backend import (
+    selected as selected_backend,  # noqa: F401 (public)
+    uses_rclpy,
+)
 
 if uses_rclpy():
     from effdl_ros.runtime.backends.rclpy import (  # noqa: F401

@@ -70,8 +70,7 @@ def unpack(data: bytes):
 
 def wrapped_idl_type(typename: str) -> type:
     """The IdlStruct Cyclone sees for a request/response: the header fields, then the message's."""
-    from cyclonedds.idl import make_idl_struct
-    from cyclonedds.idl import types as t
+    from cyclonedds.idl import make_idl_struct, types as t
 
     from effdl_ros.runtime.backends import dds_types
     from effdl_ros.runtime.local.typesupport import typestore
@@ -138,9 +137,7 @@ class _DdsEndpointPair:
         self._drain()
 
     def _qos(self, qos: QoSProfile, typename: str, *, writer: bool):
-        from cyclonedds.qos import Policy
-
-        from cyclonedds.qos import Qos
+        from cyclonedds.qos import Policy, Qos
 
         from effdl_ros.runtime.backends.dds import dds_qos
         from effdl_ros.runtime.local.typesupport import rihs01

@@ -23,6 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from effdl_ros.atomic_io import atomic_torch_save, safe_torch_load
+from effdl_ros.errors import DataError
+
 
 class _ResBlock(nn.Module):
     def __init__(self, ch: int):
@@ -167,8 +170,6 @@ def save_generators(path: Path, generators: Sequence[nn.Module], sources: Sequen
     GAN training is the expensive stage (minutes of a GPU); with its generators kept, the adapted
     scenes can be re-made and the cheap segmenter stage retrained on a CPU.
     """
-    from effdl_ros.atomic_io import atomic_torch_save
-
     if len(generators) != len(sources):
         raise ValueError(f"{len(generators)} generators for {len(sources)} sources")
     state = {s: {k: v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()
@@ -180,9 +181,6 @@ def save_generators(path: Path, generators: Sequence[nn.Module], sources: Sequen
 
 def load_generators(path: Path) -> "tuple[Dict[str, ResnetGenerator], Dict]":
     """{source: generator in eval mode} and the run's config; a bad file is one DataError naming it."""
-    from effdl_ros.atomic_io import safe_torch_load
-    from effdl_ros.errors import DataError
-
     blob = safe_torch_load(path, what="generator file")
     cfg = blob.get("config") if isinstance(blob, dict) else None
     if not isinstance(cfg, dict) or cfg.get("kind") != "madan_generators" \

@@ -35,6 +35,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from effdl_ros.errors import ConfigError
+
 #: MADAN variants a worker knows: name -> (checkpoint stem suffix, plan changes). "" is the method.
 VARIANTS: Dict[str, Dict] = {"": {}, "noidt": {"idt_weight": 0.0}}
 
@@ -67,7 +69,6 @@ def train_all_parallel(sources: Sequence[str], camvid_root: Path, out_dir: Path,
     """
     import torch
 
-    from effdl_ros.errors import ConfigError
     from effdl_ros.segmentation.scenes import render_domain
     from effdl_ros.segmentation.train import checkpoint_names, load_camvid_lowres
 
@@ -155,8 +156,14 @@ def _worker(argv: Optional[Sequence[str]] = None) -> int:
 
     from effdl_ros.data.camvid import CLASSES
     from effdl_ros.segmentation.network import TinySegNet
-    from effdl_ros.segmentation.train import (_save_samples, save_role_checkpoint, save_role_generators,
-                                              train_pixel_level, train_segmenter, translate)
+    from effdl_ros.segmentation.train import (
+        _save_samples,
+        save_role_checkpoint,
+        save_role_generators,
+        train_pixel_level,
+        train_segmenter,
+        translate,
+    )
 
     work = Path(a.work)
     spec = json.loads((work / "spec.json").read_text())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace as _replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -430,8 +430,6 @@ def warm_up(src, target: torch.Tensor, plan: Plan, *, device: str, seed: int, ba
             log: Callable[[str], None] = print) -> float:
     """Untimed, discarded warm-up of every loop (CUDA context, cuDNN autotuning), so that the first
     timed stage is not short-changed; returns the seconds it took."""
-    from dataclasses import replace as _replace
-
     t_w, quiet = time.perf_counter(), (lambda m: None)
     wp = _replace(plan, fa_start=0.0, sad_start=0.0, ccd_start=0.0, dynamic_iters=0)
     probe = TinySegNet(len(CLASSES), plan.seg_width).to(device).eval()

@@ -20,9 +20,7 @@ import torch
 from effdl_ros.atomic_io import safe_torch_load
 from effdl_ros.errors import ConfigError, DataError
 from effdl_ros.tracking.meta_optimizer import LSTMOptimizer, MetaInitializer
-from effdl_ros.tracking.roam import (CONTEXT, RoamConfig, RoamNet, decode_deltas, filter_size,
-                                     map_size, tracking_loss)
-
+from effdl_ros.tracking.roam import CONTEXT, RoamConfig, RoamNet, decode_deltas, filter_size, map_size, tracking_loss
 
 #: the most elongated box the tracker accepts at init (width/height or height/width)
 MAX_INIT_ASPECT = 20.0
@@ -184,7 +182,8 @@ class RoamTracker:
     """Single-target tracker: init(image, box) then update(image) per frame. Images RGB uint8.
 
     Loss and recovery: confidence = (response peak - response mean) / the same on the first frame;
-    a frame whose confidence falls below drift_ratio is *drifting*: position, size and model stay frozen, and from then on every frame searches a
+    a frame whose confidence falls below drift_ratio is *drifting*: position, size and model stay frozen,
+    and from then on every frame searches a
     window search_growth times wider than the last (same pixel count, so a coarser view; up to
     max_search_zoom x the normal window) with a flat motion prior, until the confidence reaches
     recover_ratio: the window then moves to that peak and, if a normal-size window there confirms it
@@ -460,11 +459,10 @@ def settings_for_budget(budget, base: TrackerSettings = TrackerSettings(), model
     """Map a Budget (effdl_ros.energy.budget) onto the knobs: the richest LEVEL that fits.
 
     compute_fraction is compared with each level's modelled MACs per frame relative to LEVELS[1]
-    (the default); a stale budget keeps `base` (the node's configured default).
+    (the default); `model` is the calibration (level_macs). No stale case: with no fresh budget the
+    node's default fraction arrives as the budget (effdl_ros.nodekit.budget.BudgetClient).
     """
     b = budget.sanitized()
-    if b.stale:
-        return base
     costs = [level_macs(lv, model) for lv in LEVELS]
     full = costs[1]
     for lv, c in zip(LEVELS, costs):

@@ -22,8 +22,8 @@ from typing import Callable, Optional
 import torch
 
 from effdl_ros.atomic_io import atomic_torch_save
-from effdl_ros.tracking.meta_optimizer import (LSTMOptimizer, MetaInitializer,
-                                               sample_filter_scales, store_scaled)
+from effdl_ros.resources import shared_data_dir
+from effdl_ros.tracking.meta_optimizer import LSTMOptimizer, MetaInitializer, sample_filter_scales, store_scaled
 from effdl_ros.tracking.roam import CONTEXT, RoamConfig, RoamNet, base_filter_for, filter_size, tracking_loss
 from effdl_ros.tracking.synth import ClipSampler, TextureBank, window_box
 
@@ -263,8 +263,6 @@ def save_atomic(obj: dict, path: Path) -> None:
 
 def default_image_paths(root: Optional[Path] = None) -> list:
     """CamVid TRAIN frames (never a tracking evaluation sequence)."""
-    from effdl_ros.resources import shared_data_dir
-
     root = root or shared_data_dir() / "segmentation" / "camvid"
     return sorted((Path(root) / "train").glob("*.jpg")) + sorted((Path(root) / "train").glob("*.png"))
 

@@ -27,8 +27,7 @@ from torch import nn
 
 from effdl_ros.training.knobs import TrainerKnobs
 from effdl_ros.training.macs import MacCounter, MacTally
-from effdl_ros.training.psg import (PsgBits, PsgStats, convert_to_psg, mac_energy_pj, set_psg,
-                                    sign_parameters)
+from effdl_ros.training.psg import PsgBits, PsgStats, convert_to_psg, mac_energy_pj, set_psg, sign_parameters
 from effdl_ros.training.resnet import GatedResNet
 
 

@@ -9,16 +9,21 @@ and monotone, so an operator can predict it:
   value) while f <= 0.5 and lower it toward 0 as f rises to 1; the SLU target is then f / (1 - smd_rate)
   clamped to [slu_min, 1]. f == 0 pauses training.
 - PSG (modelled energy only on a CPU: see psg.py) switches on below ``psg_below`` when allowed.
-- power_w bounds the step rate: steps/s = min(max_steps_per_second, power_w / joules_per_step).
-- A stale budget falls back to the configured defaults (the node says so in diagnostics).
+- power_w bounds the step rate: steps/s = min(max_steps_per_second, power_w / joules_per_step), the
+  joules per step calibrated by `joules_per_step` (modelled: a dense step's MACs x the cost profile).
+- No stale case: with no fresh budget the node's default_compute_fraction arrives as the budget
+  (effdl_ros.nodekit.budget.BudgetClient), so that fraction is what the knobs follow.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 
+import torch
+
 from effdl_ros.energy.budget import Budget
 from effdl_ros.errors import ConfigError
+from effdl_ros.training.macs import MacCounter
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,6 @@ def knobs_from_budget(budget: Budget, defaults: TrainerKnobs, *, joules_per_step
                       psg_allowed: bool = True, psg_below: float = 0.3) -> TrainerKnobs:
     """Map a (sanitised) Budget onto the trainer's knobs; see the module docstring for the rule."""
     budget = budget.sanitized()
-    if budget.stale:
-        return defaults
     f = budget.compute_fraction
     if f <= 0.0 or budget.power_w == 0.0:
         return replace(defaults, paused=True, steps_per_second=0.0)
@@ -57,3 +60,27 @@ def knobs_from_budget(budget: Budget, defaults: TrainerKnobs, *, joules_per_step
     rate = min(rate, max_steps_per_second)
     return TrainerKnobs(smd_rate=smd, slu_target=slu, psg=bool(psg_allowed and f < psg_below),
                         steps_per_second=rate, paused=rate <= 0.0)
+
+
+@dataclass(frozen=True)
+class StepCalibration:
+    """One dense training step of a model: its MACs (counted) and energy (modelled)."""
+
+    dense_macs: int
+    joules: float
+
+
+def calibrate_step(model: torch.nn.Module, batch: torch.Tensor, profile) -> StepCalibration:
+    """Count the forward's MACs on `batch` once, x3 for forward + backward, and price them with the
+    cost profile (pJ/MAC / efficiency): the joules_per_step knobs_from_budget needs."""
+    counter = MacCounter(model, training=True)
+    was = model.training
+    try:
+        with torch.no_grad():  # count the forward only; the backward it implies is 2x
+            model.eval()
+            model(batch)
+    finally:
+        model.train(was)
+        counter.remove()
+    macs = 3 * counter.tally.forward
+    return StepCalibration(dense_macs=macs, joules=macs * profile.pj_per_mac / profile.efficiency * 1e-12)

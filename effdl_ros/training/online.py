@@ -9,7 +9,7 @@ A refused candidate is reset to the deployed weights, so a bad stretch of data c
 BatchNorm statistics stay frozen while fine-tuning (its affine weights still train): a robot's small
 batches give unreliable batch statistics (measured on ddi_mnist5k.pt: the last exit's loss on a batch
 of 16 was 0.01 with frozen statistics and 2.7, chance level, with batch statistics).
-Consumers: "ddi" (effdl_ros.dynamic checkpoints; loss = DDI's own: every exit's CE + its cost term;
+Consumers: "ddi" (effdl_ros.ddi checkpoints; loss = DDI's own: every exit's CE + its cost term;
 SMD and PSG apply, SLU does not: DDI has its own gates) and "resnet" (this package's GatedResNet
 checkpoints; SMD, SLU and PSG apply).
 """
@@ -67,18 +67,18 @@ class DdiConsumer(Consumer):
         self.cost_weight = cost_weight
 
     def load(self, path, model_dir):
-        from effdl_ros.dynamic.checkpoint import load_checkpoint
+        from effdl_ros.ddi.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(path, model_dir)
         return model, meta
 
     def save(self, path, model, meta):
-        from effdl_ros.dynamic.checkpoint import save_checkpoint
+        from effdl_ros.ddi.checkpoint import save_checkpoint
 
         return save_checkpoint(path, model, meta)
 
     def preprocess(self, image, meta):
-        from effdl_ros.dynamic.data import preprocess
+        from effdl_ros.ddi.data import preprocess
 
         return preprocess(image, meta["mean"], meta["std"], self._size)[0].numpy()
 
@@ -87,7 +87,7 @@ class DdiConsumer(Consumer):
         self._gated = bool(model.config.gated)
 
     def loss(self, model, x, y):
-        from effdl_ros.dynamic.model import expected_cost_fraction
+        from effdl_ros.ddi.model import expected_cost_fraction
 
         out = model(x)
         loss = sum(F.cross_entropy(e, y) for e in out["exits"])

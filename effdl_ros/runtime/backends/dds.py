@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # discovery settings (ROS_AUTOMATIC_DISCOVERY_RANGE, ROS_STATIC_PEERS, CYCLONEDDS_URI) live there
 from effdl_ros.runtime.backends import dds_discovery
-from effdl_ros.runtime.backends.dds_discovery import LOOPBACK_CONFIG, discovery_config  # noqa: F401
+from effdl_ros.runtime.backends.dds_discovery import LOOPBACK_CONFIG, delete_entity as _delete, discovery_config  # noqa: F401
 from effdl_ros.runtime.backends.dds_types import dds_topic_name, idl_type
 from effdl_ros.runtime.local.qos import HistoryPolicy, QoSProfile
 from effdl_ros.runtime.local.typesupport import deserialize, get_class, rihs01, typestore
@@ -55,7 +55,7 @@ def tune_malloc() -> bool:
     A 0.9 MB image passes through four or five fresh frame-sized buffers per hop (our CDR buffer,
     Cyclone's serdata on each side, the taken sample, its Python bytes). With glibc's defaults those
     come from fresh mmap() pages, and faulting in ~225 pages per buffer cost 0.2-0.4 ms each on the
-    development VM, more than the copies themselves (profiled; see docs/readme/02-transport.md).
+    development VM, more than the copies themselves (profiled; see docs/transport.md).
     Raising the mmap and trim thresholds lets malloc hand the same warm memory back. Process-wide,
     so it is done only by the dds transport; EFFDL_ROS_DDS_MALLOC_TUNING=0 turns it off."""
     global _MALLOC_TUNED
@@ -125,14 +125,6 @@ def _incompatible(kind: str, topic: str, seen: list):
     return warn
 
 
-def _delete(entity) -> None:
-    """Delete a Cyclone entity now (cyclonedds-python only deletes on garbage collection)."""
-    from cyclonedds.core import Entity
-
-    ref = getattr(entity, "_ref", None)
-    if ref is not None and Entity._entities.get(ref) is entity:
-        del Entity._entities[ref]
-        entity._delete(ref)
 
 
 class _Writer:

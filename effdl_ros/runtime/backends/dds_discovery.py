@@ -148,6 +148,14 @@ def release_domain(domain_id: int) -> None:
         del _domains[domain_id]
         domain = entry[0]
     if domain is not None:
-        from effdl_ros.runtime.backends.dds import _delete
+        delete_entity(domain)
 
-        _delete(domain)
+
+def delete_entity(entity) -> None:
+    """Delete a Cyclone entity now (cyclonedds-python only deletes on garbage collection)."""
+    from cyclonedds.core import Entity
+
+    ref = getattr(entity, "_ref", None)
+    if ref is not None and Entity._entities.get(ref) is entity:
+        del Entity._entities[ref]
+        entity._delete(ref)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from effdl_ros.runtime.ros_interfaces import message as _message
-from effdl_ros.runtime.ros_interfaces import service_type as _service_type
+from effdl_ros.runtime.ros_interfaces import message as _message, service_type as _service_type
+
+#: lifecycle_msgs/Transition TRANSITION_CALLBACK_SUCCESS (lifecycle.TransitionCallbackReturn.SUCCESS; not
+#: imported from there, which imports this module)
+TRANSITION_CALLBACK_SUCCESS = 97
 
 
 def message(typename: str) -> type:
@@ -72,9 +75,7 @@ class LifecycleService:
                 f"{node.available_transitions() or 'none'}")
             response.success = False
             return response
-        from effdl_ros.runtime.local.lifecycle import TransitionCallbackReturn
-
-        response.success = node._trigger(label) == TransitionCallbackReturn.SUCCESS
+        response.success = int(node._trigger(label)) == TRANSITION_CALLBACK_SUCCESS
         return response
 
     def _get_state(self, request, response):

@@ -11,8 +11,7 @@ from typing import Any, List
 import numpy as np
 
 from effdl_ros.runtime.local.parameters import Parameter, ParameterNotDeclaredException, ParameterType
-from effdl_ros.runtime.ros_interfaces import message as _message
-from effdl_ros.runtime.ros_interfaces import service_type as _service_type
+from effdl_ros.runtime.ros_interfaces import message as _message, service_type as _service_type
 
 
 def message(typename: str) -> type:

@@ -1,5 +1,0 @@
-"""Dual dynamic inference (DDI, Wang et al., IEEE JSTSP 2020, arXiv 1907.04523).
-
-model.py (the gated ResNet for training), engine.py (inference that really skips, hard MAC ceiling),
-budget_map.py (Budget -> MAC ceiling), train.py, checkpoint.py (safe loading), data.py, bench.py.
-"""
