@@ -85,8 +85,8 @@ class _DeviceParam(Param):
         return super().problem(value) or check_spec(value)
 
 
-DEVICE = _DeviceParam("device", "cpu", "torch device of the model and the per-item work: cpu, cuda, cuda:N, or auto "
-               "(the first GPU torch sees, else cpu); CUDA asked for and absent is a startup error")
+DEVICE = _DeviceParam("device", "cpu", "torch device of the model and the work: cpu, cuda, cuda:N or auto (first GPU, "
+               "else cpu); CUDA absent is a startup error")
 FP16 = Param("fp16", False, "half precision (CUDA autocast to float16) on a GPU; refused on the CPU")
 
 

@@ -67,7 +67,7 @@ PARAMETERS = (
     Param("init_box", [0.0, 0.0, 0.0, 0.0], "x, y, w, h in pixels of the object to follow from the first "
           "image (all 0 = wait for tracker/init)", range=(0.0, 1e6)),
     Param("level_hysteresis", 0.0, "relative margin past a level boundary before the level changes "
-          "(0 = none; 0.1 did not help in the budget-loop bench)", range=(0.0, 0.5)),
+          "(0 = none)", range=(0.0, 0.5)),
     AUTOSTART,
     DEVICE,
 )
