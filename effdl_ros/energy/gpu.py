@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
-from effdl_ros.energy.meters import Meter, MeterError, Reading
+from effdl_ros.energy.meters import Meter, MeterError, Reading, open_nvml_device
 
 _log = logging.getLogger("effdl_ros.energy.gpu")
 
@@ -69,18 +69,8 @@ class NvmlShareMeter(Meter):
                  sync: Optional[Callable[[], None]] = None, window_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(clock=clock)
-        if nvml is None:
-            try:
-                import pynvml as nvml  # nvidia-ml-py
-            except ImportError:
-                raise MeterError("NVML: the nvidia-ml-py package is not installed (pip install effdl_ros[nvml]).") from None
-        self._nvml = nvml
-        try:
-            nvml.nvmlInit()
-            self._handle = (nvml.nvmlDeviceGetHandleByUUID(uuid) if uuid
-                            else nvml.nvmlDeviceGetHandleByIndex(index))
-        except Exception as err:  # noqa: BLE001 - NVMLError and friends
-            raise MeterError(f"NVML: cannot open GPU {uuid or index} ({err}).") from None
+        self._nvml, self._handle = open_nvml_device(nvml, index, uuid)
+        nvml = self._nvml
         try:
             nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
         except Exception as err:  # noqa: BLE001 - before Volta

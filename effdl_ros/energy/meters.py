@@ -312,6 +312,23 @@ class BatteryMeter(Meter):
 
 # ------------------------------------------------------------------------------------------------ NVML
 
+
+def open_nvml_device(nvml=None, index: int = 0, uuid: str = ""):
+    """(the pynvml module, a device handle) for GPU `index` (or `uuid`); MeterError in one sentence when
+    nvidia-ml-py is missing or the GPU cannot be opened. `nvml` is injected by tests."""
+    if nvml is None:
+        try:
+            import pynvml as nvml  # nvidia-ml-py
+        except ImportError:
+            raise MeterError("NVML: the nvidia-ml-py package is not installed (pip install effdl_ros[nvml]).") from None
+    try:
+        nvml.nvmlInit()
+        handle = nvml.nvmlDeviceGetHandleByUUID(uuid) if uuid else nvml.nvmlDeviceGetHandleByIndex(index)
+    except Exception as err:  # noqa: BLE001 - NVMLError and friends
+        raise MeterError(f"NVML: cannot open GPU {uuid or index} ({err}).") from None
+    return nvml, handle
+
+
 class NvmlMeter(Meter):
     """An NVIDIA GPU via NVML (nvidia-ml-py): the total energy counter (mJ, Volta and newer), else power.
 
@@ -320,17 +337,8 @@ class NvmlMeter(Meter):
 
     def __init__(self, index: int = 0, *, nvml=None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(clock=clock)
-        if nvml is None:
-            try:
-                import pynvml as nvml  # nvidia-ml-py
-            except ImportError:
-                raise MeterError("NVML: the nvidia-ml-py package is not installed (pip install effdl_ros[nvml]).") from None
-        self._nvml = nvml
-        try:
-            nvml.nvmlInit()
-            self._handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        except Exception as err:  # noqa: BLE001 - NVMLError and friends
-            raise MeterError(f"NVML: cannot open GPU {index} ({err}).") from None
+        self._nvml, self._handle = open_nvml_device(nvml, index)
+        nvml = self._nvml
         try:
             nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
             self.is_counter = True

@@ -30,7 +30,8 @@ class TargetDomain:
     description: str
 
 
-def _resize_pairs(pairs: Sequence[Tuple[Path, Path]], height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+def resize_pairs(pairs: Sequence[Tuple[Path, Path]], height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """CamVid (image, mask) pairs resized to height x width: images by area, masks by nearest."""
     import cv2
 
     from effdl_ros.data.camvid import load_pair
@@ -74,7 +75,7 @@ def load_source(spec: str, *, height: int, width: int, n_rendered: int, seed: in
 
     if seq == DUSK:
         raise ConfigError(f"camvid:{DUSK} is the dusk target sequence; it cannot be a labelled source")
-    return _resize_pairs(sequence_pairs(camvid_root, seq), height, width)
+    return resize_pairs(sequence_pairs(camvid_root, seq), height, width)
 
 
 def load_target(spec: str, *, height: int, width: int, camvid_root: Optional[Path] = None,
@@ -96,7 +97,7 @@ def load_target(spec: str, *, height: int, width: int, camvid_root: Optional[Pat
         else:
             pairs = camvid.sequence_pairs(Path(camvid_root), seq)
             what = f"CamVid {seq}, {len(pairs)} frames"
-        imgs, labs = _resize_pairs(pairs, height, width)
+        imgs, labs = resize_pairs(pairs, height, width)
         return TargetDomain(spec, imgs, labs, what + " (labels read only by the oracle)")
     from effdl_ros.data.target_frames import read_target_frames
 

@@ -412,18 +412,10 @@ def train_pixel_level(sources: Sequence[Tuple[str, torch.Tensor, torch.Tensor]],
 def load_camvid_lowres(root: Path, split: str, height: int, width: int, limit: Optional[int] = None
                        ) -> Tuple[np.ndarray, np.ndarray]:
     """CamVid frames resized to height x width (area) and their masks (nearest)."""
-    import cv2
+    from effdl_ros.data.camvid import pairs
+    from effdl_ros.segmentation.domains import resize_pairs
 
-    from effdl_ros.data.camvid import load_pair, pairs
-
-    ps = pairs(Path(root), split)[: limit or None]
-    imgs = np.zeros((len(ps), height, width, 3), np.uint8)
-    labs = np.zeros((len(ps), height, width), np.uint8)
-    for i, (ip, mp) in enumerate(ps):
-        img, lab = load_pair(ip, mp)
-        imgs[i] = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
-        labs[i] = cv2.resize(lab, (width, height), interpolation=cv2.INTER_NEAREST)
-    return imgs, labs
+    return resize_pairs(pairs(Path(root), split)[: limit or None], height, width)
 
 
 def warm_up(src, target: torch.Tensor, plan: Plan, *, device: str, seed: int, baselines: bool = True,
