@@ -192,6 +192,10 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the timed runs (default 1)")
     p.add_argument("--json", default="", help="write the results here")
     p.add_argument("--plot", default="", help="write an accuracy-vs-MACs plot (PNG) here")
+    p.add_argument("--family", default="models/ddi_family",
+                   help="folder of static family checkpoints ddi_<data>_*_s<seed>.pt: DDI's curve against "
+                        "their accuracy-vs-MACs frontier (issue 21; skipped when the folder has none)")
+    p.add_argument("--frontier-plot", default="", help="write the DDI-vs-static-frontier plot (PNG) here")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -202,6 +206,16 @@ def run_bench(args: argparse.Namespace) -> int:
                         confidence=args.confidence or None, max_test=args.max_test, threads=args.threads)
     results = run_benchmark(opts)
     print(format_table(results))
+    from effdl_ros.bench.ddi_frontier import compare, format_frontier, plot_frontier
+
+    for t in results["tasks"]:
+        if any(Path(args.family).glob(f"ddi_{t['task']}_*.pt")):
+            t["frontier"] = compare(t, Path(args.family), Path(args.models), args.max_test)
+            print()
+            print(format_frontier(t["task"], t["frontier"]))
+    if args.frontier_plot:
+        plot_frontier(results, Path(args.frontier_plot))
+        print(f"wrote {args.frontier_plot}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
