@@ -90,3 +90,17 @@ def test_finetune_stream_never_shows_test_items_to_training(monkeypatch):
     # the MAC probe feeds two stream items too; what matters: nothing from the test set
     assert seen and not set(seen) & test_rows
     assert set(seen) <= stream_rows
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["bench", "finetune", "--budgets", "0"], "--budgets"),
+    (["bench", "finetune", "--stream", "5"], "--stream"),
+    (["bench", "e2train", "--data", "sklearn", "--epochs", "sklearn=1", "--seeds", "a"], "--seeds"),
+    (["bench", "e2train", "--data", "sklearn", "--epochs", "sklearn=1", "--variants", "SMD,nope"], "--variants"),
+])
+def test_bad_equal_cost_arguments_are_one_sentence(argv, words, capsys):
+    from effdl_ros.cli.main import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("effdl-ros: error:") and words in err and "Traceback" not in err
