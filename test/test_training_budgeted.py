@@ -84,7 +84,7 @@ def test_finetune_stream_never_shows_test_items_to_training(monkeypatch):
                                gate_bias=3.0, gate_unit="batch"))
     model.register_forward_pre_hook(lambda m, inp: seen.extend(bytes(r.numpy().tobytes()) for r in inp[0]))
     settings = ft.FinetuneSettings(batch_size=8, max_head_epochs=2)
-    for name in ("last layer only", "plain, budget-matched", "E2-Train SMD+SLU+PSG"):
+    for name in ("last layer only", "plain (budget-matched)", "E2-Train SMD+SLU+PSG"):
         _, fn, kw = ft.METHODS[name]
         fn(model, task, 2e-4, settings, 0, **kw)
     # the MAC probe feeds two stream items too; what matters: nothing from the test set

@@ -240,7 +240,7 @@ def run_e2train(model: GatedResNet, task: FinetuneTask, budget_j: float, s: Fine
 METHODS: Dict[str, tuple] = {
     "no fine-tuning": ("none", run_none, {}),
     "last layer only": ("last-layer", run_last_layer, {}),
-    "plain, budget-matched": ("budget-matched", run_budget_matched, {}),
+    "plain (budget-matched)": ("budget-matched", run_budget_matched, {}),
     "E2-Train SMD": ("e2train", run_e2train, dict(smd=0.5)),
     "E2-Train SMD+SLU": ("e2train", run_e2train, dict(smd=0.5, slu_target=0.5)),
     "E2-Train SMD+PSG": ("e2train", run_e2train, dict(smd=0.5, psg=True)),
