@@ -195,6 +195,10 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
     add_json_option(p, "write the results here")
     p.add_argument("--plot", default="", help="write an accuracy-vs-MACs plot (PNG) here")
+    p.add_argument("--family", default="models/ddi_family",
+                   help="folder of static family checkpoints ddi_<data>_*_s<seed>.pt: DDI's curve against "
+                        "their accuracy-vs-MACs frontier (issue 21; skipped when the folder has none)")
+    p.add_argument("--frontier-plot", default="", help="write the DDI-vs-static-frontier plot (PNG) here")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -206,6 +210,16 @@ def run_bench(args: argparse.Namespace) -> int:
                         device=args.device)
     results = run_benchmark(opts)
     print(format_table(results))
+    from effdl_ros.bench.ddi_frontier import compare, format_frontier, plot_frontier
+
+    for t in results["tasks"]:
+        if any(Path(args.family).glob(f"ddi_{t['task']}_*.pt")):
+            t["frontier"] = compare(t, Path(args.family), Path(args.models), args.max_test)
+            print()
+            print(format_frontier(t["task"], t["frontier"]))
+    if args.frontier_plot:
+        plot_frontier(results, Path(args.frontier_plot))
+        print(f"wrote {args.frontier_plot}")
     if args.json:
         write_json(args.json, results)
     if args.plot:

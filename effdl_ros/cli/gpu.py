@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from effdl_ros.cli.options import add_json_option, write_json
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda", help="cuda | cuda:N | auto | cpu (default cuda; cpu runs the CPU "
                    "rows only)")
-    p.add_argument("--json", default="", help="write the results here")
+    add_json_option(p, "write the results here")
     p.add_argument("--items", type=int, default=200, help="DDI items per level (default 200)")
     p.add_argument("--seg-frames", type=int, default=20, help="segmentation frames per level (default 20)")
     p.add_argument("--track-frames", type=int, default=30, help="tracker frames per level (default 30)")
@@ -49,10 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     print("ms: median batch-1, device synchronised per item (measured); J/item: 'measured' rows from the "
           "meter named above, 'modelled' rows = executed MACs x the energy profile")
     if args.json:
-        from effdl_ros.atomic_io import atomic_write_json
-
-        atomic_write_json(Path(args.json), result)
-        print(f"wrote {args.json}")
+        write_json(args.json, result)
     return 0
 
 

@@ -202,7 +202,62 @@ def _configure_bench_e2(p: argparse.ArgumentParser) -> None:
                         "iteration each in turn, so that they share the machine's load)")
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch (E2-Train: 128)")
     add_json_option(p)
+    _add_equal_cost_options(p, "SMD,SMD+SLU,SMD+SLU+PSG")
     _common(p)
+
+
+def _add_equal_cost_options(p: argparse.ArgumentParser, variants: str = "") -> None:
+    """Issue 21: equal-cost baselines over several seeds (effdl_ros.bench.equal_cost)."""
+    p.add_argument("--seeds", default="0,1,2",
+                   help="seeds for the equal-cost run, mean +- std (default 0,1,2)")
+    p.add_argument("--no-equal-cost", action="store_true",
+                   help="only the method rows, one seed (--seed), as before issue 21")
+    if variants:
+        p.add_argument("--variants", default=variants,
+                       help=f"method rows beside 'full' (default {variants})")
+
+
+def _seeds(text: str):
+    from effdl_ros.errors import ConfigError
+
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise ConfigError("--seeds is empty")
+    return seeds
+
+
+def _run_equal_cost(args: argparse.Namespace, kind: str) -> int:
+    from effdl_ros.bench import equal_cost
+    from effdl_ros.errors import ConfigError
+    from effdl_ros.training.experiments import VARIANTS
+
+    datasets = [d.strip() for d in args.data.split(",") if d.strip()]
+    epochs = _epochs(args.epochs, datasets)
+    seeds = _seeds(args.seeds)
+    progress = lambda s: print(f"  running {s} ...", flush=True)  # noqa: E731
+    out = {"issue": 21, "results": {}}
+    for name in datasets:
+        if kind == "e2train":
+            variants = ["full"] + [v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "full"]
+            bad = [v for v in variants if v not in VARIANTS]
+            if bad:
+                raise ConfigError(f"--variants: unknown {bad}; known: {list(VARIANTS)}")
+            res = equal_cost.e2train_equal_cost(
+                name, arch=args.model, epochs=epochs[name], seeds=seeds, variants=variants,
+                batch_size=args.batch_size, progress=progress, slu_target=args.slu_target,
+                slu_beta=args.slu_beta, slu_unit=args.slu_unit, slu_anneal=args.slu_anneal,
+                slu_reg=args.slu_reg, interleave=not args.sequential)
+        else:
+            res = equal_cost.eb_equal_cost(name, arch=args.model, epochs=epochs[name], seeds=seeds,
+                                           ratio=args.ratio, epsilon=args.epsilon, progress=progress)
+        print(equal_cost.format_table(res))
+        out["results"][name] = res
+    if args.json:
+        write_json(args.json, out)
+    return 0
 
 
 def _epochs(spec: str, datasets):
@@ -221,6 +276,8 @@ def _epochs(spec: str, datasets):
 
 def _run_bench_e2(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
+    if not args.no_equal_cost:
+        return _run_equal_cost(args, "e2train")
     from effdl_ros.bench.training import bench_e2train
 
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
@@ -253,11 +310,14 @@ def _configure_bench_eb(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratio", type=float, default=0.5)
     p.add_argument("--epsilon", type=float, default=0.1)
     add_json_option(p)
+    _add_equal_cost_options(p)
     _common(p)
 
 
 def _run_bench_eb(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
+    if not args.no_equal_cost:
+        return _run_equal_cost(args, "eb")
     from effdl_ros.bench.training import bench_eb
 
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
