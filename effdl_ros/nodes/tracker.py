@@ -66,6 +66,7 @@ PARAMETERS = (
     Param("class_id", "target", "class_id of the published detection"),
     Param("init_box", [0.0, 0.0, 0.0, 0.0], "x, y, w, h in pixels of the object to follow from the first "
           "image (all 0 = wait for tracker/init)", range=(0.0, 1e6)),
+    Param("credit_frames", 5, "frames over which MACs above or below budget are paid back (0 = off)", range=(0, 1000)),
     Param("level_hysteresis", 0.0, "relative margin past a level boundary before the level changes "
           "(0 = none)", range=(0.0, 0.5)),
     AUTOSTART,
@@ -91,6 +92,7 @@ class TrackerNode(ManagedModelNode):
         from effdl_ros.errors import ConfigError
         from effdl_ros.tracking.tracker import (
             LEVELS,
+            MacCredit,
             RoamTracker,
             TrackerSettings,
             level_macs,
@@ -122,6 +124,7 @@ class TrackerNode(ManagedModelNode):
         self.default_settings = settings_for_budget(Budget(compute_fraction=fraction), TrackerSettings(),
                                                     self.model)
         self.full_macs = level_macs(LEVELS[1], self.model)
+        self.credit = MacCredit(horizon=int(self.get_parameter("credit_frames").value))
         self.tracker = RoamTracker(self.model, self.default_settings)
         self.acct = Accountant(name, clock=node_clock_seconds(self), meter=node_meter(self, self.device),
                                profile=self.get_parameter("energy_profile").value,
@@ -180,8 +183,13 @@ class TrackerNode(ManagedModelNode):
         self.pending_box = (cx - w / 2, cy - h / 2, w, h)
 
     def on_image(self, msg) -> None:
+        from dataclasses import replace
+
         rgb = imgmsg_to_cv2(msg, "rgb8")
-        settings = self._settings_for(self.budget.current(), self.tracker.settings, self.default_settings,
+        budget = self.budget.current()
+        fraction = budget.sanitized().compute_fraction
+        steered = replace(budget, compute_fraction=self.credit.fraction(fraction, self.full_macs))
+        settings = self._settings_for(steered, self.tracker.settings, self.default_settings,
                                       self.model, margin=float(self.get_parameter("level_hysteresis").value))
         out = Detection2DArray(header=msg.header)
         with self.acct.item() as item:
@@ -204,6 +212,10 @@ class TrackerNode(ManagedModelNode):
             else:
                 box, score, lost, state = None, 0.0, True, "idle"
                 item.macs = 0
+            if self.tracking and self.items > 0:
+                self.credit.spend(fraction, self.full_macs, item.macs)
+            else:
+                self.credit.reset()      # nothing to pay back from before the track started
             # the level's modelled share (updates amortised), not this frame's: an update frame alone
             # would read > 1 and be clipped, and the monitor's knob model would see a wrong cost per unit
             item.compute_fraction = min(1.0, self._level_share(self.tracker.settings)) if item.macs else 0.0
