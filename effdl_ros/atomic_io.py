@@ -87,6 +87,21 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, mode: int = 0o644) -> Pat
     return _atomic_write(path, lambda fh: fh.write(data), mode)
 
 
+def atomic_save_figure(fig: Any, path: PathLike, *, dpi: Optional[float] = None, fmt: Optional[str] = None,
+                       mode: int = 0o644) -> Path:
+    """A matplotlib figure laid out tight, rendered to memory, closed and written atomically: a plot is
+    a result file like the JSON beside it. ``fmt`` defaults to the file's suffix (png without one)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt or Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue(), mode=mode)
+
+
 def atomic_write_text(path: PathLike, text: str, *, mode: int = 0o644) -> Path:
     """atomic_write_bytes for text, UTF-8 (JSON, Markdown, JSON lines)."""
     return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)

@@ -17,7 +17,6 @@ measured.
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
-from effdl_ros.atomic_io import atomic_write_bytes
+from effdl_ros.atomic_io import atomic_save_figure
 
 MODEL_NODES = ("/ddi", "/segmentation", "/tracker")
 #: a pedestrian in the first frame of samples/vtest (x, y, w, h), as the demo uses
@@ -394,9 +393,5 @@ def plot_demo_knobs(records: List[Dict[str, Any]], path: Path, events=()) -> boo
             axes[0].text(idx, axes[0].get_ylim()[1], ev["text"], fontsize=7, color="red", va="top")
     axes[-1].set_xlabel("frame")
     fig.suptitle("knobs the budget set (energy modelled from executed MACs)", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(str(path), buf.getvalue())
+    atomic_save_figure(fig, path, dpi=90, fmt="png")
     return True

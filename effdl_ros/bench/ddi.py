@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from effdl_ros.atomic_io import atomic_save_figure
 from effdl_ros.ddi.checkpoint import load_checkpoint
 from effdl_ros.ddi.engine import DDIEngine, DDISettings
 from effdl_ros.errors import DataError
@@ -189,7 +190,4 @@ def plot(results: Dict, path: Path) -> None:
         ax.set_title(f"{t['task']} ({t['items']} items)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=120)

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from effdl_ros.atomic_io import atomic_save_figure
 from effdl_ros.errors import DataError
 
 _SEED = re.compile(r"_s(\d+)$")
@@ -173,7 +174,4 @@ def plot_frontier(results: dict, path: Path) -> None:
         ax.set_ylim(max(lo - 2, np.floor(lo) - 2), 100)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=120)

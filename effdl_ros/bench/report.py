@@ -22,7 +22,6 @@ A record is a dict; every key but `index` is optional:
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -31,7 +30,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from effdl_ros.atomic_io import atomic_write_bytes
+from effdl_ros.atomic_io import atomic_save_figure, atomic_write_bytes
 from effdl_ros.errors import DataError
 
 PLOTS = ("energy_budget.png", "latency.png", "success.png", "segmentation_iou.png")
@@ -273,11 +272,7 @@ def make_plots(records: Sequence[dict], out_dir: Path, metrics: Dict[str, object
     xlabel = "time (s)" if any(r.get("t_s") is not None for r in records) else "frame"
 
     def save(fig, name: str) -> None:
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        plt.close(fig)
-        _atomic_write(out_dir / name, buf.getvalue())
+        atomic_save_figure(fig, out_dir / name, dpi=90, fmt="png", mode=_umask_mode())
         made.append(name)
 
     def mark(ax) -> None:

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 from typing import Any, Dict
 
-from effdl_ros.atomic_io import atomic_write_bytes
+from effdl_ros.atomic_io import atomic_save_figure
 from effdl_ros.cli.options import add_json_option, write_json
 from effdl_ros.errors import ConfigError
 
@@ -161,8 +160,4 @@ def plot(result: Dict[str, Any], path: str) -> None:
     meta = result["meta"]
     fig.suptitle(f"budget loop, real graph on dds ({meta['cpus']} shared CPUs, {meta['fps']:g} frames/s); "
                  f"power {meta['power_source']}", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path, dpi=100, fmt="png")

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import io
 import math
 import platform
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from effdl_ros.atomic_io import atomic_write_bytes
+from effdl_ros.atomic_io import atomic_save_figure
 from effdl_ros.cli.options import add_json_option, write_json
 from effdl_ros.errors import ConfigError
 
@@ -273,11 +272,7 @@ def _plot_loop(result: Dict[str, Any], path: str) -> None:
     axes[0].legend(fontsize=7, loc="upper right", ncol=2)
     axes[-1].set_xlabel("simulated time (s); total 12 W -> 6 W at 20.5 s -> 12 W at 40.5 s")
     fig.suptitle("energy_monitor + synthetic_load nodes (inproc backend, simulated clock; energy modelled)", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path, dpi=110, fmt="png")
 
 
 def _dedupe(points):

@@ -27,6 +27,8 @@ unsubscribes them; cleanup frees the model. autostart (default) activates on sta
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
 from effdl_ros.nodekit.entry import run
 from effdl_ros.nodekit.lifecycle import AUTOSTART, ManagedModelNode
@@ -183,8 +185,6 @@ class TrackerNode(ManagedModelNode):
         self.pending_box = (cx - w / 2, cy - h / 2, w, h)
 
     def on_image(self, msg) -> None:
-        from dataclasses import replace
-
         rgb = imgmsg_to_cv2(msg, "rgb8")
         budget = self.budget.current()
         fraction = budget.sanitized().compute_fraction

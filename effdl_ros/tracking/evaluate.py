@@ -6,7 +6,6 @@ calls are timed with perf_counter. Results are plain JSON (pytracking's habit: r
 """
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence as Seq
 
 import numpy as np
 
-from effdl_ros.atomic_io import atomic_write_bytes
+from effdl_ros.atomic_io import atomic_save_figure
 from effdl_ros.data.sequences import Sequence
 from effdl_ros.errors import DataError
 from effdl_ros.tracking import metrics
@@ -103,9 +102,4 @@ def success_plot(result: Dict, out: Path, title: str = "OTB success plot (one-pa
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    buf = io.BytesIO()
-    fig.savefig(buf, format=out.suffix.lstrip(".") or None)
-    plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
+    atomic_save_figure(fig, out)
