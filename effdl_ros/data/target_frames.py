@@ -84,13 +84,7 @@ def _iter_rgb(path: Path, kind: str, image_topic: Optional[str]) -> Iterator[np.
             yield frame.image
 
 
-def _count(path: Path, kind: str, image_topic: Optional[str]) -> int:
-    if kind == "folder":
-        return len(list_frames(path))
-    if kind == "bag":
-        from effdl_ros.data.bags import choose_image_topic, list_topics
-
-        return choose_image_topic(path, list_topics(path), image_topic).count
+def _video_length(path: Path) -> int:
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -108,10 +102,17 @@ def read_target_frames(spec, *, height: int, width: int, image_topic: Optional[s
     kind = kind_of(path)
     if image_topic and kind != "bag":
         raise DataError(f"--image-topic {image_topic} only applies to a bag, and target {path} is a {kind}")
-    total = _count(path, kind, image_topic)
+    topic = ""
+    if kind == "bag":        # the bag's topic list is read once: it names the topic and its length
+        from effdl_ros.data.bags import choose_image_topic, list_topics
+
+        info = choose_image_topic(path, list_topics(path), image_topic)
+        topic, total = info.topic, info.count
+    else:
+        total = len(list_frames(path)) if kind == "folder" else _video_length(path)
     wanted = set(even_indices(total, limit)) if total > 0 else None
     out, picked, seen = [], [], 0
-    for i, rgb in enumerate(_iter_rgb(path, kind, image_topic)):
+    for i, rgb in enumerate(_iter_rgb(path, kind, topic or image_topic)):
         seen = i + 1
         if wanted is not None and i not in wanted:
             continue
@@ -122,9 +123,4 @@ def read_target_frames(spec, *, height: int, width: int, image_topic: Optional[s
         out, picked = [out[i] for i in keep], [picked[i] for i in keep]
     if not out:
         raise DataError(f"target {path} holds no readable frames")
-    topic = ""
-    if kind == "bag":
-        from effdl_ros.data.bags import choose_image_topic, list_topics
-
-        topic = choose_image_topic(path, list_topics(path), image_topic).topic
     return TargetFrames(np.stack(out), str(path), kind, max(total, seen), topic, picked)
