@@ -110,6 +110,25 @@ def test_bad_figures_from_the_body_are_made_safe():
     assert rep.energy_j == 0.0 and rep.power_w == 0.0 and rep.compute_fraction == 1.0
 
 
+def test_an_item_over_full_compute_counts_in_the_period_mean():
+    """A tracker frame with a model update runs ~3x the full level: booked as such, so the period's mean
+    is what was executed (here 0.8); only the mean is capped at 1."""
+    clock = FakeClock()
+    acct = Accountant("/n", clock=clock)
+    for frac in (3.0, 0.25, 0.25, 0.25, 0.25):
+        with acct.item() as item:
+            item.macs = 0
+            item.compute_fraction = frac
+    clock.t += 1.0
+    assert acct.report().compute_fraction == pytest.approx(0.8)
+    for _ in range(3):
+        with acct.item() as item:
+            item.macs = 0
+            item.compute_fraction = 2.0
+    clock.t += 1.0
+    assert acct.report().compute_fraction == 1.0
+
+
 def test_exception_in_the_body_still_books_the_item_and_propagates():
     acct = Accountant("/n", clock=FakeClock())
     with pytest.raises(ValueError):

@@ -54,15 +54,16 @@ class Period:
 
 
 def write_pipeline(path: Path, *, source_config: str, fps: float, calibrate_s: float, step_after_s: float,
-                   fractions=(0.6, 0.3), estimate: str = "ops", deadband: float = 0.05) -> Path:
+                   fractions=(0.6, 0.3), estimate: str = "ops", deadband: Optional[float] = None) -> Path:
     doc = yaml.safe_load(Path(source_config).read_text())
     params = doc.setdefault("parameters", {})
     params.setdefault("/source", {"ros__parameters": {}})["ros__parameters"].update(
         {"rate_hz": float(fps), "loop": True})
     mon = params.setdefault("/energy_monitor", {"ros__parameters": {}})["ros__parameters"]
     mon.update({"total_power_w": 1000.0, "calibrate_s": float(calibrate_s), "budget_fraction": float(fractions[0]),
-                "schedule_after_s": [float(step_after_s)], "schedule_fractions": [float(fractions[1])],
-                "deadband": float(deadband)})
+                "schedule_after_s": [float(step_after_s)], "schedule_fractions": [float(fractions[1])]})
+    if deadband is not None:  # else the pipeline's own
+        mon["deadband"] = float(deadband)
     for node in ("/ddi", "/segmentation", "/tracker"):
         params.setdefault(node, {"ros__parameters": {}})["ros__parameters"]["energy_estimate"] = estimate
     path.write_text(yaml.safe_dump(doc))
@@ -104,7 +105,7 @@ class _Cumulative:
 
 
 def run(*, duration_s: float = 90.0, calibrate_s: float = 20.0, fps: float = 5.0, estimate: str = "ops",
-        config: Optional[str] = None, log: Callable[[str], None] = print, deadband: float = 0.05,
+        config: Optional[str] = None, log: Callable[[str], None] = print, deadband: Optional[float] = None,
         domain_id: Optional[int] = None, threads: int = 1) -> Dict[str, Any]:
     """Run the graph and record; returns {"periods": [...], "meta": {...}} (see the module docstring)."""
     from effdl_ros.runtime import backend
@@ -153,6 +154,7 @@ def _run(duration_s, calibrate_s, run_s, fps, estimate, config, log, deadband, c
         path = write_pipeline(Path(tmp) / "pipeline.yaml", source_config=config or default_pipeline(), fps=fps,
                               calibrate_s=calibrate_s, step_after_s=run_s / 2, estimate=estimate,
                               deadband=deadband)
+        monitor_params = yaml.safe_load(path.read_text())["parameters"]["/energy_monitor"]["ros__parameters"]
         pipeline = load_pipeline(path)
         sup = Supervisor(pipeline, backend="dds", log=log)
         energy = {n: _Cumulative() for n in MODEL_NODES}
@@ -231,7 +233,8 @@ def _run(duration_s, calibrate_s, run_s, fps, estimate, config, log, deadband, c
             "meta": {"fps": fps, "duration_s": duration_s, "domain_id": domain_id,
                      "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")), "calibrate_s": calibrate_s,
                      "estimate": estimate,
-                     "deadband": deadband, "core_w": core_w, "nodes": list(MODEL_NODES), "cpus": os.cpu_count(),
+                     "deadband": monitor_params.get("deadband"), "monitor": monitor_params, "core_w": core_w,
+                     "nodes": list(MODEL_NODES), "cpus": os.cpu_count(),
                      "power_source": "modelled: " + ("executed MACs x x86_cpu profile" if estimate == "ops"
                                                      else "process CPU time (measured) x core_w")}}
 

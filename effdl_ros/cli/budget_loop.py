@@ -27,7 +27,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per node process (OMP_NUM_THREADS; default 1: three processes on a "
                         "small machine oversubscribe it otherwise)")
-    p.add_argument("--deadband", type=float, default=0.05, help="the monitor's PI deadband (default 0.05)")
+    p.add_argument("--deadband", type=float, default=None,
+                   help="the monitor's PI deadband (default: the pipeline's own)")
     p.add_argument("--config", default=None, help="pipeline YAML (default: the shipped config/pipeline.yaml)")
     p.add_argument("--plot", default="budget_loop.png", help="PNG to write ('' for none)")
     add_json_option(p, "write the periods and figures to this JSON file")

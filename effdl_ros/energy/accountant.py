@@ -37,13 +37,19 @@ class EnergySnapshot:
     energy_j: float          # since the accountant started (J)
     power_w: float           # average over the period (W)
     items_processed: int     # since start
-    compute_fraction: float  # mean over the period's items, 0..1 (1.0 when the period had none)
+    compute_fraction: float  # mean over the period's items, capped at 1 (1.0 when the period had none)
     latency_ms: float        # mean per-item latency over the period (ms; 0 when none)
     source: str
     meter: str
     period_s: float          # length of the period these averages cover (s)
     period_items: int        # items in that period
     ops_power_w: float = math.nan  # the MAC-based model's power over the period, beside a CPU-time figure (W)
+
+
+#: An item may run more than its node's nominal full compute (a tracker frame with a model update costs
+#: about three frames' worth); it is booked as such, so that the period's mean is what the node executed,
+#: and only the mean is capped at 1.
+MAX_ITEM_FRACTION = 8.0
 
 
 class Item:
@@ -182,8 +188,8 @@ class Accountant:
             self._book(energy, 1, busy_s, item.compute_fraction, source)
 
     def _book(self, energy: float, items: int, busy_s: float, frac: float, source: str) -> None:
-        if frac.__class__ is not float or not 0.0 <= frac <= 1.0:  # NaN fails the range test too
-            frac = min(1.0, max(0.0, _finite(frac, 1.0)))
+        if frac.__class__ is not float or not 0.0 <= frac <= MAX_ITEM_FRACTION:  # NaN fails the range test too
+            frac = min(MAX_ITEM_FRACTION, max(0.0, _finite(frac, 1.0)))
         self._energy_j += energy
         self._items += items
         self._p_energy += energy
@@ -203,7 +209,7 @@ class Accountant:
         return EnergySnapshot(
             node=self.node_name, energy_j=energy, power_w=power,
             items_processed=self._items,
-            compute_fraction=self._p_frac / n if n else 1.0,
+            compute_fraction=min(1.0, self._p_frac / n) if n else 1.0,
             latency_ms=1000.0 * self._p_busy / n if n else 0.0,
             source=source, meter=self.meter_name, period_s=max(0.0, period), period_items=n,
             ops_power_w=ops_w)

@@ -10,24 +10,26 @@ score 0 and the last confident box (the tracker searches a widening window meanw
 target keeps its id); an empty array before the first init. `/diagnostics` (DiagnosticArray) names
 the track state (idle, tracking, searching, lost) on every change and every 30 images. The budget
 (BudgetClient on `energy/budget`) maps onto update interval,
-optimiser steps, search scales and window size (effdl_ros.tracking.tracker.settings_for_budget); the
-executed MACs per frame go to the Accountant (reports on `energy/reports`).
+optimiser steps, search scales and window size. Under the monitor's budget each frame's level is the
+richest whose frame, its model update included, fits the frame's share plus the MAC credit
+(effdl_ros.tracking.tracker.settings_for_frame): a model update is paid for on the frame it runs, so the
+power per budget period stays on the budget. With no fresh budget (or credit_frames 0) the level follows
+the fraction by its amortised cost (settings_for_budget). The executed MACs per frame, and the share of
+full compute they are, go to the Accountant (reports on `energy/reports`).
 
 Parameters: model_path (models/roam_r18l1.pt, relative to the package share folder),
 default_compute_fraction (1.0, used while no fresh budget), threads (1; 0 = torch's default),
 energy_profile (x86_cpu), stale_after_s (3.0), class_id ("target"), init_box ([0, 0, 0, 0] = none),
 device (cpu | cuda | cuda:N | auto; on a GPU the energy per frame is measured with NVML, docs/gpu.md; no
 fp16: the online learned-optimiser steps use learning rates near 1e-6, below half precision's resolution),
-level_hysteresis (0 = off; e.g. 0.1: a level changes only when the budget is 10 % past its boundary),
-autostart (true).
+credit_frames (2; 0 = off), level_hysteresis (0 = off; e.g. 0.1: a level changes only when the budget is
+10 % past its boundary; with the per-frame choice off), autostart (true).
 
 A lifecycle (managed) node (effdl_ros.nodekit.lifecycle): configure loads the model and creates the
 tracker, `tracks` and the budget client; activate subscribes `image` and `tracker/init`; deactivate
 unsubscribes them; cleanup frees the model. autostart (default) activates on start.
 """
 from __future__ import annotations
-
-from dataclasses import replace
 
 from effdl_ros.nodekit.budget import BudgetClient, node_clock_seconds
 from effdl_ros.nodekit.entry import run
@@ -68,7 +70,8 @@ PARAMETERS = (
     Param("class_id", "target", "class_id of the published detection"),
     Param("init_box", [0.0, 0.0, 0.0, 0.0], "x, y, w, h in pixels of the object to follow from the first "
           "image (all 0 = wait for tracker/init)", range=(0.0, 1e6)),
-    Param("credit_frames", 5, "frames over which MACs above or below budget are paid back (0 = off)", range=(0, 1000)),
+    Param("credit_frames", 2, "frames over which MACs above or below budget are paid back; each frame's level "
+          "fits what that frame will execute, model update included (0 = off)", range=(0, 1000)),
     Param("level_hysteresis", 0.0, "relative margin past a level boundary before the level changes "
           "(0 = none)", range=(0.0, 0.5)),
     AUTOSTART,
@@ -100,6 +103,7 @@ class TrackerNode(ManagedModelNode):
             level_macs,
             load_model,
             settings_for_budget,
+            settings_for_frame,
             settings_with_hysteresis,
         )
 
@@ -119,10 +123,10 @@ class TrackerNode(ManagedModelNode):
         self.device, _ = node_device(self, fp16_parameter=False)
         self.model = move_model(load_model(self.model_path), self.device)
         self._settings_for = settings_with_hysteresis
+        self._settings_for_frame = settings_for_frame
         from effdl_ros.tracking.tracker import level_index
 
         self._level_index = level_index
-        self._level_shares = {}
         self.default_settings = settings_for_budget(Budget(compute_fraction=fraction), TrackerSettings(),
                                                     self.model)
         self.full_macs = level_macs(LEVELS[1], self.model)
@@ -164,15 +168,6 @@ class TrackerNode(ManagedModelNode):
 
         return Image
 
-    def _level_share(self, settings) -> float:
-        """Modelled MACs per frame of these settings (updates amortised) / those of the default level."""
-        from effdl_ros.tracking.tracker import LEVELS, level_macs
-
-        key = tuple(getattr(settings, k) for k in LEVELS[1])
-        if key not in self._level_shares:
-            self._level_shares[key] = level_macs(dict(zip(LEVELS[1], key)), self.model) / self.full_macs
-        return self._level_shares[key]
-
     # ------------------------------------------------------------------------------------ callbacks
 
     def on_init(self, msg) -> None:
@@ -188,9 +183,12 @@ class TrackerNode(ManagedModelNode):
         rgb = imgmsg_to_cv2(msg, "rgb8")
         budget = self.budget.current()
         fraction = budget.sanitized().compute_fraction
-        steered = replace(budget, compute_fraction=self.credit.fraction(fraction, self.full_macs))
-        settings = self._settings_for(steered, self.tracker.settings, self.default_settings,
-                                      self.model, margin=float(self.get_parameter("level_hysteresis").value))
+        if self.credit.horizon > 0 and not budget.stale and self.tracking and self.pending_box is None:
+            settings = self._settings_for_frame(self.tracker, self.credit.allowance(fraction, self.full_macs),
+                                                self.default_settings)
+        else:
+            settings = self._settings_for(budget, self.tracker.settings, self.default_settings,
+                                          self.model, margin=float(self.get_parameter("level_hysteresis").value))
         out = Detection2DArray(header=msg.header)
         with self.acct.item() as item:
             if self.pending_box is not None:
@@ -216,9 +214,11 @@ class TrackerNode(ManagedModelNode):
                 self.credit.spend(fraction, self.full_macs, item.macs)
             else:
                 self.credit.reset()      # nothing to pay back from before the track started
-            # the level's modelled share (updates amortised), not this frame's: an update frame alone
-            # would read > 1 and be clipped, and the monitor's knob model would see a wrong cost per unit
-            item.compute_fraction = min(1.0, self._level_share(self.tracker.settings)) if item.macs else 0.0
+            # what this frame executed, as a share of the full level (an update frame reads > 1): the
+            # period's mean is then the fraction the credit really ran, so the monitor's knob model
+            # (power per unit fraction) is exact; a level's modelled share overstated it by up to 1.6x,
+            # as updates run only on confident frames
+            item.compute_fraction = item.macs / self.full_macs if item.macs else 0.0
         self.items += 1
         self.budget.set_knob("level", self._level_index(self.tracker.settings))
         if state != self.track_state or self.items % 30 == 0:

@@ -286,6 +286,32 @@ class RoamTracker:
         self.init_macs = int(9 * backbone_macs(self.net, s) + (3 + 3 * self.settings.init_steps) * self._head_macs(9, self.fsize)
                              + self._head_macs(1, self.fsize) + self.settings.init_steps * lstm_macs(n_params))
 
+    def update_due(self, settings: "TrackerSettings" = None) -> bool:
+        """Whether the next update() runs a model update (while tracking, every update_interval-th frame)."""
+        st = settings or self.settings
+        return self.params is not None and self.drift == 0 and st.update_interval > 0 and \
+            st.optimizer_steps > 0 and (self.frame + 1) % st.update_interval == 0
+
+    def next_frame_macs(self, settings: "TrackerSettings") -> int:
+        """The MACs the next update() would execute under `settings`, a model update included when one is
+        due (every update_interval-th frame while tracking): what a per-frame budget must pay for. A new
+        window size empties the sample buffer, so an update right after a level change is cheaper."""
+        s = settings.search_size
+        n = len(settings.search_scales) if self.drift == 0 else 1
+        side = math.sqrt(self.size[0] * self.size[1]) * CONTEXT
+        anchor = self.size * s / side
+        fs = tuple(filter_size((anchor[1], anchor[0]), s, 2 * (map_size(s) // 2) - 1))
+        c, d = self.net.config.channels, self.net.in_channels
+        macs = n * backbone_macs(self.net, s) + head_macs(c, s, n, fs, d)
+        if self.update_due(settings):
+            same = s == self.settings.search_size
+            kept = (len(self.buffer) if same else 0) + 1
+            samples = min(kept, settings.buffer_size - (1 if same and self.buffer_first is not None else 0))
+            samples += 1 if same and self.buffer_first is not None else 0
+            n_params = sum(v.numel() for v in self.params.values())
+            macs += settings.optimizer_steps * (3 * head_macs(c, s, samples, fs, d) + lstm_macs(n_params))
+        return int(macs)
+
     def last_box(self) -> np.ndarray:
         """The current estimate, x, y, w, h."""
         return np.array([self.centre[0] - self.size[0] / 2, self.centre[1] - self.size[1] / 2,
@@ -481,18 +507,26 @@ class MacCredit:
     8 s cycle), faster than the monitor's 1 s loop can correct. The credit is what the budget allowed
     minus what was executed; each frame may spend its share plus 1/horizon of the credit (a debt makes
     the next frames pick a cheaper level, a surplus a richer one), and at most `limit` frames' worth is
-    kept either way, so an idle spell or a lost target does not bank an unbounded surplus.
+    kept either way, so an idle spell or a lost target does not bank an unbounded surplus. With
+    settings_for_frame the level is chosen by what the frame will execute (allowance()), which holds
+    every 1 s period within a few % of the budget on the demo clip (test_tracking_hysteresis).
     """
 
-    horizon: int = 5          # frames over which a surplus or a debt is paid back (0 = off)
-    limit: float = 10.0       # most frames' worth of credit kept, either sign
+    horizon: int = 2          # frames over which a surplus or a debt is paid back (0 = off)
+    limit: float = 3.0        # most frames' worth of credit kept, either sign (a step of the budget
+                              # must not meet a surplus banked under the old one)
     credit: float = 0.0       # MACs
 
     def fraction(self, budget_fraction: float, full_macs: float) -> float:
         """The compute fraction the next frame's level is chosen for."""
         if self.horizon <= 0 or full_macs <= 0:
             return budget_fraction
-        return max(0.0, budget_fraction + self.credit / self.horizon / full_macs)
+        cap = self.limit * max(budget_fraction, 1e-6) * full_macs   # the current budget's cap, at once
+        return max(0.0, budget_fraction + float(np.clip(self.credit, -cap, cap)) / self.horizon / full_macs)
+
+    def allowance(self, budget_fraction: float, full_macs: float) -> float:
+        """The MACs the next frame may execute: its share of the budget plus 1/horizon of the credit."""
+        return self.fraction(budget_fraction, full_macs) * max(full_macs, 0.0)
 
     def spend(self, budget_fraction: float, full_macs: float, macs: float) -> None:
         """Book one frame: the budget's share of `full_macs` came in, `macs` were executed."""
@@ -503,6 +537,24 @@ class MacCredit:
 
     def reset(self) -> None:
         self.credit = 0.0
+
+
+def settings_for_frame(tracker: "RoamTracker", allowance_macs: float,
+                       base: "TrackerSettings" = None, borrow_macs: float = 0.0) -> "TrackerSettings":
+    """The richest LEVEL whose next frame (tracker.next_frame_macs) fits `allowance_macs`, else the
+    cheapest: with MacCredit's allowance this keeps what every frame executes on the budget, so a
+    model update is paid for on the frame it runs, not found out afterwards. On a frame whose model
+    update is due, the level in force is kept if its frame fits allowance + `borrow_macs` (the next
+    frames pay the debt back): otherwise a tight budget would drop every update for a cheaper window."""
+    base = base or TrackerSettings()
+    if borrow_macs > 0 and tracker.update_due() and level_index(tracker.settings) >= 0 and \
+            tracker.next_frame_macs(tracker.settings) <= allowance_macs + borrow_macs + 1:
+        return tracker.settings
+    for lv in LEVELS[1:]:  # LEVELS[0] (three scales) costs 1.7x full compute: no budget pays for it
+        candidate = replace(base, **lv)
+        if tracker.next_frame_macs(candidate) <= allowance_macs + 1:
+            return candidate
+    return replace(base, **LEVELS[-1])
 
 
 def settings_with_hysteresis(budget, current: TrackerSettings, base: TrackerSettings = TrackerSettings(),
