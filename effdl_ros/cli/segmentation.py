@@ -1,4 +1,4 @@
-"""`effdl-ros train madan`, `effdl-ros eval segmentation` and `effdl-ros bench segmentation`.
+"""`effdl-ros train madan`, `train segmenter`, `eval segmentation` and `bench segmentation`.
 
 Also runnable on its own (`python -m effdl_ros.cli.segmentation train madan ...`), so a training job
 on a bare GPU machine needs no other command module.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -174,39 +174,159 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_segmenter(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--holdout", default="0006R0",
+                   help="CamVid sequence left out of training and scored (none: train on every labelled frame)")
+    p.add_argument("--size", default="240x320", help="training input size HxW (the model's scale 1)")
+    p.add_argument("--net-width", type=float, default=1.0, help="TinySegNet width multiplier")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--iters", type=int, default=6000)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--minutes", type=float, default=math.inf,
+                   help="stop after this long with a resumable state; run the same command again to go on")
+    p.add_argument("--scales", default="1.0,0.75,0.5", help="input scales scored on the held-out sequence")
+    p.add_argument("--camvid-root", default=None)
+    p.add_argument("--out", default="models/seg_supervised.pt")
+    p.add_argument("--fresh", action="store_true", help="ignore a saved training state and start over")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (training and timing)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recipe-check", default=None, metavar="JSON",
+                   help="the --json of the same command with a sequence held out: its scores go into this model's "
+                        "card as the estimate on sequences never seen (for a model trained on every frame)")
+    add_json_option(p)
+
+
+def _run_segmenter(args: argparse.Namespace) -> int:
+    import shlex
+
+    import torch
+
+    from effdl_ros.bench.segmentation import scale_sweep
+    from effdl_ros.segmentation.domains import resize_pairs
+    from effdl_ros.segmentation.model_card import write_segmenter_card
+    from effdl_ros.segmentation.network import config_for, save_checkpoint
+    from effdl_ros.segmentation.supervised import SupervisedPlan, sequences, split_by_sequence, train_supervised
+
+    try:
+        h, w = (int(v) for v in args.size.lower().split("x"))
+        scales = [float(v) for v in args.scales.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--size {args.size!r} must be HxW and --scales a list of numbers") from None
+    if h < 32 or w < 32 or h % 16 or w % 16:
+        raise ConfigError(f"--size {args.size}: each side must be a multiple of 16, at least 32")
+    torch.set_num_threads(max(1, args.threads))
+    root = _camvid_root(args.camvid_root)
+    holdout = None if args.holdout in ("", "none") else args.holdout
+    train_pairs, held = split_by_sequence(root, holdout)
+    plan = SupervisedPlan(height=h, width=w, net_width=args.net_width, batch=args.batch, lr=args.lr, iters=args.iters)
+    check = _recipe_check(Path(args.recipe_check), plan) if args.recipe_check else None  # before an hour of training
+    out = Path(args.out)
+    state = out.with_suffix(".state")
+    if args.fresh and state.exists():
+        state.unlink()
+    print(f"training on {len(train_pairs)} labelled CamVid frames {sequences(train_pairs)}; "
+          f"held out: {holdout or 'nothing'} ({len(held)} frames)", file=sys.stderr)
+    images, labels = resize_pairs(train_pairs, h, w)
+    model, info = train_supervised(images, labels, plan, seed=args.seed, holdout=holdout, state_path=state,
+                                   seconds=60.0 * args.minutes, log=lambda m: print(m, file=sys.stderr))
+    if not info["finished"]:
+        return 0
+    cfg = config_for(width=args.net_width, input_hw=(h, w), trained_on=sequences(train_pairs), holdout=holdout or "none")
+    save_checkpoint(out, model, cfg, half=True)
+    rows = scale_sweep(model, cfg, held, scales) if held else []
+    for r in rows:
+        hw = r["input_hw"]
+        print(f"scale {r['scale']:.2f} ({hw[0]}x{hw[1]}): mIoU {100 * r['miou']:.1f} on {len(held)} frames of {holdout} "
+              f"(never trained on), {r['ms_per_frame']:.1f} ms/frame, {r['macs'] / 1e6:.0f} MMAC")
+    command = "effdl-ros train segmenter " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    card = write_segmenter_card(out, info, plan=plan, seed=args.seed, command=command,
+                                trained_on=sequences(train_pairs), holdout=holdout, rows=rows,
+                                threads=torch.get_num_threads(), recipe_check=check)
+    print(f"model: {out}\ncard: {card}")
+    if args.json:
+        write_json(Path(args.json), {"model": str(out), "training": info, "plan": asdict(plan),
+                                     "trained_on": sequences(train_pairs), "holdout": holdout,
+                                     "holdout_frames": len(held), "rows": rows}, say=None)
+    return 0
+
+
+def _recipe_check(path: Path, plan) -> dict:
+    """The held-out run's report, refused unless it trained with this plan (else it estimates nothing)."""
+    import json
+
+    try:
+        report = json.loads(path.read_text())
+        rows, holdout = report["rows"], report["holdout"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"--recipe-check {path}: not the --json of `train segmenter` ({err})") from None
+    if not rows or holdout in (None, "none"):
+        raise DataError(f"--recipe-check {path}: that run held no sequence out, so it scores nothing unseen")
+    theirs = report.get("plan")
+    if theirs is not None and {k: v for k, v in theirs.items() if k != "checkpoint_every"} != \
+            {k: v for k, v in asdict(plan).items() if k != "checkpoint_every"}:
+        raise DataError(f"--recipe-check {path}: that run trained with another plan ({theirs})")
+    return {"path": str(path), "holdout": holdout, "frames": report.get("holdout_frames"), "rows": rows,
+            "trained_on": report.get("trained_on", {})}
+
+
 def _configure_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, help="folder of frames (.jpg/.png)")
-    p.add_argument("--labels", required=True, help="folder of single-channel .png masks, same stems, 11 = ignore")
-    p.add_argument("--model", required=True, help="checkpoint written by `effdl-ros train madan`")
-    p.add_argument("--scale", type=float, default=1.0, help="input scale relative to the model's training size")
+    p.add_argument("--images", default=None, help="folder of frames (.jpg/.png)")
+    p.add_argument("--labels", default=None, help="folder of single-channel .png masks, same stems, 11 = ignore")
+    p.add_argument("--sequence", default=None,
+                   help="instead of --images/--labels: every labelled frame of this CamVid sequence (e.g. 0006R0)")
+    p.add_argument("--camvid-root", default=None, help="CamVid folder for --sequence (default: ../shared/data)")
+    p.add_argument("--model", required=True, nargs="+",
+                   help="checkpoint(s) written by `effdl-ros train madan|segmenter`; several are scored side by side")
+    p.add_argument("--scale", type=float, default=1.0, help="input scale relative to each model's training size")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the timing")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
-    add_json_option(p, 'write {"miou","per_class","pixel_acc","ms_per_frame"}')
+    add_json_option(p, 'write {"miou","per_class","pixel_acc","ms_per_frame"} (several models: {"rows": [...]})')
+
+
+def _eval_pairs(args: argparse.Namespace):
+    from effdl_ros.bench.segmentation import folder_pairs
+
+    if args.sequence:
+        if args.images or args.labels:
+            raise ConfigError("give either --sequence or --images and --labels, not both")
+        from effdl_ros.segmentation.supervised import split_by_sequence
+
+        return split_by_sequence(_camvid_root(args.camvid_root), args.sequence)[1]
+    if not (args.images and args.labels):
+        raise ConfigError("give --images and --labels (folders of frames and masks), or --sequence")
+    return folder_pairs(Path(args.images), Path(args.labels))
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from effdl_ros.bench.segmentation import evaluate_pairs, folder_pairs
+    from effdl_ros.bench.segmentation import evaluate_pairs
+    from effdl_ros.device import resolve_device
     from effdl_ros.segmentation.network import load_checkpoint
 
     if not 0.1 <= args.scale <= 2.0:
         raise ConfigError(f"--scale {args.scale} is outside 0.1..2.0")
     torch.set_num_threads(max(1, args.threads))
-    pairs = folder_pairs(Path(args.images), Path(args.labels))[: args.max_frames or None]
-    from effdl_ros.device import resolve_device
-
+    pairs = _eval_pairs(args)[: args.max_frames or None]
     device = resolve_device(args.device, what="--device")
-    model, cfg = load_checkpoint(Path(args.model))
-    r = evaluate_pairs(model.to(device), cfg, pairs, scale=args.scale, device=device)
     where = "CPU" if device.type == "cpu" else str(device)
-    print(f"{args.model}: mIoU {100 * r['miou']:.1f}  pixel acc {100 * r['pixel_acc']:.1f}  "
-          f"{r['ms_per_frame']:.1f} ms/frame ({r['frames']} frames, {torch.get_num_threads()} threads, {where})")
-    for name, v in r["per_class"].items():
-        print(f"  {name:<11} {'-' if v is None else f'{100 * v:.1f}'}")
+    keys = ("miou", "per_class", "pixel_acc", "ms_per_frame", "frames")
+    rows = []
+    for path in args.model:
+        model, cfg = load_checkpoint(Path(path))
+        r = evaluate_pairs(model.to(device), cfg, pairs, scale=args.scale, device=device)
+        rows.append({"model": path, **{k: r[k] for k in keys}})
+        print(f"{path}: mIoU {100 * r['miou']:.1f}  pixel acc {100 * r['pixel_acc']:.1f}  "
+              f"{r['ms_per_frame']:.1f} ms/frame ({r['frames']} frames, {torch.get_num_threads()} threads, {where})")
+    names = list(rows[0]["per_class"])
+    print(f"  {'class':<11} " + " ".join(f"{Path(r['model']).stem[:14]:>14}" for r in rows))
+    for name in names:
+        cells = (r["per_class"][name] for r in rows)
+        print(f"  {name:<11} " + " ".join(f"{'-' if v is None else f'{100 * v:.1f}':>14}" for v in cells))
     if args.json:
-        write_json(Path(args.json), {k: r[k] for k in ("miou", "per_class", "pixel_acc", "ms_per_frame", "frames")}, say=None)
+        payload = {k: rows[0][k] for k in keys} if len(rows) == 1 else {"rows": rows}
+        write_json(Path(args.json), payload, say=None)
     return 0
 
 
@@ -315,6 +435,8 @@ def _run_scales(args: argparse.Namespace) -> int:
 def register(cli) -> None:
     cli.add("train", "madan", help="MADAN multi-source adaptation: rendered street sources -> CamVid (unlabelled)",
             configure=_configure_train, run=_run_train)
+    cli.add("train", "segmenter", help="a segmenter on labelled CamVid frames, one sequence held out and scored",
+            configure=_configure_segmenter, run=_run_segmenter)
     cli.add("eval", "segmentation", help="mIoU, per-class IoU, pixel accuracy, ms/frame of a segmentation model",
             configure=_configure_eval, run=_run_eval)
     cli.add("bench", "segmentation", help="source-only vs single-source vs MADAN vs oracle on CamVid val",

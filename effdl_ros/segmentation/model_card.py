@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 from effdl_ros.atomic_io import atomic_write_bytes
 
@@ -58,6 +58,69 @@ Plan: `{plan_items}`
 Not measured here: accuracy on the target (it has no labels). Score it with
 `effdl-ros eval segmentation --images DIR --labels DIR --model {checkpoint.name}` on a few labelled frames
 of the target camera that were not among the adaptation frames.
+"""
+    path = card_path(checkpoint)
+    atomic_write_bytes(path, text.encode())
+    return path
+
+
+def write_segmenter_card(checkpoint: Path, info: Dict, *, plan, seed: int, command: str, trained_on: Dict[str, int],
+                         holdout, rows: Sequence[Dict], threads: int, recipe_check: Optional[Dict] = None) -> Path:
+    """The card of a `train segmenter` checkpoint: data by sequence, command, and its held-out scores.
+
+    recipe_check: for a model trained on every frame, the report of the same command with one sequence
+    held out, quoted as the estimate of this model on sequences it never saw."""
+    checkpoint = Path(checkpoint)
+    data = ", ".join(f"{seq} ({n} frames)" for seq, n in trained_on.items())
+
+    def table(rs: Sequence[Dict]) -> str:
+        body = "\n".join(f"| {r['scale']:.2f} | {r['input_hw'][0]}x{r['input_hw'][1]} | {r['macs'] / 1e6:.0f} | "
+                         f"{100 * r['miou']:.1f} | {r['ms_per_frame']:.1f} |" for r in rs)
+        return f"| scale | input | MMAC | mIoU | ms/frame |\n| --- | --- | ---: | ---: | ---: |\n{body}"
+
+    how = ("labels at 360x480, class 11 ignored; ms/frame: preprocessing + forward + upsampling to 360x480 + "
+           "argmax, batch 1, median of the best of 3 per frame")
+    if rows:
+        scored = f"""## Scores on {holdout}, a sequence it never saw (measured)
+{table(rows)}
+
+Every labelled frame of {holdout} (train and val splits); {how}; {threads} torch threads."""
+    elif recipe_check:
+        c = recipe_check
+        seen = ", ".join(f"{seq} ({n})" for seq, n in c.get("trained_on", {}).items())
+        scored = f"""## Scores
+Every labelled frame trained this model, so nothing is left to score it on here. The same command with
+`--holdout {c['holdout']}` (trained on {seen}) scored on the {c['frames']} frames of {c['holdout']}, which it
+never saw (measured, `{c['path']}`); this model, trained on more frames, is expected to do at least
+about as well on sequences it never saw:
+
+{table(c['rows'])}
+
+{how}."""
+    else:
+        scored = "## Scores\nNo sequence was held out: score it on frames it never saw."
+    text = f"""# {checkpoint.stem}: segmenter trained on labelled CamVid frames
+
+Made by `effdl_ros.segmentation.supervised.train_supervised` (seed {seed}) with:
+
+    {command}
+
+## Data
+Trained on CamVid's labelled train and val frames of: {data}. Held out: {holdout or 'nothing'}.
+CamVid's test split (held back for acceptance) was not used for anything.
+
+## Model
+TinySegNet (width {plan.net_width}) trained at {plan.height}x{plan.width} (scale 1), CamVid's 11 classes,
+float16 storage; augmentation: flip, scale 1-1.5 and crop, colour (brightness, contrast, saturation),
+Gaussian blur on a third of the images; AdamW lr {plan.lr}, cosine, batch {plan.batch}, class weights
+1/sqrt(frequency).
+
+## What training did
+| item | value |
+| --- | --- |
+{chr(10).join(f"| {k} | {v} |" for k, v in sorted(info.items()))}
+
+{scored}
 """
     path = card_path(checkpoint)
     atomic_write_bytes(path, text.encode())
