@@ -183,3 +183,28 @@ def test_the_energy_monitor_deactivates_and_reactivates_it(graph):
     peer.send_image()
     g.step(0.05)
     assert node.items == items + 1
+
+
+def _shipped_segmenters():
+    from effdl_ros.resources import share_path
+
+    return sorted(p.name for p in share_path("models").glob("*.pt")
+                  if p.name.startswith(("madan_", "seg_")) and not p.name.endswith("_generators.pt"))
+
+
+@pytest.mark.parametrize("name", _shipped_segmenters())
+def test_the_node_serves_each_shipped_segmenter_at_two_scales(name):
+    """Every segmentation checkpoint in models/ loads in the node and labels a frame at full and half scale."""
+    torch.set_num_threads(1)
+    with InprocGraph(simulated=True) as g:
+        node = g.add(SegmentationNode, parameter_overrides=[Parameter("model_path", value=f"models/{name}")])
+        peer = g.add(Peer)
+        g.step(0.05)
+        for k, (fraction, scale) in enumerate(((1.0, 1.0), (0.3, 0.5))):
+            peer.send_budget(fraction)
+            g.step(0.05)
+            peer.send_image(h=90, w=120, sec=10 + k)
+            g.step(0.05)
+            assert node.last_settings.input_scale == scale and len(peer.labels) == k + 1
+            assert (peer.labels[k].height, peer.labels[k].width) == (90, 120)
+            assert imgmsg_to_cv2(peer.labels[k]).max() <= 10

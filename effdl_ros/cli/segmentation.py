@@ -384,6 +384,8 @@ def _configure_scales(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="checkpoint (default: the package's models/madan_multi.pt)")
     p.add_argument("--scales", default="1.0,0.75,0.5", help="input scales, as the node's budget picks them")
     p.add_argument("--camvid-root", default=None)
+    p.add_argument("--sequence", default=None,
+                   help="score every labelled frame of this CamVid sequence (e.g. 0006R0) instead of CamVid val")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
@@ -416,14 +418,20 @@ def _run_scales(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, what="--device")
     check_fp16(args.fp16, device, what="--fp16")
     model, cfg = load_checkpoint(path)
-    val = pairs(_camvid_root(args.camvid_root), "val")[: args.max_frames or None]
+    if args.sequence:
+        from effdl_ros.segmentation.supervised import split_by_sequence
+
+        val, where = split_by_sequence(_camvid_root(args.camvid_root), args.sequence)[1], f"CamVid {args.sequence}"
+    else:
+        val, where = pairs(_camvid_root(args.camvid_root), "val"), "CamVid val"
+    val = val[: args.max_frames or None]
     rows = scale_sweep(model.to(device), cfg, val, scales, device=device, fp16=args.fp16)
     print(f"{'scale':>6} {'input':>9} {'MMACs':>8} {'of full':>8} {'mIoU':>6} {'ms/frame':>9}")
     for r in rows:
         hw = r["input_hw"]
         print(f"{r['scale']:6.3f} {hw[0]:>4}x{hw[1]:<4} {r['macs'] / 1e6:8.1f} {r['macs_fraction']:8.2f} "
               f"{100 * r['miou']:6.1f} {r['ms_per_frame']:9.1f}")
-    print(f"{path.name} on CamVid val ({len(val)} frames), {device}{' fp16' if args.fp16 else ''}, "
+    print(f"{path.name} on {where} ({len(val)} frames), {device}{' fp16' if args.fp16 else ''}, "
           f"{torch.get_num_threads()} threads: MACs counted, "
           "mIoU and times (median over frames of the best of 3) measured in this run; the output is always "
           "upsampled to the frame's full size")
