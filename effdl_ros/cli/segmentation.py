@@ -218,20 +218,21 @@ def _run_segmenter(args: argparse.Namespace) -> int:
     root = _camvid_root(args.camvid_root)
     holdout = None if args.holdout in ("", "none") else args.holdout
     train_pairs, held = split_by_sequence(root, holdout)
+    trained_on = sequences(train_pairs)
     plan = SupervisedPlan(height=h, width=w, net_width=args.net_width, batch=args.batch, lr=args.lr, iters=args.iters)
     check = _recipe_check(Path(args.recipe_check), plan) if args.recipe_check else None  # before an hour of training
     out = Path(args.out)
     state = out.with_suffix(".state")
     if args.fresh and state.exists():
         state.unlink()
-    print(f"training on {len(train_pairs)} labelled CamVid frames {sequences(train_pairs)}; "
+    print(f"training on {len(train_pairs)} labelled CamVid frames {trained_on}; "
           f"held out: {holdout or 'nothing'} ({len(held)} frames)", file=sys.stderr)
     images, labels = resize_pairs(train_pairs, h, w)
     model, info = train_supervised(images, labels, plan, seed=args.seed, holdout=holdout, state_path=state,
                                    seconds=60.0 * args.minutes, log=lambda m: print(m, file=sys.stderr))
     if not info["finished"]:
         return 0
-    cfg = config_for(width=args.net_width, input_hw=(h, w), trained_on=sequences(train_pairs), holdout=holdout or "none")
+    cfg = config_for(width=args.net_width, input_hw=(h, w), trained_on=trained_on, holdout=holdout or "none")
     save_checkpoint(out, model, cfg, half=True)
     rows = scale_sweep(model, cfg, held, scales) if held else []
     for r in rows:
@@ -240,12 +241,12 @@ def _run_segmenter(args: argparse.Namespace) -> int:
               f"(never trained on), {r['ms_per_frame']:.1f} ms/frame, {r['macs'] / 1e6:.0f} MMAC")
     command = "effdl-ros train segmenter " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     card = write_segmenter_card(out, info, plan=plan, seed=args.seed, command=command,
-                                trained_on=sequences(train_pairs), holdout=holdout, rows=rows,
+                                trained_on=trained_on, holdout=holdout, rows=rows,
                                 threads=torch.get_num_threads(), recipe_check=check)
     print(f"model: {out}\ncard: {card}")
     if args.json:
         write_json(Path(args.json), {"model": str(out), "training": info, "plan": asdict(plan),
-                                     "trained_on": sequences(train_pairs), "holdout": holdout,
+                                     "trained_on": trained_on, "holdout": holdout,
                                      "holdout_frames": len(held), "rows": rows}, say=None)
     return 0
 
@@ -284,15 +285,20 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     add_json_option(p, 'write {"miou","per_class","pixel_acc","ms_per_frame"} (several models: {"rows": [...]})')
 
 
+def _sequence_pairs(args: argparse.Namespace):
+    """Every labelled frame of the CamVid sequence named by --sequence (train and val splits)."""
+    from effdl_ros.segmentation.supervised import split_by_sequence
+
+    return split_by_sequence(_camvid_root(args.camvid_root), args.sequence)[1]
+
+
 def _eval_pairs(args: argparse.Namespace):
     from effdl_ros.bench.segmentation import folder_pairs
 
     if args.sequence:
         if args.images or args.labels:
             raise ConfigError("give either --sequence or --images and --labels, not both")
-        from effdl_ros.segmentation.supervised import split_by_sequence
-
-        return split_by_sequence(_camvid_root(args.camvid_root), args.sequence)[1]
+        return _sequence_pairs(args)
     if not (args.images and args.labels):
         raise ConfigError("give --images and --labels (folders of frames and masks), or --sequence")
     return folder_pairs(Path(args.images), Path(args.labels))
@@ -419,9 +425,7 @@ def _run_scales(args: argparse.Namespace) -> int:
     check_fp16(args.fp16, device, what="--fp16")
     model, cfg = load_checkpoint(path)
     if args.sequence:
-        from effdl_ros.segmentation.supervised import split_by_sequence
-
-        val, where = split_by_sequence(_camvid_root(args.camvid_root), args.sequence)[1], f"CamVid {args.sequence}"
+        val, where = _sequence_pairs(args), f"CamVid {args.sequence}"
     else:
         val, where = pairs(_camvid_root(args.camvid_root), "val"), "CamVid val"
     val = val[: args.max_frames or None]

@@ -91,8 +91,8 @@ Every labelled frame of {holdout} (train and val splits); {how}; {threads} torch
         scored = f"""## Scores
 Every labelled frame trained this model, so nothing is left to score it on here. The same command with
 `--holdout {c['holdout']}` (trained on {seen}) scored on the {c['frames']} frames of {c['holdout']}, which it
-never saw (measured, `{c['path']}`); this model, trained on more frames, is expected to do at least
-about as well on sequences it never saw:
+never saw (measured, `{c['path']}`). That is the recipe's estimate on unseen sequences, not a
+measurement of this file:
 
 {table(c['rows'])}
 
