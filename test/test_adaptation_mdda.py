@@ -120,3 +120,27 @@ def test_cli_bench_digits_rows_and_json(tmp_path, capsys):
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in data["rows"])
     assert set(data["distances"]) == {"sklearn", "sklearn-inv"}
     assert data["goal"]["met"] == (data["goal"]["margin_points"] >= 3.0)
+
+
+def test_equal_cost_rows_get_mddas_training_iterations(tmp_path, capsys, monkeypatch):
+    import json
+
+    seen = {"pretrain": [], "adapt": []}
+    real_pretrain, real_adapt = mdda.pretrain, mdda.adapt
+    monkeypatch.setattr(mdda, "pretrain", lambda x, y, cfg, **kw: seen["pretrain"].append(cfg.pretrain_iters)
+                        or real_pretrain(x, y, cfg, **kw))
+    monkeypatch.setattr(mdda, "adapt", lambda enc, sx, tx, cfg, **kw: seen["adapt"].append(kw.get("iters") or
+                                                                                         cfg.adapt_iters)
+                        or real_adapt(enc, sx, tx, cfg, **kw))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "adaptation", *TINY_CLI, "--equal-cost", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())["digits"]
+    equal = [r for r in data["rows"] if r["kind"] == "equal-cost"]
+    assert [r["method"].split(" (")[0] for r in equal] == ["equal cost: all sources merged",
+                                                          "equal cost: merged, then adapted as one source"]
+    # two sources at 3 + 2 iterations each: MDDA trains 2 x 3 and 2 x 2; the baseline gets 6 and 4 in one net
+    assert sum(seen["pretrain"][:2]) == 6 and 6 in seen["pretrain"] and seen["adapt"] == [2, 2, 4]
+    best = max(r["accuracy"] for r in equal)
+    assert data["goal"]["margin_over_equal_cost_points"] == pytest.approx(
+        100 * (data["goal"]["multi_source"] - best), abs=0.01)
+    assert "strongest equal-cost baseline" in capsys.readouterr().out

@@ -41,6 +41,22 @@ def test_split_keeps_every_frame_of_the_held_out_sequence_out_of_training(tmp_pa
         split_by_sequence(root, "Seq05VD")
 
 
+
+def test_holding_out_dusk_scores_only_its_report_frames_and_the_oracle_adds_only_adaptation_labels(tmp_path):
+    # 45 dusk frames, listed out of time order across both splits: the last 5 in time are the report part
+    dusk = [f"0001TP_{n:06d}" for n in range(100, 100 + 45 * 30, 30)]
+    root = _camvid_like(tmp_path, {"train": dusk[::2] + ["0006R0_f00930"], "val": dusk[1::2] + ["0016E5_00390"]})
+    report_names = {f"{n}.png" for n in dusk[40:]}
+    train, held = split_by_sequence(root, "0001TP")
+    assert {p[0].name for p in held} == report_names
+    assert sequences(train) == {"0006R0": 1, "0016E5": 1}  # no dusk frame at all without labels
+    oracle_train, oracle_held = split_by_sequence(root, "0001TP", dusk_labels=True)
+    assert oracle_held == held
+    assert sequences(oracle_train) == {"0001TP": 40, "0006R0": 1, "0016E5": 1}
+    assert not report_names & {p[0].name for p in oracle_train}
+    with pytest.raises(ConfigError, match="--holdout 0001TP"):
+        split_by_sequence(root, "0006R0", dusk_labels=True)
+
 def test_strong_augment_keeps_labels_on_their_pixels_and_the_input_range():
     n, h, w = 6, 24, 32
     x = -torch.ones(n, 3, h, w)

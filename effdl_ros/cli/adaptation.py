@@ -111,6 +111,9 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     add_json_option(p, "write all rows as JSON here")
     p.add_argument("--save-model", default=None,
                    help="also write the MDDA (critic weights) digits model here, e.g. models/mdda_digits.pt")
+    p.add_argument("--equal-cost", action="store_true",
+                   help="digits: also the merged-sources network with MDDA's training iterations, alone and adapted "
+                        "to the target as one source (issue 21)")
     p.add_argument("--models-dir", default=None, help="segmentation checkpoints (default models/)")
     p.add_argument("--camvid", default=None, help="CamVid root (default ../shared/data/segmentation/camvid)")
     _add_mdda_options(p)
@@ -135,6 +138,9 @@ def _print_digits(res) -> None:
     print(f"\ngoal: multi-source (critic weights) {100 * g['multi_source']:.1f} % vs best single-source "
           f"{100 * g['best_single_source']:.1f} %: {g['margin_points']:+.1f} points "
           f"(goal >= +{g['goal_points']:.0f}): {'MET' if g['met'] else 'NOT MET'}")
+    if "equal_cost_baseline" in g:
+        print(f"vs the strongest equal-cost baseline ({g['equal_cost_baseline']}): "
+              f"{g['margin_over_equal_cost_points']:+.1f} points")
     print(f"paper (real Digit-Five, leave-one-out average, MDDA): {res.to_dict()['paper']['mdda_digit_five_average']}"
           f" % [figure recalled in REFERENCES.md, marked verify]")
     print(f"wall time {res.wall_s:.0f} s")
@@ -153,7 +159,7 @@ def _run_bench(args) -> int:
         res = run_digits_benchmark(args.sources or DEFAULT_SOURCES, args.target or DEFAULT_TARGET,
                                    cfg=_config(args), seed=args.seed,
                                    max_per_domain=args.max_per_domain, save_model=args.save_model,
-                                   log=print)
+                                   equal_cost=args.equal_cost, log=print)
         _print_digits(res)
         out["digits"] = res.to_dict()
     if args.task in ("segmentation", "all"):

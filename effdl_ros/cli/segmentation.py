@@ -1,4 +1,4 @@
-"""`effdl-ros train madan`, `train segmenter`, `eval segmentation` and `bench segmentation`.
+"""`effdl-ros train madan`, `train segmenter`, `train adabn`, `eval segmentation` and `bench segmentation`.
 
 Also runnable on its own (`python -m effdl_ros.cli.segmentation train madan ...`), so a training job
 on a bare GPU machine needs no other command module.
@@ -177,6 +177,9 @@ def _run_train(args: argparse.Namespace) -> int:
 def _configure_segmenter(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", default="0006R0",
                    help="CamVid sequence left out of training and scored (none: train on every labelled frame)")
+    p.add_argument("--dusk-labels", action="store_true",
+                   help="with --holdout 0001TP: also train on the dusk sequence's first 40 frames' labels (the dusk "
+                        "oracle); its last 22 are scored either way")
     p.add_argument("--size", default="240x320", help="training input size HxW (the model's scale 1)")
     p.add_argument("--net-width", type=float, default=1.0, help="TinySegNet width multiplier")
     p.add_argument("--batch", type=int, default=8)
@@ -202,6 +205,7 @@ def _run_segmenter(args: argparse.Namespace) -> int:
     import torch
 
     from effdl_ros.bench.segmentation import scale_sweep
+    from effdl_ros.data.camvid import DUSK, DUSK_ADAPT_FRAMES
     from effdl_ros.segmentation.domains import resize_pairs
     from effdl_ros.segmentation.model_card import write_segmenter_card
     from effdl_ros.segmentation.network import config_for, save_checkpoint
@@ -217,7 +221,7 @@ def _run_segmenter(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     root = _camvid_root(args.camvid_root)
     holdout = None if args.holdout in ("", "none") else args.holdout
-    train_pairs, held = split_by_sequence(root, holdout)
+    train_pairs, held = split_by_sequence(root, holdout, dusk_labels=args.dusk_labels)
     trained_on = sequences(train_pairs)
     plan = SupervisedPlan(height=h, width=w, net_width=args.net_width, batch=args.batch, lr=args.lr, iters=args.iters)
     check = _recipe_check(Path(args.recipe_check), plan) if args.recipe_check else None  # before an hour of training
@@ -240,14 +244,18 @@ def _run_segmenter(args: argparse.Namespace) -> int:
         print(f"scale {r['scale']:.2f} ({hw[0]}x{hw[1]}): mIoU {100 * r['miou']:.1f} on {len(held)} frames of {holdout} "
               f"(never trained on), {r['ms_per_frame']:.1f} ms/frame, {r['macs'] / 1e6:.0f} MMAC")
     command = "effdl-ros train segmenter " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    held_what = (f"the last {len(held)} frames in time of {holdout} (dusk), its report frames; its first "
+                 f"{DUSK_ADAPT_FRAMES} {'trained with their labels (dusk oracle)' if args.dusk_labels else 'were not used'}"
+                 if holdout == DUSK else None)
     card = write_segmenter_card(out, info, plan=plan, seed=args.seed, command=command,
                                 trained_on=trained_on, holdout=holdout, rows=rows,
-                                threads=torch.get_num_threads(), recipe_check=check)
+                                threads=torch.get_num_threads(), recipe_check=check, held_what=held_what)
     print(f"model: {out}\ncard: {card}")
     if args.json:
         write_json(Path(args.json), {"model": str(out), "training": info, "plan": asdict(plan),
                                      "trained_on": trained_on, "holdout": holdout,
-                                     "holdout_frames": len(held), "rows": rows}, say=None)
+                                     "holdout_frames": len(held), "scored": held_what or f"every frame of {holdout}",
+                                     "rows": rows}, say=None)
     return 0
 
 
@@ -387,7 +395,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _configure_scales(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="checkpoint (default: the package's models/madan_multi.pt)")
+    p.add_argument("--model", default=None, help="checkpoint (default: the segmentation node's, models/seg_supervised.pt)")
     p.add_argument("--scales", default="1.0,0.75,0.5", help="input scales, as the node's budget picks them")
     p.add_argument("--camvid-root", default=None)
     p.add_argument("--sequence", default=None,
@@ -417,8 +425,9 @@ def _run_scales(args: argparse.Namespace) -> int:
         path = Path(args.model)
     else:
         from effdl_ros.resources import share_path
+        from effdl_ros.segmentation import DEFAULT_MODEL
 
-        path = share_path("models", "madan_multi.pt")
+        path = share_path(*DEFAULT_MODEL.split("/"))
     from effdl_ros.device import check_fp16, resolve_device
 
     device = resolve_device(args.device, what="--device")
@@ -444,11 +453,60 @@ def _run_scales(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_adabn(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint to adapt (from `train segmenter` or `train madan`)")
+    p.add_argument("--target", required=True,
+                   help="your camera's unlabelled frames: a folder, a video or a bag (ROS 1 .bag, rosbag2 folder, "
+                        ".db3 or .mcap); or camvid:0001TP (the dusk sequence's adaptation frames)")
+    p.add_argument("--image-topic", default=None, help="with a bag target: the image topic (needed when it has several)")
+    p.add_argument("--target-frames", type=int, default=400,
+                   help="at most this many target frames, spread evenly over the recording (default 400)")
+    p.add_argument("--camvid-root", default=None)
+    p.add_argument("--out", required=True, help="where the adapted checkpoint goes (its card beside it)")
+    p.add_argument("--threads", type=int, default=2)
+    add_json_option(p)
+
+
+def _run_adabn(args: argparse.Namespace) -> int:
+    import shlex
+
+    import torch
+
+    from effdl_ros.segmentation.adabn import adapt_batchnorm
+    from effdl_ros.segmentation.domains import load_target
+    from effdl_ros.segmentation.model_card import write_adabn_card
+    from effdl_ros.segmentation.network import load_checkpoint, save_checkpoint
+
+    torch.set_num_threads(max(1, args.threads))
+    base, out = Path(args.model), Path(args.out)
+    if out.resolve() == base.resolve():
+        raise ConfigError(f"--out {out} is the model being adapted; write the adapted model to another file")
+    model, cfg = load_checkpoint(base)
+    h, w = (int(v) for v in cfg["input_hw"])
+    root = _camvid_root(args.camvid_root) if args.target.startswith("camvid") else None
+    target = load_target(args.target, height=h, width=w, camvid_root=root, image_topic=args.image_topic,
+                         limit=args.target_frames)
+    info = adapt_batchnorm(model, target.images)
+    cfg = dict(cfg, adapted_to=target.description, adapted_by="adabn", adapted_from=base.name)
+    save_checkpoint(out, model, cfg, half=True)
+    command = "effdl-ros train adabn " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    card = write_adabn_card(out, info, base=base, target=target.description, command=command)
+    print(f"adapted {info['batchnorm_layers']} batch-norm layers to {target.description}\n"
+          f"model: {out}\ncard: {card}")
+    if args.json:
+        write_json(Path(args.json), {"model": str(out), "base": str(base), "target": target.description, **info},
+                   say=None)
+    return 0
+
+
 def register(cli) -> None:
     cli.add("train", "madan", help="MADAN multi-source adaptation: rendered street sources -> CamVid (unlabelled)",
             configure=_configure_train, run=_run_train)
     cli.add("train", "segmenter", help="a segmenter on labelled CamVid frames, one sequence held out and scored",
             configure=_configure_segmenter, run=_run_segmenter)
+    cli.add("train", "adabn", help="adapt a segmenter to your camera's unlabelled frames in seconds (batch-norm "
+                                   "statistics, no labels, no gradients)",
+            configure=_configure_adabn, run=_run_adabn)
     cli.add("eval", "segmentation", help="mIoU, per-class IoU, pixel accuracy, ms/frame of a segmentation model",
             configure=_configure_eval, run=_run_eval)
     cli.add("bench", "segmentation", help="source-only vs single-source vs MADAN vs oracle on CamVid val",

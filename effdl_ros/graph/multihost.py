@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 
 from effdl_ros.errors import ConfigError
+from effdl_ros.segmentation import DEFAULT_MODEL
 
 PREFIX = "effdl-mh-"  # namespace names: effdl-mh-<pid>-<host>; the pid lets a later run clear leftovers
 SUBNET = "198.51.100"
@@ -311,7 +312,7 @@ def read_records(path: Path) -> List[dict]:
 # ---------------------------------------------------------------------------------------- graph
 MODEL_PARAMS = {
     "ddi": {"model_path": "models/ddi_camvid_patches.pt"},
-    "segmentation": {"model_path": "models/madan_multi.pt", "publish_overlay": False},
+    "segmentation": {"model_path": DEFAULT_MODEL, "publish_overlay": False},
 }
 OUTPUTS = {"ddi": "ddi/classification", "segmentation": "segmentation/labels"}
 

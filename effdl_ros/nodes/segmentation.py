@@ -1,4 +1,4 @@
-"""segmentation: per-pixel CamVid classes from a MADAN-adapted segmenter, under an energy budget (issue 6).
+"""segmentation: per-pixel CamVid classes from a segmenter (supervised or MADAN-adapted), under an energy budget (issue 6).
 
 Subscribes `image` (sensor_msgs/Image, sensor-data QoS: best effort, keep last 5). Publishes, with the
 input's header (stamp and frame_id) and size:
@@ -14,7 +14,7 @@ the Accountant (reports on `energy/reports`). Weights hot-swap on an effdl_ros/M
 `trainer/model_update` addressed to this node; the file must lie inside `model_dir` and load with
 torch.load(weights_only=True); a bad file is refused with one error and the old model keeps serving.
 
-Parameters: model_path (models/madan_multi.pt, relative to the package share folder), model_dir
+Parameters: model_path (models/seg_supervised.pt, relative to the package share folder), model_dir
 ("" = the model's folder), default_compute_fraction (1.0, used while no fresh budget), overlay_alpha
 (0.5), publish_overlay (true), threads (0 = torch's default), energy_profile (x86_cpu), energy_estimate
 (ops | cpu_time), stale_after_s (3.0), autostart (true), device (cpu | cuda | cuda:N | auto; on a GPU the
@@ -53,9 +53,10 @@ from effdl_ros.runtime.messages import Header, Image, LabelInfo, VisionClass
 from effdl_ros.runtime.model_updates import ModelUpdateSubscriber
 from effdl_ros.runtime.qos import latched, qos_profile_sensor_data
 from effdl_ros.runtime.safety import guarded
+from effdl_ros.segmentation import DEFAULT_MODEL
 
 PARAMETERS = (
-    Param("model_path", "models/madan_multi.pt", "segmenter checkpoint (relative to the package share folder)",
+    Param("model_path", DEFAULT_MODEL, "segmenter checkpoint (relative to the package share folder)",
           path="file"),
     HOTSWAP_MODEL_DIR,
     default_fraction(1.0),

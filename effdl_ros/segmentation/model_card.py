@@ -65,11 +65,13 @@ of the target camera that were not among the adaptation frames.
 
 
 def write_segmenter_card(checkpoint: Path, info: Dict, *, plan, seed: int, command: str, trained_on: Dict[str, int],
-                         holdout, rows: Sequence[Dict], threads: int, recipe_check: Optional[Dict] = None) -> Path:
+                         holdout, rows: Sequence[Dict], threads: int, recipe_check: Optional[Dict] = None,
+                         held_what: Optional[str] = None) -> Path:
     """The card of a `train segmenter` checkpoint: data by sequence, command, and its held-out scores.
 
     recipe_check: for a model trained on every frame, the report of the same command with one sequence
-    held out, quoted as the estimate of this model on sequences it never saw."""
+    held out, quoted as the estimate of this model on sequences it never saw. held_what: what the scored
+    frames are (default: every labelled frame of the held-out sequence)."""
     checkpoint = Path(checkpoint)
     data = ", ".join(f"{seq} ({n} frames)" for seq, n in trained_on.items())
 
@@ -81,10 +83,11 @@ def write_segmenter_card(checkpoint: Path, info: Dict, *, plan, seed: int, comma
     how = ("labels at 360x480, class 11 ignored; ms/frame: preprocessing + forward + upsampling to 360x480 + "
            "argmax, batch 1, median of the best of 3 per frame")
     if rows:
-        scored = f"""## Scores on {holdout}, a sequence it never saw (measured)
+        held_what = held_what or f"every labelled frame of {holdout} (train and val splits)"
+        scored = f"""## Scores on frames of {holdout} it never saw (measured)
 {table(rows)}
 
-Every labelled frame of {holdout} (train and val splits); {how}; {threads} torch threads."""
+Scored on {held_what}; {how}; {threads} torch threads."""
     elif recipe_check:
         c = recipe_check
         seen = ", ".join(f"{seq} ({n})" for seq, n in c.get("trained_on", {}).items())
@@ -99,6 +102,7 @@ measurement of this file:
 {how}."""
     else:
         scored = "## Scores\nNo sequence was held out: score it on frames it never saw."
+    held_line = (f"{holdout}'s report frames (below)" if rows and held_what else holdout or "nothing")
     text = f"""# {checkpoint.stem}: segmenter trained on labelled CamVid frames
 
 Made by `effdl_ros.segmentation.supervised.train_supervised` (seed {seed}) with:
@@ -106,7 +110,7 @@ Made by `effdl_ros.segmentation.supervised.train_supervised` (seed {seed}) with:
     {command}
 
 ## Data
-Trained on CamVid's labelled train and val frames of: {data}. Held out: {holdout or 'nothing'}.
+Trained on CamVid's labelled train and val frames of: {data}. Held out: {held_line}.
 CamVid's test split (held back for acceptance) was not used for anything.
 
 ## Model
@@ -121,6 +125,34 @@ Gaussian blur on a third of the images; AdamW lr {plan.lr}, cosine, batch {plan.
 {chr(10).join(f"| {k} | {v} |" for k, v in sorted(info.items()))}
 
 {scored}
+"""
+    path = card_path(checkpoint)
+    atomic_write_bytes(path, text.encode())
+    return path
+
+
+def write_adabn_card(checkpoint: Path, info: Dict, *, base: Path, target: str, command: str) -> Path:
+    """The card of an AdaBN-adapted checkpoint: which model it started from and which frames it saw."""
+    checkpoint = Path(checkpoint)
+    base_card = card_path(base)
+    text = f"""# {checkpoint.stem}: `{Path(base).name}` adapted to a camera by batch-norm statistics (AdaBN)
+
+Made by `effdl_ros.segmentation.adabn.adapt_batchnorm` with:
+
+    {command}
+
+## Data
+Starting model: `{base}` (its card: `{base_card}`); every weight and bias is that model's.
+Target (unlabelled; no label was read): {target}.
+
+## What adaptation did
+The running mean and variance of all {info['batchnorm_layers']} batch-norm layers were replaced by their
+average over {info['frames']} target frames at the model's input size (batches of {info['batch']}).
+
+## Scores
+Not measured here: the target has no labels. Score it with `effdl-ros eval segmentation --images DIR
+--labels DIR --model {checkpoint.name} {base}` on a few labelled frames of the target camera that were
+not among the adaptation frames (side by side with the starting model).
 """
     path = card_path(checkpoint)
     atomic_write_bytes(path, text.encode())

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from effdl_ros.atomic_io import atomic_torch_save, safe_torch_load
-from effdl_ros.data.camvid import CLASSES, IGNORE_INDEX, pairs, sequence_of
+from effdl_ros.data.camvid import CLASSES, DUSK, DUSK_ADAPT_FRAMES, IGNORE_INDEX, pairs, sequence_of, time_split
 from effdl_ros.errors import ConfigError, DataError
 from effdl_ros.segmentation.network import TinySegNet, to_input
 from effdl_ros.segmentation.train import _augment, _StageBar, class_weights
@@ -40,13 +40,18 @@ class SupervisedPlan:
     checkpoint_every: int = 200
 
 
-def split_by_sequence(root: Path, holdout: Optional[str]) -> Tuple[List, List]:
+def split_by_sequence(root: Path, holdout: Optional[str], *, dusk_labels: bool = False) -> Tuple[List, List]:
     """Every labelled CamVid pair (train and val splits) outside `holdout`, and those inside it.
 
-    holdout None or 'none': all frames train, none are held out (the model to ship)."""
+    holdout None or 'none': all frames train, none are held out (the model to ship). Holding out the dusk
+    target (0001TP) follows issue 17's protocol: only its report frames (the last 22 in time) are scored,
+    and its first 40 train only with `dusk_labels` (the dusk oracle: what labelling 40 frames of the
+    robot's own camera buys); without it they are not used at all."""
     everything = [p for split in ("train", "val") if (Path(root) / split).is_dir() for p in pairs(Path(root), split)]
     if not everything:
         raise DataError(f"no labelled CamVid frames under {root} (train/, val/)")
+    if dusk_labels and holdout != DUSK:
+        raise ConfigError(f"--dusk-labels adds the dusk adaptation frames' labels: it needs --holdout {DUSK}")
     if holdout in (None, "", "none"):
         return everything, []
     train = [p for p in everything if sequence_of(p[0]) != holdout]
@@ -54,6 +59,9 @@ def split_by_sequence(root: Path, holdout: Optional[str]) -> Tuple[List, List]:
     if not held:
         seqs = sorted({sequence_of(p[0]) for p in everything})
         raise ConfigError(f"--holdout {holdout}: no such CamVid sequence here (have {', '.join(seqs)})")
+    if holdout == DUSK:
+        adapt, held = time_split(held, DUSK_ADAPT_FRAMES)
+        train += adapt if dusk_labels else []
     return train, held
 
 
