@@ -153,7 +153,7 @@ def test_train_cli_end_to_end_and_the_card_quotes_the_held_out_run(tmp_path):
     report = json.loads(held.read_text())
     assert report["holdout_frames"] == 2 and [r["scale"] for r in report["rows"]] == [1.0, 0.5]
     assert report["trained_on"] == {"0001TP": 1, "0016E5": 1}
-    assert "0006R0" in (tmp_path / "held.md").read_text()
+    assert "Held out: 0006R0." in (tmp_path / "held.md").read_text()  # a whole sequence, not "report frames"
 
     assert _standalone(common + ["--holdout", "none", "--out", str(tmp_path / "all.pt"),
                                  "--recipe-check", str(held)]) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -14,6 +15,23 @@ from typing import Optional, Sequence
 
 from effdl_ros.cli.options import add_json_option, write_json
 from effdl_ros.errors import ConfigError, DataError, EffdlError
+
+
+def _add_target_frame_options(p: argparse.ArgumentParser) -> None:
+    """How the unlabelled target recording is read (`train madan --target`, `train adabn --target`)."""
+    p.add_argument("--image-topic", default=None, help="with a bag target: the image topic (needed when it has several)")
+    p.add_argument("--target-frames", type=int, default=400,
+                   help="at most this many target frames, spread evenly over the recording (default 400)")
+
+
+def _check_target_frames(args: argparse.Namespace) -> None:
+    if args.target_frames < 1:
+        raise ConfigError(f"--target-frames must be at least 1, not {args.target_frames}")
+
+
+def _command_line(verb: str) -> str:
+    """The command as the user typed it, for a model card: `effdl-ros <verb> <its arguments>`."""
+    return f"effdl-ros {verb} " + " ".join(shlex.quote(a) for a in sys.argv[3:])
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
@@ -24,9 +42,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
                    help="unlabelled target: your camera's frames as a folder, a video or a bag (ROS 1 .bag, "
                         "rosbag2 folder, .db3 or .mcap); or 'camvid' (CamVid train frames) or camvid:0001TP "
                         "(the dusk sequence's adaptation frames)")
-    p.add_argument("--image-topic", default=None, help="with a bag target: the image topic (needed when it has several)")
-    p.add_argument("--target-frames", type=int, default=400,
-                   help="at most this many target frames, spread evenly over the recording (default 400)")
+    _add_target_frame_options(p)
     p.add_argument("--fresh", action="store_true",
                    help="ignore finished stages of an earlier, interrupted run with the same settings "
                         "(by default they are reused: a killed run resumes)")
@@ -88,8 +104,6 @@ def _plan(args: argparse.Namespace):
 
 def _train_command(args: argparse.Namespace) -> str:
     """The command that reproduces this training run (for the model card)."""
-    import shlex
-
     parts = ["effdl-ros", "train", "madan", "--sources", args.sources, "--target", args.target,
              "--preset", args.preset, "--seed", str(args.seed), "--out", str(args.out)]
     if args.image_topic:
@@ -117,8 +131,7 @@ def _run_train(args: argparse.Namespace) -> int:
     check_sources(sources, args.target)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device} asked for, but torch sees no CUDA device")
-    if args.target_frames < 1:
-        raise ConfigError(f"--target-frames must be at least 1, not {args.target_frames}")
+    _check_target_frames(args)
     custom_target = args.target != "camvid"
     if custom_target and args.parallel:
         raise ConfigError("--parallel trains the CamVid comparison; drop it to adapt to --target " + args.target)
@@ -200,8 +213,6 @@ def _configure_segmenter(p: argparse.ArgumentParser) -> None:
 
 
 def _run_segmenter(args: argparse.Namespace) -> int:
-    import shlex
-
     import torch
 
     from effdl_ros.bench.segmentation import scale_sweep
@@ -243,7 +254,7 @@ def _run_segmenter(args: argparse.Namespace) -> int:
         hw = r["input_hw"]
         print(f"scale {r['scale']:.2f} ({hw[0]}x{hw[1]}): mIoU {100 * r['miou']:.1f} on {len(held)} frames of {holdout} "
               f"(never trained on), {r['ms_per_frame']:.1f} ms/frame, {r['macs'] / 1e6:.0f} MMAC")
-    command = "effdl-ros train segmenter " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    command = _command_line("train segmenter")
     held_what = (f"the last {len(held)} frames in time of {holdout} (dusk), its report frames; its first "
                  f"{DUSK_ADAPT_FRAMES} {'trained with their labels (dusk oracle)' if args.dusk_labels else 'were not used'}"
                  if holdout == DUSK else None)
@@ -282,7 +293,8 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", default=None, help="folder of frames (.jpg/.png)")
     p.add_argument("--labels", default=None, help="folder of single-channel .png masks, same stems, 11 = ignore")
     p.add_argument("--sequence", default=None,
-                   help="instead of --images/--labels: every labelled frame of this CamVid sequence (e.g. 0006R0)")
+                   help="instead of --images/--labels: every labelled frame of this CamVid sequence "
+                        "(e.g. 0006R0; for 0001TP its 22 dusk report frames)")
     p.add_argument("--camvid-root", default=None, help="CamVid folder for --sequence (default: ../shared/data)")
     p.add_argument("--model", required=True, nargs="+",
                    help="checkpoint(s) written by `effdl-ros train madan|segmenter`; several are scored side by side")
@@ -294,7 +306,8 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def _sequence_pairs(args: argparse.Namespace):
-    """Every labelled frame of the CamVid sequence named by --sequence (train and val splits)."""
+    """The held-out frames of --sequence, as `train segmenter --holdout` scores them: every labelled frame
+    of the sequence (train and val splits); for the dusk sequence 0001TP its 22 report frames."""
     from effdl_ros.segmentation.supervised import split_by_sequence
 
     return split_by_sequence(_camvid_root(args.camvid_root), args.sequence)[1]
@@ -399,7 +412,8 @@ def _configure_scales(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scales", default="1.0,0.75,0.5", help="input scales, as the node's budget picks them")
     p.add_argument("--camvid-root", default=None)
     p.add_argument("--sequence", default=None,
-                   help="score every labelled frame of this CamVid sequence (e.g. 0006R0) instead of CamVid val")
+                   help="score every labelled frame of this CamVid sequence (e.g. 0006R0; for 0001TP its 22 dusk "
+                        "report frames) instead of CamVid val")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu; docs/gpu.md)")
@@ -458,9 +472,7 @@ def _configure_adabn(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True,
                    help="your camera's unlabelled frames: a folder, a video or a bag (ROS 1 .bag, rosbag2 folder, "
                         ".db3 or .mcap); or camvid:0001TP (the dusk sequence's adaptation frames)")
-    p.add_argument("--image-topic", default=None, help="with a bag target: the image topic (needed when it has several)")
-    p.add_argument("--target-frames", type=int, default=400,
-                   help="at most this many target frames, spread evenly over the recording (default 400)")
+    _add_target_frame_options(p)
     p.add_argument("--camvid-root", default=None)
     p.add_argument("--out", required=True, help="where the adapted checkpoint goes (its card beside it)")
     p.add_argument("--threads", type=int, default=2)
@@ -468,8 +480,6 @@ def _configure_adabn(p: argparse.ArgumentParser) -> None:
 
 
 def _run_adabn(args: argparse.Namespace) -> int:
-    import shlex
-
     import torch
 
     from effdl_ros.segmentation.adabn import adapt_batchnorm
@@ -477,6 +487,7 @@ def _run_adabn(args: argparse.Namespace) -> int:
     from effdl_ros.segmentation.model_card import write_adabn_card
     from effdl_ros.segmentation.network import load_checkpoint, save_checkpoint
 
+    _check_target_frames(args)
     torch.set_num_threads(max(1, args.threads))
     base, out = Path(args.model), Path(args.out)
     if out.resolve() == base.resolve():
@@ -489,7 +500,7 @@ def _run_adabn(args: argparse.Namespace) -> int:
     info = adapt_batchnorm(model, target.images)
     cfg = dict(cfg, adapted_to=target.description, adapted_by="adabn", adapted_from=base.name)
     save_checkpoint(out, model, cfg, half=True)
-    command = "effdl-ros train adabn " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    command = _command_line("train adabn")
     card = write_adabn_card(out, info, base=base, target=target.description, command=command)
     print(f"adapted {info['batchnorm_layers']} batch-norm layers to {target.description}\n"
           f"model: {out}\ncard: {card}")

@@ -83,11 +83,10 @@ def write_segmenter_card(checkpoint: Path, info: Dict, *, plan, seed: int, comma
     how = ("labels at 360x480, class 11 ignored; ms/frame: preprocessing + forward + upsampling to 360x480 + "
            "argmax, batch 1, median of the best of 3 per frame")
     if rows:
-        held_what = held_what or f"every labelled frame of {holdout} (train and val splits)"
         scored = f"""## Scores on frames of {holdout} it never saw (measured)
 {table(rows)}
 
-Scored on {held_what}; {how}; {threads} torch threads."""
+Scored on {held_what or f"every labelled frame of {holdout} (train and val splits)"}; {how}; {threads} torch threads."""
     elif recipe_check:
         c = recipe_check
         seen = ", ".join(f"{seq} ({n})" for seq, n in c.get("trained_on", {}).items())
