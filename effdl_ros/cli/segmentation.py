@@ -1,4 +1,4 @@
-"""`effdl-ros train madan`, `train segmenter`, `train adabn`, `eval segmentation` and `bench segmentation`.
+"""`effdl-ros train madan`, `train madan-adapt`, `train segmenter`, `train adabn`, `eval segmentation` and `bench segmentation`.
 
 Also runnable on its own (`python -m effdl_ros.cli.segmentation train madan ...`), so a training job
 on a bare GPU machine needs no other command module.
@@ -510,6 +510,76 @@ def _run_adabn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_madan_adapt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="the trained segmenter to adapt (e.g. models/seg_day.pt)")
+    p.add_argument("--sources", default="camvid:0006R0,camvid:0016E5",
+                   help="its labelled sources, camvid:SEQ or rendered styles (at least two)")
+    p.add_argument("--target", required=True,
+                   help="your camera's unlabelled frames: a folder, a video or a bag (ROS 1 .bag, rosbag2 folder, "
+                        ".db3 or .mcap); or camvid:0001TP (the dusk sequence's adaptation frames)")
+    _add_target_frame_options(p)
+    p.add_argument("--camvid-root", default=None)
+    p.add_argument("--out", required=True, help="where the adapted checkpoint goes (its card beside it)")
+    p.add_argument("--gan-seconds", type=float, default=1500.0, help="time for the pixel-level (GAN) stage")
+    p.add_argument("--gan-hw", default="60x80", help="the pixel-level stage's resolution, HxW")
+    p.add_argument("--finetune-iters", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--fresh", action="store_true", help="retrain the GAN stage even if an earlier run kept it")
+    add_json_option(p)
+
+
+def _run_madan_adapt(args: argparse.Namespace) -> int:
+    import shutil
+
+    import torch
+
+    from effdl_ros.segmentation.domains import check_sources, load_source, load_target
+    from effdl_ros.segmentation.madan_adapt import AdaptPlan, adapt_segmenter
+    from effdl_ros.segmentation.model_card import write_madan_adapt_card
+    from effdl_ros.segmentation.network import load_checkpoint, save_checkpoint
+
+    _check_target_frames(args)
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    check_sources(sources, args.target)
+    try:
+        gh, gw = (int(v) for v in args.gan_hw.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--gan-hw {args.gan_hw!r} is not HxW, e.g. 60x80") from None
+    if min(gh, gw) < 32:
+        raise ConfigError(f"--gan-hw {args.gan_hw}: the patch discriminators need at least 32x32")
+    if args.finetune_iters < 1:
+        raise ConfigError(f"--finetune-iters must be at least 1, not {args.finetune_iters}")
+    torch.set_num_threads(max(1, args.threads))
+    base, out = Path(args.model), Path(args.out)
+    if out.resolve() == base.resolve():
+        raise ConfigError(f"--out {out} is the model being adapted; write the adapted model to another file")
+    model, cfg = load_checkpoint(base)
+    h, w = (int(v) for v in cfg["input_hw"])
+    needs_camvid = args.target.startswith("camvid") or any(s.startswith("camvid:") for s in sources)
+    root = _camvid_root(args.camvid_root) if needs_camvid else None
+    target = load_target(args.target, height=h, width=w, camvid_root=root, image_topic=args.image_topic,
+                         limit=args.target_frames)
+    src = [(s, *load_source(s, height=h, width=w, n_rendered=1000, seed=args.seed + k, camvid_root=root))
+           for k, s in enumerate(sources)]
+    plan = AdaptPlan(gan_height=gh, gan_width=gw, gan_seconds=args.gan_seconds, finetune_iters=args.finetune_iters)
+    work_dir = out.parent / f".{out.stem}.stages"
+    if args.fresh:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    tuned, info = adapt_segmenter(model, src, target.images, plan, seed=args.seed, work_dir=work_dir, log=log)
+    cfg = dict(cfg, adapted_to=target.description, adapted_by="madan-adapt", adapted_from=base.name)
+    save_checkpoint(out, tuned, cfg, half=True)
+    card = write_madan_adapt_card(out, info, base=base, sources={s: int(len(x)) for s, x, _ in src},
+                                  target=target.description, plan=plan, command=_command_line("train madan-adapt"))
+    shutil.rmtree(work_dir, ignore_errors=True)
+    print(f"model: {out}\ncard: {card}")
+    if args.json:
+        write_json(Path(args.json), {"model": str(out), "base": str(base), "target": target.description, **info},
+                   say=None)
+    return 0
+
+
 def register(cli) -> None:
     cli.add("train", "madan", help="MADAN multi-source adaptation: rendered street sources -> CamVid (unlabelled)",
             configure=_configure_train, run=_run_train)
@@ -518,6 +588,9 @@ def register(cli) -> None:
     cli.add("train", "adabn", help="adapt a segmenter to your camera's unlabelled frames in seconds (batch-norm "
                                    "statistics, no labels, no gradients)",
             configure=_configure_adabn, run=_run_adabn)
+    cli.add("train", "madan-adapt", help="MADAN on a trained segmenter: low-resolution pixel-level translation of "
+                                         "its sources toward your camera, then fine-tuning with feature alignment",
+            configure=_configure_madan_adapt, run=_run_madan_adapt)
     cli.add("eval", "segmentation", help="mIoU, per-class IoU, pixel accuracy, ms/frame of a segmentation model",
             configure=_configure_eval, run=_run_eval)
     cli.add("bench", "segmentation", help="source-only vs single-source vs MADAN vs oracle on CamVid val",

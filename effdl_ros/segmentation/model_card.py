@@ -156,3 +156,37 @@ not among the adaptation frames (side by side with the starting model).
     path = card_path(checkpoint)
     atomic_write_bytes(path, text.encode())
     return path
+
+
+def write_madan_adapt_card(checkpoint: Path, info: Dict, *, base: Path, sources: Dict[str, int], target: str, plan,
+                           command: str) -> Path:
+    """The card of a `train madan-adapt` checkpoint: the model it started from, its sources and target."""
+    checkpoint = Path(checkpoint)
+    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(info.items()) if k != "pixel_last_terms")
+    text = f"""# {checkpoint.stem}: `{Path(base).name}` adapted to a camera with MADAN
+
+Made by `effdl_ros.segmentation.madan_adapt.adapt_segmenter` with:
+
+    {command}
+
+## Data
+Starting model: `{base}` (its card: `{card_path(base)}`).
+Labelled sources, translated toward the target and fine-tuned on: {', '.join(f'{k} ({v} frames)' for k, v in sources.items())}.
+Target (unlabelled; no label was read): {target}.
+
+## What adaptation did
+Pixel level at {plan.gan_height}x{plan.gan_width} (CycleGAN generators with DSC, SAD and CCD; the change
+upsampled onto the full-size frames), then {plan.finetune_iters} fine-tuning iterations on the translated
+sources with feature-level alignment to the target (AdamW lr {plan.lr:g}, cosine, batch {plan.batch}).
+
+| item | value |
+| --- | --- |
+{rows}
+
+## Scores
+Not measured by this command. Score it with `effdl-ros eval segmentation --model {checkpoint.name} {base}`
+on labelled frames of the target camera that were not among the adaptation frames.
+"""
+    path = card_path(checkpoint)
+    atomic_write_bytes(path, text.encode())
+    return path
