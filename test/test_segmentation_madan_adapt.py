@@ -40,15 +40,18 @@ def test_one_tiny_adaptation_runs_on_cpu_leaves_the_base_model_alone_and_resumes
     before = {k: v.clone() for k, v in base.state_dict().items()}
     target = rng.integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
     plan = AdaptPlan(gan_height=32, gan_width=48, gan_iters=2, finetune_iters=2, batch=2)
-    logs = []
-    tuned, info = adapt_segmenter(base, _sources(rng), target, plan, work_dir=tmp_path, log=logs.append)
+    logs, sources = [], _sources(rng)
+    tuned, info = adapt_segmenter(base, sources, target, plan, work_dir=tmp_path, log=logs.append)
     assert info["pixel_iterations"] == 2 and info["pixel_madan"] and info["iterations"] == 2
     assert "fa_iterations_gated" in info                       # feature alignment was part of fine-tuning
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
     assert any(not torch.equal(a, b) for a, b in zip(tuned.parameters(), base.parameters()))
     logs.clear()
-    adapt_segmenter(base, _sources(np.random.default_rng(1)), target, plan, work_dir=tmp_path, log=logs.append)
+    adapt_segmenter(base, sources, target, plan, work_dir=tmp_path, log=logs.append)
     assert any("resumed" in m for m in logs)                    # the GAN stage was not trained again
+    logs.clear()
+    adapt_segmenter(base, sources, 255 - target, plan, work_dir=tmp_path, log=logs.append)
+    assert not any("resumed" in m for m in logs)                # another recording: nothing is reused
 
 
 def _camvid_like(root, names):

@@ -84,7 +84,7 @@ def adapt_segmenter(model: TinySegNet, sources: Sequence[Tuple[str, np.ndarray, 
     low = (plan.gan_height, plan.gan_width)
     names = [s[0] for s in sources]
     store = T.StageStore(work_dir, {"adapt": asdict(plan), "sources": names, "seed": seed,
-                                    "frames": [int(len(s[1])) for s in sources], "target_n": int(len(target))}, log=log)
+                                    "data": _fingerprint(model, sources, target)}, log=log)
     done = store.load_generators("MADAN pixel-level", names)
     if done is not None:
         gens, ginfo = done
@@ -109,3 +109,18 @@ def _nearest(label: np.ndarray, hw: Sequence[int]) -> np.ndarray:
     import cv2
 
     return cv2.resize(label, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def _fingerprint(model: nn.Module, sources, target: np.ndarray) -> str:
+    """A digest of the starting weights and every frame: kept generators are reused only for the same
+    model, sources and target, never for another recording that happens to have as many frames."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for v in model.state_dict().values():
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for _, x, y in sources:
+        h.update(np.ascontiguousarray(x).tobytes())
+        h.update(np.ascontiguousarray(y).tobytes())
+    h.update(np.ascontiguousarray(target).tobytes())
+    return h.hexdigest()
